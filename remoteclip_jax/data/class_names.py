@@ -32,7 +32,7 @@ DATASET_OVERRIDES: dict[str, dict[str, str]] = {
 # Words allowed as pieces when splitting a run-together name ("groundtrackfield"). Kept to the
 # vocabulary of remote-sensing class lists: a larger dictionary would split "overpass" or "harbor".
 _SPLIT_VOCABULARY = frozenset("""
-    air airport area ball baseball basketball bridge bus car container court crane dam diamond
+    airplane airport area ball baseball basketball bridge bus car container court crane dam diamond
     expressway field football golf ground harbor helicopter helipad land large lot parking plane
     pool road roundabout runway service ship small soccer station storage swimming tank tennis
     toll track train vehicle
