@@ -1,0 +1,35 @@
+"""remoteclip_jax: RemoteCLIP in JAX/Flax, weight-exact with OpenCLIP.
+
+Public API (imported lazily, so data workers that only need numpy/PIL never import jax):
+  create_model(name_or_config, dtype=..., remat=...) -> flax.linen.Module
+  load_openclip(path_or_state_dict, name) -> variables
+  to_openclip(variables, name) -> dict[str, numpy.ndarray]
+  tokenize(texts, context_length=77) -> numpy.ndarray[int32]
+  image_transform(image_size=224, train=False) -> callable(PIL.Image) -> (H, W, 3) float32
+"""
+import importlib
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    "create_model": "remoteclip_jax.models",
+    "list_models": "remoteclip_jax.models",
+    "model_config": "remoteclip_jax.models",
+    "load_openclip": "remoteclip_jax.convert",
+    "to_openclip": "remoteclip_jax.convert",
+    "CheckpointError": "remoteclip_jax.convert",
+    "tokenize": "remoteclip_jax.tokenizer",
+    "image_transform": "remoteclip_jax.transforms",
+    "PRESETS": "remoteclip_jax.presets",
+}
+_SUBMODULES = {"models", "convert", "tokenizer", "transforms", "presets", "data", "train", "evaluate"}
+
+__all__ = sorted(_EXPORTS) + sorted(_SUBMODULES)
+
+
+def __getattr__(name):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    if name in _SUBMODULES:
+        return importlib.import_module(f"remoteclip_jax.{name}")
+    raise AttributeError(f"module 'remoteclip_jax' has no attribute {name!r}")

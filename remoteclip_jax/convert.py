@@ -1,0 +1,374 @@
+"""OpenCLIP state dict <-> Flax variables, through one key table used in both directions.
+
+The Flax modules mirror open_clip's torch modules name for name, so the table is small:
+  * an index under a container joins its name: torch `resblocks.3` <-> Flax `resblocks_3`
+    (likewise `layer1.0`, `downsample.0`);
+  * leaves are renamed and re-laid out by kind (see `_LEAF_RULES`): Linear weights are
+    transposed, Conv weights go OIHW -> HWIO, norm weights become `scale`, BatchNorm running
+    statistics live in the `batch_stats` collection, `in_proj_weight` becomes `in_proj/kernel`.
+
+CLI: `python -m remoteclip_jax.convert import|export ...` (see `main`).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+from typing import Any, Mapping
+
+import numpy as np
+
+_CONTAINERS = ("resblocks", "layer1", "layer2", "layer3", "layer4", "downsample")
+_JOINED = re.compile(r"^(%s)_(\d+)$" % "|".join(_CONTAINERS))
+# Keys in OpenAI's files that describe the model rather than hold weights.
+_DROPPED = {"input_resolution", "context_length", "vocab_size", "attn_mask"}
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be read, or that does not fit the named model."""
+
+
+# ---------------------------------------------------------------------------------------------
+# The key table.
+
+def _torch_to_flax_key(key: str, ndim: int) -> tuple[str, tuple[str, ...], str] | None:
+    """torch key -> (collection, Flax path, layout transform), or None for keys to drop."""
+    parts = key.split(".")
+    path: list[str] = []
+    for p in parts[:-1]:
+        if p.isdigit() and path and path[-1] in _CONTAINERS:
+            path[-1] = f"{path[-1]}_{p}"
+        else:
+            path.append(p)
+    leaf = parts[-1]
+    if leaf == "num_batches_tracked":
+        return None
+    if leaf == "running_mean":
+        return "batch_stats", (*path, "mean"), "none"
+    if leaf == "running_var":
+        return "batch_stats", (*path, "var"), "none"
+    if leaf in ("in_proj_weight", "in_proj_bias"):
+        return "params", (*path, "in_proj", "kernel" if leaf.endswith("weight") else "bias"), (
+            "linear" if leaf.endswith("weight") else "none")
+    if leaf == "weight":
+        if path and path[-1] == "token_embedding":
+            return "params", (*path, "embedding"), "none"
+        if ndim == 4:
+            return "params", (*path, "kernel"), "conv"
+        if ndim == 2:
+            return "params", (*path, "kernel"), "linear"
+        return "params", (*path, "scale"), "none"
+    return "params", (*path, leaf), "none"
+
+
+def _flax_to_torch_key(collection: str, path: tuple[str, ...], ndim: int) -> tuple[str, str]:
+    """(collection, Flax path) -> (torch key, layout transform); the inverse of the above."""
+    *parents, leaf = path
+    torch_parts: list[str] = []
+    for p in parents:
+        m = _JOINED.match(p)
+        torch_parts.extend([m.group(1), m.group(2)] if m else [p])
+    if collection == "batch_stats":
+        return ".".join([*torch_parts, {"mean": "running_mean", "var": "running_var"}[leaf]]), "none"
+    if torch_parts and torch_parts[-1] == "in_proj":
+        torch_parts.pop()
+        name = "in_proj_weight" if leaf == "kernel" else "in_proj_bias"
+        return ".".join([*torch_parts, name]), "linear" if leaf == "kernel" else "none"
+    if leaf == "kernel":
+        return ".".join([*torch_parts, "weight"]), "conv" if ndim == 4 else "linear"
+    if leaf in ("scale", "embedding"):
+        return ".".join([*torch_parts, "weight"]), "none"
+    return ".".join([*torch_parts, leaf]), "none"
+
+
+def _to_flax_layout(x: np.ndarray, transform: str) -> np.ndarray:
+    if transform == "linear":
+        return np.ascontiguousarray(x.T)
+    if transform == "conv":
+        return np.ascontiguousarray(x.transpose(2, 3, 1, 0))  # OIHW -> HWIO
+    return x
+
+
+def _to_torch_layout(x: np.ndarray, transform: str) -> np.ndarray:
+    if transform == "linear":
+        return np.ascontiguousarray(x.T)
+    if transform == "conv":
+        return np.ascontiguousarray(x.transpose(3, 2, 0, 1))  # HWIO -> OIHW
+    return x
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading checkpoint files.
+
+def read_state_dict(path: str) -> dict[str, np.ndarray]:
+    """Reads an OpenCLIP checkpoint (.pt/.pth/.bin/.safetensors) into numpy arrays.
+
+    Uses torch when installed (needed for OpenAI's TorchScript archives); otherwise a torch-free
+    reader for ordinary `torch.save` state dicts.
+    """
+    if not os.path.exists(path):
+        raise CheckpointError(f"{path}: no such file")
+    if os.path.getsize(path) == 0:
+        raise CheckpointError(f"{path}: empty file")
+    if path.endswith(".safetensors"):
+        from safetensors.numpy import load_file
+        try:
+            return dict(load_file(path))
+        except Exception as e:  # safetensors raises its own untyped errors
+            raise CheckpointError(f"{path}: unreadable safetensors file ({e})") from e
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        from remoteclip_jax import torch_pickle
+        try:
+            return normalize_state_dict(torch_pickle.load(path), path)
+        except torch_pickle.TorchFileError as e:
+            raise CheckpointError(str(e)) from e
+    return normalize_state_dict(_torch_load(path), path)
+
+
+def _torch_load(path: str) -> Any:
+    import zipfile
+
+    import torch
+    if zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as z:
+            names = z.namelist()
+        if any(n.endswith("/constants.pkl") for n in names):  # TorchScript (OpenAI's release format)
+            try:
+                return torch.jit.load(path, map_location="cpu").state_dict()
+            except Exception as e:
+                raise CheckpointError(f"{path}: TorchScript archive that torch cannot load ({e})") from e
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        reason = str(e).splitlines()[0][:200]
+        raise CheckpointError(f"{path}: cannot read as a torch checkpoint (truncated or another "
+                              f"format): {reason}") from e
+
+
+def normalize_state_dict(obj: Any, origin: str = "state dict") -> dict[str, np.ndarray]:
+    """Unwraps `{"state_dict": ...}`, strips `module.`, renames ITRA/GeoRSCLIP keys, to numpy."""
+    if isinstance(obj, Mapping) and "state_dict" in obj and isinstance(obj["state_dict"], Mapping):
+        obj = obj["state_dict"]
+    if not isinstance(obj, Mapping):
+        raise CheckpointError(f"{origin}: holds a {type(obj).__name__}, not a state dict")
+    out: dict[str, np.ndarray] = {}
+    for key, value in obj.items():
+        key = str(key)
+        if key.startswith("module."):
+            key = key[len("module."):]
+        if key.startswith("image_backbone."):
+            key = "visual." + key[len("image_backbone."):]
+        elif key.startswith("text_backbone."):
+            key = key[len("text_backbone."):]
+        if key in _DROPPED:
+            continue
+        if hasattr(value, "detach"):  # a torch tensor
+            value = value.detach().cpu()
+            if str(value.dtype) == "torch.bfloat16":
+                value = value.float()
+            value = value.numpy()
+        if not isinstance(value, (np.ndarray, np.generic, float, int)):
+            raise CheckpointError(f"{origin}: key {key!r} holds a {type(value).__name__}, not a tensor")
+        out[key] = np.asarray(value)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Conversion.
+
+def _expected_shapes(model) -> dict[tuple[str, tuple[str, ...]], tuple[int, ...]]:
+    import jax
+    import jax.numpy as jnp
+    s = model.image_size
+    shapes = jax.eval_shape(model.init, jax.random.PRNGKey(0), jnp.zeros((1, s, s, 3), jnp.float32),
+                            jnp.zeros((1, model.context_length), jnp.int32))
+    return {(col, tuple(k.key for k in kp)): tuple(leaf.shape)
+            for col in shapes for kp, leaf in jax.tree_util.tree_flatten_with_path(shapes[col])[0]}
+
+
+def _unflatten(flat: dict[tuple[str, ...], np.ndarray]) -> dict:
+    tree: dict = {}
+    for path, value in flat.items():
+        node = tree
+        for p in path[:-1]:
+            node = node.setdefault(p, {})
+        node[path[-1]] = value
+    return tree
+
+
+def load_openclip(path_or_state_dict: str | Mapping, name: str | dict) -> dict:
+    """Converts an OpenCLIP checkpoint into Flax variables for `create_model(name)`.
+
+    Args:
+      path_or_state_dict: a `.pt`/`.pth`/`.bin`/`.safetensors` file, or a state dict (torch
+        tensors or numpy arrays), possibly wrapped as `{"state_dict": ...}` with `module.` prefixes.
+      name: the model to load into: an open_clip name such as "ViT-B-32-quickgelu", a preset such
+        as "RemoteCLIP-ViT-B-32", or a config dict. It fixes the activation, which the weights
+        cannot tell (GELU and QuickGELU have the same shapes).
+
+    Returns:
+      `{"params": ...}` (plus `"batch_stats"` for ResNets), float32 numpy leaves.
+
+    Raises:
+      CheckpointError: unreadable file, or keys/shapes that do not fit the model (the message
+        lists missing, unexpected and mis-shaped keys).
+    """
+    from remoteclip_jax.models import create_model
+    if isinstance(path_or_state_dict, (str, os.PathLike)):
+        origin = str(path_or_state_dict)
+        state_dict = read_state_dict(origin)
+    else:
+        origin = "state dict"
+        state_dict = normalize_state_dict(path_or_state_dict)
+    model = create_model(name)
+    expected = _expected_shapes(model)
+    flat: dict[tuple[str, tuple[str, ...]], np.ndarray] = {}
+    unexpected, misshaped = [], []
+    for key, value in state_dict.items():
+        mapped = _torch_to_flax_key(key, value.ndim)
+        if mapped is None:
+            continue
+        collection, path, transform = mapped
+        if (collection, path) not in expected:
+            unexpected.append(key)
+            continue
+        value = _to_flax_layout(value, transform)
+        want = expected[(collection, path)]
+        if value.shape != want:
+            misshaped.append(f"{key} {tuple(value.shape)} (model wants {want})")
+            continue
+        flat[(collection, path)] = value.astype(np.float32)
+    missing = [_flax_to_torch_key(c, p, len(s))[0] for (c, p), s in expected.items()
+               if (c, p) not in flat]
+    if missing or unexpected or misshaped:
+        model_name = name if isinstance(name, str) else "the given config"
+        raise CheckpointError(
+            f"{origin} does not fit {model_name}: " + "; ".join(
+                f"{label} ({len(keys)}): {', '.join(keys[:6])}{' ...' if len(keys) > 6 else ''}"
+                for label, keys in (("missing", missing), ("unexpected", unexpected),
+                                    ("mis-shaped", misshaped)) if keys))
+    variables: dict[str, dict] = {}
+    for collection in sorted({c for c, _ in flat}):
+        variables[collection] = _unflatten({p: v for (c, p), v in flat.items() if c == collection})
+    return variables
+
+
+def to_openclip(variables: Mapping, name: str | dict | None = None) -> dict[str, np.ndarray]:
+    """Converts Flax variables into a state dict that `open_clip.create_model(name)` loads strictly.
+
+    Args:
+      variables: `{"params": ...}` (plus `"batch_stats"` for ResNets).
+      name: the model name or config; when given, the variables are checked against it first.
+    """
+    import jax
+    if name is not None:
+        from remoteclip_jax.models import create_model
+        expected = _expected_shapes(create_model(name))
+        got = {(c, tuple(k.key for k in kp)): tuple(np.shape(v)) for c in variables
+               for kp, v in jax.tree_util.tree_flatten_with_path(variables[c])[0]}
+        if got != expected:
+            missing = sorted("/".join(p) for (c, p) in set(expected) - set(got))
+            extra = sorted("/".join(p) for (c, p) in set(got) - set(expected))
+            shaped = sorted("/".join(p) for k, (c, p) in [(k, k) for k in expected]
+                            if k in got and got[k] != expected[k])
+            raise CheckpointError(f"variables do not fit {name}: missing {missing[:6]}, "
+                                  f"unexpected {extra[:6]}, mis-shaped {shaped[:6]}")
+    out: dict[str, np.ndarray] = {}
+    for collection in variables:
+        for kp, value in jax.tree_util.tree_flatten_with_path(variables[collection])[0]:
+            value = np.asarray(jax.device_get(value))
+            key, transform = _flax_to_torch_key(collection, tuple(k.key for k in kp), value.ndim)
+            out[key] = _to_torch_layout(value, transform)
+            if collection == "batch_stats" and key.endswith("running_mean"):
+                out[key[: -len("running_mean")] + "num_batches_tracked"] = np.array(0, np.int64)
+    return out
+
+
+def save_state_dict(state_dict: Mapping[str, np.ndarray], path: str) -> None:
+    """Writes a state dict as `.safetensors` (no torch needed) or `.pt`/`.bin` (needs torch)."""
+    if path.endswith(".safetensors"):
+        from safetensors.numpy import save_file
+        save_file({k: np.ascontiguousarray(v) for k, v in state_dict.items()}, path)
+        return
+    try:
+        import torch
+    except ImportError as e:
+        raise CheckpointError(f"{path}: writing .pt needs torch (pip install torch==2.14.1); "
+                              "or export to .safetensors") from e
+    torch.save({k: torch.from_numpy(np.array(v)) for k, v in state_dict.items()}, path)
+
+
+# ---------------------------------------------------------------------------------------------
+# Orbax storage of converted weights, with the metadata the weights cannot carry.
+
+def save_orbax(variables: Mapping, directory: str, name: str | dict) -> None:
+    """Saves Flax variables to an orbax checkpoint directory, recording model and activation."""
+    import orbax.checkpoint as ocp
+
+    from remoteclip_jax.models import model_config
+    directory = os.path.abspath(directory)
+    cfg = model_config(name)
+    meta = {"model": name if isinstance(name, str) else None, "config": cfg,
+            "activation": "quick_gelu" if cfg["quick_gelu"] else "gelu"}
+    with ocp.StandardCheckpointer() as ckptr:
+        ckptr.save(os.path.join(directory, "variables"), dict(variables), force=True)
+    with open(os.path.join(directory, "model.json"), "w") as f:
+        json.dump(meta, f, indent=2)
+
+
+def load_orbax(directory: str) -> tuple[dict, dict]:
+    """Loads what `save_orbax` wrote: (variables, metadata with `model`, `config`, `activation`)."""
+    import orbax.checkpoint as ocp
+    directory = os.path.abspath(directory)
+    meta_path = os.path.join(directory, "model.json")
+    if not os.path.exists(meta_path):
+        raise CheckpointError(f"{directory}: no model.json; not a directory written by "
+                              "`python -m remoteclip_jax.convert import`")
+    with open(meta_path) as f:
+        meta = json.load(f)
+    with ocp.StandardCheckpointer() as ckptr:
+        variables = ckptr.restore(os.path.join(directory, "variables"))
+    return variables, meta
+
+
+# ---------------------------------------------------------------------------------------------
+# CLI.
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m remoteclip_jax.convert",
+        description="Convert OpenCLIP checkpoints to Flax/orbax and back.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    imp = sub.add_parser("import", help="OpenCLIP .pt/.bin/.safetensors -> orbax directory")
+    imp.add_argument("checkpoint")
+    imp.add_argument("--model", required=True,
+                     help="open_clip model name (e.g. ViT-B-32-quickgelu) or preset (RemoteCLIP-ViT-B-32)")
+    imp.add_argument("--out", required=True, help="orbax checkpoint directory to write")
+    exp = sub.add_parser("export", help="orbax directory -> OpenCLIP .pt or .safetensors")
+    exp.add_argument("directory")
+    exp.add_argument("--out", required=True, help="output file (.pt, .bin or .safetensors)")
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "import":
+            variables = load_openclip(args.checkpoint, args.model)
+            save_orbax(variables, args.out, args.model)
+            n = sum(int(np.prod(np.shape(v))) for c in variables
+                    for v in __import__("jax").tree.leaves(variables[c]))
+            print(f"wrote {args.out}: {args.model}, {n / 1e6:.1f}M values")
+        else:
+            variables, meta = load_orbax(args.directory)
+            save_state_dict(to_openclip(variables, meta["model"] or meta["config"]), args.out)
+            print(f"wrote {args.out} (open_clip model {meta['model'] or 'custom config'}, "
+                  f"activation {meta['activation']})")
+    except (CheckpointError, ValueError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

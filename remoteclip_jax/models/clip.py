@@ -1,0 +1,115 @@
+"""The two-tower CLIP model, laid out as open_clip's `CLIP` class.
+
+The image tower is `visual`; the text tower's pieces sit at the top level (`token_embedding`,
+`positional_embedding`, `transformer`, `ln_final`, `text_projection`) exactly as in open_clip, so
+OpenCLIP state-dict keys map onto Flax paths one to one.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import flax
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from remoteclip_jax.models import configs
+from remoteclip_jax.models.layers import (Dtype, LayerNorm, Transformer, exact_gelu, normal_init,
+                                          quick_gelu)
+from remoteclip_jax.models.resnet import ModifiedResNet
+from remoteclip_jax.models.vit import VisionTransformer
+
+
+def l2_normalize(x: jax.Array, eps: float = 1e-12) -> jax.Array:
+    """torch.nn.functional.normalize: x / max(||x||, eps)."""
+    norm = jnp.linalg.norm(x, axis=-1, keepdims=True)
+    return x / jnp.maximum(norm, eps)
+
+
+class CLIP(nn.Module):
+    config: dict[str, Any]  # complete open_clip-style config (see configs.model_config)
+    dtype: Dtype = jnp.float32
+    remat: bool = False
+
+    @property
+    def image_size(self) -> int:
+        return int(self.config["vision_cfg"]["image_size"])
+
+    @property
+    def context_length(self) -> int:
+        return int(self.config["text_cfg"]["context_length"])
+
+    @property
+    def embed_dim(self) -> int:
+        return int(self.config["embed_dim"])
+
+    def setup(self):
+        cfg, v, t = self.config, self.config["vision_cfg"], self.config["text_cfg"]
+        act = quick_gelu if cfg["quick_gelu"] else exact_gelu
+        if configs.is_resnet(cfg):
+            self.visual = ModifiedResNet(
+                layers=tuple(v["layers"]), output_dim=cfg["embed_dim"],
+                heads=v["width"] * 32 // v["head_width"], image_size=v["image_size"],
+                width=v["width"], dtype=self.dtype, remat=self.remat)
+        else:
+            self.visual = VisionTransformer(
+                image_size=v["image_size"], patch_size=v["patch_size"], width=v["width"],
+                layers=v["layers"], heads=v["width"] // v["head_width"], output_dim=cfg["embed_dim"],
+                activation=act, mlp_ratio=v["mlp_ratio"], dtype=self.dtype, remat=self.remat)
+        width = t["width"]
+        self.token_embedding = nn.Embed(t["vocab_size"], width, embedding_init=normal_init(0.02),
+                                        dtype=self.dtype)
+        self.positional_embedding = self.param("positional_embedding", normal_init(0.01),
+                                               (t["context_length"], width), jnp.float32)
+        self.transformer = Transformer(t["layers"], t["heads"], t["mlp_ratio"], act, self.dtype,
+                                       self.remat, openclip_text_init=True)
+        self.ln_final = LayerNorm()
+        self.text_projection = self.param("text_projection", normal_init(width ** -0.5),
+                                          (width, cfg["embed_dim"]), jnp.float32)
+        self.logit_scale = self.param("logit_scale", nn.initializers.constant(math.log(1 / 0.07)),
+                                      (), jnp.float32)
+
+    def encode_image(self, images: jax.Array, train: bool = False) -> jax.Array:
+        """Unnormalised image features (N, embed_dim), float32, from NHWC normalised images."""
+        return self.visual(images, train).astype(jnp.float32)
+
+    def encode_text(self, texts: jax.Array) -> jax.Array:
+        """Unnormalised text features (N, embed_dim), float32, from int token ids (N, L)."""
+        length = texts.shape[1]
+        x = self.token_embedding(texts) + self.positional_embedding[:length].astype(self.dtype)
+        causal = jnp.tril(jnp.ones((length, length), dtype=bool))
+        x = self.transformer(x, causal[None, None])
+        x = self.ln_final(x)
+        # The end-of-text token has the largest id, so argmax finds it (open_clip pool_type='argmax').
+        pooled = x[jnp.arange(x.shape[0]), jnp.argmax(texts, axis=-1)]
+        return (pooled @ self.text_projection.astype(pooled.dtype)).astype(jnp.float32)
+
+    def __call__(self, images: jax.Array, texts: jax.Array, train: bool = False):
+        """Returns (normalised image features, normalised text features, exp(logit_scale))."""
+        image_features = l2_normalize(self.encode_image(images, train))
+        text_features = l2_normalize(self.encode_text(texts))
+        return image_features, text_features, jnp.exp(self.logit_scale)
+
+
+def create_model(name_or_config: str | dict, *, dtype: Dtype = jnp.float32, remat: bool = False) -> CLIP:
+    """Builds a CLIP model by open_clip name ("ViT-B-32-quickgelu"), preset or config dict.
+
+    Args:
+      name_or_config: an open_clip model name, a preset such as "RemoteCLIP-ViT-B-32", or an
+        open_clip-style dict with `embed_dim`, `vision_cfg`, `text_cfg` (and `quick_gelu`).
+      dtype: compute dtype (float32 or bfloat16); parameters and LayerNorm statistics stay float32.
+      remat: rematerialise residual blocks in the backward pass to save activation memory.
+    """
+    if isinstance(dtype, str):
+        dtype = jnp.dtype(dtype)
+    # Frozen so the module stays hashable (jit caches on it).
+    return CLIP(_freeze(configs.model_config(name_or_config)), dtype=dtype, remat=remat)
+
+
+def _freeze(x):
+    if isinstance(x, dict):
+        return flax.core.FrozenDict({k: _freeze(v) for k, v in x.items()})
+    if isinstance(x, list):
+        return tuple(_freeze(v) for v in x)
+    return x

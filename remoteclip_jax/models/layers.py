@@ -1,0 +1,169 @@
+"""Building blocks shared by the towers, numerically matched to open_clip (see NUMERICS.md §1).
+
+Module and parameter names mirror open_clip's torch modules one to one (`ln_1`, `attn.in_proj`,
+`mlp.c_fc`, ...), so the converter is a table, not a program.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Callable
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+Dtype = Any
+Initializer = Callable[..., jax.Array]
+
+
+def uniform_init(bound: float) -> Initializer:
+    """U(-bound, bound), torch's default for Linear/Conv weights is bound = 1/sqrt(fan_in)."""
+
+    def init(key, shape, dtype=jnp.float32):
+        return jax.random.uniform(key, shape, dtype, -bound, bound)
+
+    return init
+
+
+def normal_init(std: float) -> Initializer:
+    def init(key, shape, dtype=jnp.float32):
+        return std * jax.random.normal(key, shape, dtype)
+
+    return init
+
+
+def quick_gelu(x: jax.Array) -> jax.Array:
+    """OpenAI's GELU approximation, x * sigmoid(1.702 x): RemoteCLIP and OpenAI CLIP weights use it."""
+    return x * jax.nn.sigmoid(1.702 * x)
+
+
+def exact_gelu(x: jax.Array) -> jax.Array:
+    """torch.nn.GELU() is the erf form; flax's default gelu is the tanh approximation."""
+    return jax.nn.gelu(x, approximate=False)
+
+
+class LayerNorm(nn.Module):
+    """torch LayerNorm: eps 1e-5, two-pass variance, statistics in float32 (open_clip LayerNormFp32).
+
+    Output is cast back to the input dtype, as open_clip does.
+    """
+
+    epsilon: float = 1e-5
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        features = x.shape[-1]
+        scale = self.param("scale", nn.initializers.ones, (features,), jnp.float32)
+        bias = self.param("bias", nn.initializers.zeros, (features,), jnp.float32)
+        xf = x.astype(jnp.float32)
+        mean = xf.mean(-1, keepdims=True)
+        centred = xf - mean
+        var = jnp.mean(jnp.square(centred), -1, keepdims=True)
+        y = centred * jax.lax.rsqrt(var + self.epsilon) * scale + bias
+        return y.astype(x.dtype)
+
+
+class MultiheadAttention(nn.Module):
+    """torch.nn.MultiheadAttention (self-attention) with its fused `in_proj` (q|k|v, head-major).
+
+    Parameters: `in_proj/kernel` (D, 3D) = torch `in_proj_weight.T`, `in_proj/bias` (3D,),
+    `out_proj/kernel` (D, D), `out_proj/bias`. One fused matmul is also the fastest layout.
+    """
+
+    num_heads: int
+    dtype: Dtype = jnp.float32
+    in_kernel_init: Initializer | None = None
+    out_kernel_init: Initializer | None = None
+    out_bias_init: Initializer = nn.initializers.zeros
+
+    @nn.compact
+    def __call__(self, x: jax.Array, mask: jax.Array | None = None) -> jax.Array:
+        n, length, width = x.shape
+        head_dim = width // self.num_heads
+        # torch defaults: xavier_uniform over the (3D, D) in_proj weight, zero in/out biases.
+        in_init = self.in_kernel_init or uniform_init(math.sqrt(6.0 / (width + 3 * width)))
+        out_init = self.out_kernel_init or uniform_init(1.0 / math.sqrt(width))
+        qkv = nn.Dense(3 * width, dtype=self.dtype, kernel_init=in_init,
+                       bias_init=nn.initializers.zeros, name="in_proj")(x)
+        qkv = qkv.reshape(n, length, 3, self.num_heads, head_dim)
+        q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
+        q = q * (head_dim ** -0.5)
+        logits = jnp.einsum("nqhd,nkhd->nhqk", q, k).astype(jnp.float32)
+        if mask is not None:
+            logits = jnp.where(mask, logits, jnp.finfo(jnp.float32).min)
+        weights = jax.nn.softmax(logits, axis=-1).astype(self.dtype)
+        out = jnp.einsum("nhqk,nkhd->nqhd", weights, v).reshape(n, length, width)
+        return nn.Dense(width, dtype=self.dtype, kernel_init=out_init,
+                        bias_init=self.out_bias_init, name="out_proj")(out)
+
+
+class MLP(nn.Module):
+    """c_fc (D -> 4D), activation, c_proj (4D -> D), both with bias."""
+
+    hidden: int
+    activation: Callable[[jax.Array], jax.Array]
+    dtype: Dtype = jnp.float32
+    fc_init: Initializer | None = None
+    proj_init: Initializer | None = None
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        width = x.shape[-1]
+        x = nn.Dense(self.hidden, dtype=self.dtype, name="c_fc",
+                     kernel_init=self.fc_init or uniform_init(1 / math.sqrt(width)),
+                     bias_init=uniform_init(1 / math.sqrt(width)))(x)
+        x = self.activation(x)
+        return nn.Dense(width, dtype=self.dtype, name="c_proj",
+                        kernel_init=self.proj_init or uniform_init(1 / math.sqrt(self.hidden)),
+                        bias_init=uniform_init(1 / math.sqrt(self.hidden)))(x)
+
+
+class ResidualAttentionBlock(nn.Module):
+    """Pre-LN block: x + attn(ln_1(x)), then x + mlp(ln_2(x))."""
+
+    num_heads: int
+    mlp_ratio: float
+    activation: Callable[[jax.Array], jax.Array]
+    dtype: Dtype = jnp.float32
+    # None -> torch defaults (vision tower); a dict of stds -> open_clip's text-tower init.
+    init_stds: dict | None = None
+
+    @nn.compact
+    def __call__(self, x: jax.Array, mask: jax.Array | None = None) -> jax.Array:
+        width = x.shape[-1]
+        stds = self.init_stds
+        attn = MultiheadAttention(
+            self.num_heads, dtype=self.dtype, name="attn",
+            in_kernel_init=normal_init(stds["attn"]) if stds else None,
+            out_kernel_init=normal_init(stds["proj"]) if stds else None)
+        mlp = MLP(int(width * self.mlp_ratio), self.activation, dtype=self.dtype, name="mlp",
+                  fc_init=normal_init(stds["fc"]) if stds else None,
+                  proj_init=normal_init(stds["proj"]) if stds else None)
+        x = x + attn(LayerNorm(name="ln_1")(x), mask)
+        x = x + mlp(LayerNorm(name="ln_2")(x))
+        return x
+
+
+class Transformer(nn.Module):
+    """A stack of residual blocks named `resblocks_{i}` (torch `resblocks.{i}`)."""
+
+    layers: int
+    num_heads: int
+    mlp_ratio: float
+    activation: Callable[[jax.Array], jax.Array]
+    dtype: Dtype = jnp.float32
+    remat: bool = False
+    openclip_text_init: bool = False
+
+    @nn.compact
+    def __call__(self, x: jax.Array, mask: jax.Array | None = None) -> jax.Array:
+        width = x.shape[-1]
+        stds = None
+        if self.openclip_text_init:
+            stds = {"attn": width ** -0.5, "proj": width ** -0.5 * (2 * self.layers) ** -0.5,
+                    "fc": (2 * width) ** -0.5}
+        block = nn.remat(ResidualAttentionBlock) if self.remat else ResidualAttentionBlock
+        for i in range(self.layers):
+            x = block(self.num_heads, self.mlp_ratio, self.activation, self.dtype, stds,
+                      name=f"resblocks_{i}")(x, mask)
+        return x

@@ -1,0 +1,46 @@
+"""open_clip's VisionTransformer (CLIP ViT image tower), NHWC input."""
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from remoteclip_jax.models.layers import Dtype, LayerNorm, Transformer, normal_init, uniform_init
+
+
+class VisionTransformer(nn.Module):
+    image_size: int
+    patch_size: int
+    width: int
+    layers: int
+    heads: int
+    output_dim: int
+    activation: Callable[[jax.Array], jax.Array]
+    mlp_ratio: float = 4.0
+    dtype: Dtype = jnp.float32
+    remat: bool = False
+
+    @nn.compact
+    def __call__(self, images: jax.Array, train: bool = False) -> jax.Array:
+        del train  # no batch statistics in a ViT
+        p, w = self.patch_size, self.width
+        scale = w ** -0.5
+        x = nn.Conv(w, (p, p), strides=(p, p), padding="VALID", use_bias=False, dtype=self.dtype,
+                    kernel_init=uniform_init(1 / math.sqrt(3 * p * p)), name="conv1")(
+                        images.astype(self.dtype))
+        n, gh, gw, _ = x.shape
+        x = x.reshape(n, gh * gw, w)  # row-major patch order, as torch's flatten of NCHW
+        cls = self.param("class_embedding", normal_init(scale), (w,), jnp.float32)
+        pos = self.param("positional_embedding", normal_init(scale), (gh * gw + 1, w), jnp.float32)
+        x = jnp.concatenate([jnp.broadcast_to(cls.astype(x.dtype), (n, 1, w)), x], axis=1)
+        x = x + pos.astype(x.dtype)
+        x = LayerNorm(name="ln_pre")(x)
+        x = Transformer(self.layers, self.heads, self.mlp_ratio, self.activation, self.dtype,
+                        self.remat, name="transformer")(x)
+        x = LayerNorm(name="ln_post")(x)
+        pooled = x[:, 0]
+        proj = self.param("proj", normal_init(scale), (w, self.output_dim), jnp.float32)
+        return pooled @ proj.astype(pooled.dtype)
