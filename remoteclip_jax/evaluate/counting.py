@@ -1,0 +1,196 @@
+"""RemoteCount-style object counting as zero-shot classification over count captions.
+
+For an image showing ``n`` objects of one category (1 <= n <= 10), ten captions are built that
+differ only in the number, and the predicted count is the caption most similar to the image.
+Reported: top-1 accuracy, mean absolute error and a 10 x 10 confusion matrix.
+
+Caption form (default): "There is one tennis court in the picture." / "There are two tennis
+courts in the picture." ... "There are ten tennis courts in the picture.": numbers spelled out as
+words, with verb and plural agreeing (the RemoteCLIP paper shows spelled-out counts in this
+"There are ... " form; its exact template was not released, so this is our reconstruction).
+Another template can be given with ``{be}``, ``{number}`` and ``{objects}`` placeholders.
+
+RemoteCount's 947 DOTA images were never released, so counts come from a **manifest**, a JSONL
+file with one object per line::
+
+    {"image": "images/P0706.png", "category": "ship", "count": 3}
+
+``image`` is absolute or relative to the manifest's folder; ``category`` is a readable class name
+(singular); ``count`` is an int in 1..10. Build one from DOTA-style labels (any B2C-convertible
+boxes) with::
+
+    python -m remoteclip_jax.evaluate.counting --dota=DOTA_ROOT --out=count.jsonl
+
+which writes one line per (image, category) whose object count lies in 1..10.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import pathlib
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from remoteclip_jax.evaluate.features import EvalDataError
+
+NUMBER_WORDS = ("one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten")
+DEFAULT_TEMPLATE = "There {be} {number} {objects} in the picture."
+COUNTS = tuple(range(1, 11))
+
+
+@dataclasses.dataclass(frozen=True)
+class CountItem:
+    image: str      # resolved path
+    category: str   # singular readable name
+    count: int      # 1..10
+
+
+def count_caption(category: str, n: int, template: str = DEFAULT_TEMPLATE) -> str:
+    """The caption stating ``n`` objects of ``category`` (number as a word, plural agreement)."""
+    from remoteclip_jax.data.class_names import pluralize
+    objects = category if n == 1 else pluralize(category)
+    return template.format(be="is" if n == 1 else "are", number=NUMBER_WORDS[n - 1], objects=objects)
+
+
+def count_captions(category: str, template: str = DEFAULT_TEMPLATE) -> list[str]:
+    """The ten captions for counts 1..10."""
+    return [count_caption(category, n, template) for n in COUNTS]
+
+
+def read_count_manifest(path: str) -> list[CountItem]:
+    """Parse a counting manifest; errors name the file and line.
+
+    Raises:
+        EvalDataError: missing file, bad JSON, missing key, count outside 1..10, or no items.
+    """
+    path = str(path)
+    root = pathlib.Path(path).parent
+    if not os.path.isfile(path):
+        raise EvalDataError(f"{path}: counting manifest not found")
+    items = []
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+                image, category, count = rec["image"], str(rec["category"]), int(rec["count"])
+            except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
+                raise EvalDataError(f"{path}:{lineno}: expected JSON with image, category, count ({e})") from None
+            if not 1 <= count <= 10:
+                raise EvalDataError(f"{path}:{lineno}: count {count} outside 1..10")
+            items.append(CountItem(str(root / image), category, count))
+    if not items:
+        raise EvalDataError(f"{path}: counting manifest has no items")
+    return items
+
+
+def count_predictions(image_features, caption_features: dict[str, np.ndarray],
+                      items: Sequence[CountItem]) -> np.ndarray:
+    """Predicted counts: argmax over each item's category's ten caption features (cosine)."""
+    from remoteclip_jax.evaluate.retrieval import l2_normalize
+    img = l2_normalize(image_features)
+    preds = np.empty(len(items), np.int64)
+    for i, it in enumerate(items):
+        preds[i] = COUNTS[int(np.argmax(l2_normalize(caption_features[it.category]) @ img[i]))]
+    return preds
+
+
+def count_metrics(preds, counts) -> dict:
+    """{"top1": %, "mae": mean |pred - true|, "confusion": (10, 10) [true-1, pred-1]}."""
+    preds, counts = np.asarray(preds), np.asarray(counts)
+    conf = np.zeros((10, 10), np.int64)
+    np.add.at(conf, (counts - 1, preds - 1), 1)
+    return {"top1": float(100.0 * np.mean(preds == counts)),
+            "mae": float(np.mean(np.abs(preds - counts))), "confusion": conf}
+
+
+# --------------------------------------------------------------------------------------------
+# Manifest building from detection labels.
+
+def read_dota_labels(label_file: str) -> list:
+    """DOTA ``labelTxt`` -> list of ``Box`` (axis-aligned hull of each quadrilateral).
+
+    Header lines (``imagesource:``, ``gsd:``) are skipped; a malformed line raises
+    ``EvalDataError`` naming file and line.
+    """
+    from remoteclip_jax.data.types import Box
+    boxes = []
+    with open(label_file, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            parts = line.split()
+            if not parts or ":" in parts[0]:
+                continue
+            if len(parts) < 9:
+                raise EvalDataError(f"{label_file}:{lineno}: expected 8 coordinates and a class")
+            try:
+                xy = np.asarray(parts[:8], np.float64).reshape(4, 2)
+            except ValueError:
+                raise EvalDataError(f"{label_file}:{lineno}: non-numeric coordinates") from None
+            boxes.append(Box(parts[8], *xy.min(0), *xy.max(0),
+                             difficult=len(parts) > 9 and parts[9] == "1", ann_id=f"{lineno}"))
+    return boxes
+
+
+def manifest_rows(images: Iterable, min_count: int = 1, max_count: int = 10, dataset: str = "dota",
+                  options=None) -> list[dict]:
+    """One manifest row per (image, category) whose B2C object count is within the range.
+
+    Args:
+        images: ``AnnotatedImage`` records with boxes.
+        min_count, max_count: counts kept (1..10 for RemoteCount).
+        dataset: dataset name for class-name normalisation.
+        options: ``B2COptions`` (difficult/ignore filters), default B2C's.
+    """
+    from remoteclip_jax.data.b2c import count_objects
+    rows = []
+    for im in images:
+        for category, n in count_objects(im.boxes, options, dataset).items():
+            if min_count <= n <= max_count:
+                rows.append({"image": im.path, "category": category, "count": int(n)})
+    return rows
+
+
+def dota_images(root: str) -> list:
+    """``AnnotatedImage`` per DOTA label file whose image exists (``images/<stem>.png|jpg|tif``)."""
+    from remoteclip_jax.data.types import AnnotatedImage
+    root = pathlib.Path(root)
+    out = []
+    for lab in sorted((root / "labelTxt").glob("*.txt")):
+        img = next((root / "images" / (lab.stem + ext) for ext in (".png", ".jpg", ".tif")
+                    if (root / "images" / (lab.stem + ext)).exists()), None)
+        if img is not None:
+            out.append(AnnotatedImage(path=str(img), boxes=read_dota_labels(str(lab)), source="dota"))
+    return out
+
+
+def write_manifest(rows: Sequence[dict], out: str):
+    """Write rows as JSONL with image paths relative to the manifest's folder."""
+    base = pathlib.Path(out).resolve().parent
+    base.mkdir(parents=True, exist_ok=True)
+    with open(out, "w", encoding="utf-8") as f:
+        for r in rows:
+            rel = os.path.relpath(pathlib.Path(r["image"]).resolve(), base)
+            f.write(json.dumps({**r, "image": rel}) + "\n")
+
+
+def main(argv=None):
+    import argparse
+    p = argparse.ArgumentParser(description="Build a RemoteCount-style counting manifest from DOTA labels.")
+    p.add_argument("--dota", required=True, help="folder with images/ and labelTxt/")
+    p.add_argument("--out", required=True, help="manifest JSONL to write")
+    p.add_argument("--min_count", type=int, default=1)
+    p.add_argument("--max_count", type=int, default=10)
+    p.add_argument("--exclude_difficult", action="store_true", help="drop DOTA difficult objects")
+    a = p.parse_args(argv)
+    from remoteclip_jax.data.b2c import B2COptions
+    opts = B2COptions(include_difficult=not a.exclude_difficult)
+    rows = manifest_rows(dota_images(a.dota), a.min_count, a.max_count, options=opts)
+    write_manifest(rows, a.out)
+    print(f"wrote {len(rows)} items to {a.out}")
+
+
+if __name__ == "__main__":
+    main()
