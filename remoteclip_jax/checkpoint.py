@@ -198,7 +198,8 @@ class Checkpointer:
             custom_metadata={"model_signature": self.signature},
             force=force)
 
-    def restore(self, step: int, abstract_state: Any) -> tuple[Any, Any]:
+    def restore(self, step: int, abstract_state: Any, *, with_data: bool = True
+                ) -> tuple[Any, Any]:
         """Restores checkpoint `step`.
 
         Args:
@@ -206,15 +207,18 @@ class Checkpointer:
             abstract_state: a pytree of `jax.ShapeDtypeStruct` with shardings (or concrete arrays,
                 whose shapes and shardings are used): the restored arrays are laid out on the
                 current mesh, whatever mesh wrote them.
+            with_data: also read this process's iterator state (not needed to evaluate/export).
 
         Returns:
-            ``(state, data_state)``: the train state and this process's iterator state.
+            ``(state, data_state)``: the train state and this process's iterator state (None
+            without `with_data`).
         """
         abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, abstract_state)
-        restored = self._manager.restore(
-            step, args=ocp.args.Composite(**{STATE_ITEM: ocp.args.StandardRestore(abstract),
-                                             DATA_ITEM: IteratorStateRestore()}))
-        return restored[STATE_ITEM], restored[DATA_ITEM]
+        items = {STATE_ITEM: ocp.args.StandardRestore(abstract)}
+        if with_data:
+            items[DATA_ITEM] = IteratorStateRestore()
+        restored = self._manager.restore(step, args=ocp.args.Composite(**items))
+        return restored[STATE_ITEM], (restored[DATA_ITEM] if with_data else None)
 
     def wait_until_finished(self):
         """Blocks until the in-flight save is on disk (and raises its error, if it failed)."""

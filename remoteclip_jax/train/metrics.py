@@ -5,7 +5,7 @@ TensorBoard writer here writes the tfevents record format itself (length + CRC32
 protocol buffers holding scalar summaries), so TensorBoard can read the run without TensorFlow or
 tensorboardX being installed.
 """
-from __future__ import annotations
+# No `from __future__ import annotations`: clu.metrics reads the Collection annotations as objects.
 
 import json
 import math
@@ -17,6 +17,7 @@ from typing import Iterable, Mapping
 
 import flax
 import jax
+import jax.numpy as jnp
 import numpy as np
 from clu import metrics as clu_metrics
 
@@ -41,13 +42,14 @@ class TrainMetrics(clu_metrics.Collection):
 def step_metrics(raw: Mapping[str, jax.Array]) -> TrainMetrics:
     """Wraps one train step's metrics (names as `make_train_step` returns them) for merging.
 
-    Keys may be bare (``loss``) or paths (``train/loss``); missing ones count as NaN.
+    Keys may be bare (``loss``) or paths (``train/loss``); missing ones count as NaN. Values stay
+    on device, so merging does not block the next step's dispatch.
     """
     def get(name):
         for key in (name, f"train/{name}"):
             if key in raw:
-                return np.asarray(jax.device_get(raw[key]), np.float32)
-        return np.float32(np.nan)
+                return jnp.asarray(raw[key], jnp.float32)
+        return jnp.float32(jnp.nan)
 
     return TrainMetrics.single_from_model_output(
         loss=get("loss"), grad_norm=get("grad_norm"), lr=get("lr"),

@@ -1,0 +1,44 @@
+"""Keys every training recipe adds to `base.get_base_config()`, and the tiny smoke variant.
+
+The smoke variant (big_vision's `runlocal` idea) keeps the recipe's optimiser and schedule but
+swaps in a tiny model of the same family, the built-in synthetic scenes and a few steps, so any
+recipe runs end to end on a CPU in seconds: `--config=configs/vitb32.py:smoke`.
+"""
+import ml_collections
+
+TINY_VIT = {
+    "embed_dim": 32, "quick_gelu": True,
+    "vision_cfg": {"image_size": 32, "layers": 1, "width": 64, "patch_size": 8},
+    "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 1},
+}
+TINY_RESNET = {
+    "embed_dim": 32, "quick_gelu": True,
+    "vision_cfg": {"image_size": 64, "layers": [1, 1, 1, 1], "width": 16},
+    "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 1},
+}
+
+
+def add_recipe_keys(c: ml_collections.ConfigDict) -> None:
+    """Adds the training-application keys that the shared schema leaves out."""
+    # Global batch; 0 = batch_size_per_device x devices (RemoteCLIP's per-GPU convention).
+    c.data.batch_size = 0
+    c.data.demo_images = 2048          # size of the built-in synthetic scene set (data.demo)
+    c.train.export = True              # write OpenCLIP .safetensors/.pt to WORKDIR/export at the end
+    # Peak FLOP/s per device for MFU; 0 = look up the device kind (TPU/GPU table; none for CPU).
+    c.train.peak_tflops_per_device = 0.0
+
+
+def smoke(c: ml_collections.ConfigDict, family: str = "vit") -> None:
+    """Turns a recipe into its CPU smoke variant in place (tiny model, synthetic data, 4 steps)."""
+    del c.model  # a str in the schema; the tiny model is a config dict
+    c.model = dict(TINY_RESNET if family == "resnet" else TINY_VIT)
+    c.init_from = ""
+    c.data.demo = True
+    c.data.sources = []
+    c.data.demo_images = 64
+    c.data.batch_size_per_device = 2
+    c.optim.warmup_steps = 2
+    c.train.steps = 4
+    c.train.log_every = 1
+    c.train.checkpoint_every = 2
+    c.eval.datasets = []

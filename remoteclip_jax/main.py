@@ -1,0 +1,91 @@
+"""Command-line entry point: train, evaluate or export a RemoteCLIP-style model.
+
+    python -m remoteclip_jax.main --config=configs/vitb32.py --workdir=/tmp/vitb32 \
+        [--config.optim.lr=1e-5 ...] [--mode=train|eval|export]
+
+Training resumes automatically from the newest checkpoint in `--workdir`. Several processes (a
+Cloud TPU pod slice, several GPU hosts) run the same command; see `--coordinator_address`,
+`--num_processes`, `--process_id` and `--multihost`.
+"""
+from __future__ import annotations
+
+import os
+import sys
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", None, "Recipe file with a get_config(arg) function, e.g. configs/vitb32.py:smoke.",
+    lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Run directory: checkpoints, metrics, exports.")
+_MODE = flags.DEFINE_enum("mode", "train", ["train", "eval", "export"],
+                          "train (resumes automatically), eval (evaluate the newest checkpoint, "
+                          "or config.init_from when there is none) or export (OpenCLIP weights).")
+_COORDINATOR = flags.DEFINE_string(
+    "coordinator_address", os.environ.get("JAX_COORDINATOR_ADDRESS"),
+    "host:port of process 0 for multi-process runs (default $JAX_COORDINATOR_ADDRESS).")
+_NUM_PROCESSES = flags.DEFINE_integer(
+    "num_processes", int(os.environ.get("JAX_NUM_PROCESSES", 0)) or None,
+    "Number of processes (default $JAX_NUM_PROCESSES).")
+_PROCESS_ID = flags.DEFINE_integer(
+    "process_id", int(os.environ["JAX_PROCESS_ID"]) if "JAX_PROCESS_ID" in os.environ else None,
+    "This process's index (default $JAX_PROCESS_ID).")
+_MULTIHOST = flags.DEFINE_bool(
+    "multihost", False, "Call jax.distributed.initialize() with no arguments, letting JAX detect "
+    "the cluster (Cloud TPU pod slices, SLURM, Open MPI).")
+_EXPORT_DIR = flags.DEFINE_string("export_dir", None,
+                                  "Where --mode=export writes (default WORKDIR/export).")
+
+
+def initialize_distributed():
+    """Starts `jax.distributed` when the flags (or environment) describe several processes."""
+    import jax
+
+    explicit = _COORDINATOR.value or (_NUM_PROCESSES.value or 1) > 1
+    if not explicit and not _MULTIHOST.value:
+        return
+    if explicit:
+        missing = [name for name, value in [("--coordinator_address", _COORDINATOR.value),
+                                            ("--num_processes", _NUM_PROCESSES.value),
+                                            ("--process_id", _PROCESS_ID.value)] if value is None]
+        if missing:
+            raise app.UsageError(f"multi-process run: also pass {', '.join(missing)}")
+        jax.distributed.initialize(coordinator_address=_COORDINATOR.value,
+                                   num_processes=_NUM_PROCESSES.value,
+                                   process_id=_PROCESS_ID.value)
+    else:
+        jax.distributed.initialize()
+    logging.info("process %d of %d, %d local / %d global devices", jax.process_index(),
+                 jax.process_count(), jax.local_device_count(), jax.device_count())
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    if _CONFIG.value is None or _WORKDIR.value is None:
+        raise app.UsageError("pass --config=configs/<recipe>.py[:arg] and --workdir=DIR")
+    initialize_distributed()
+
+    from remoteclip_jax.train import loop
+
+    config, workdir = _CONFIG.value, _WORKDIR.value
+    try:
+        if _MODE.value == "train":
+            loop.train_and_evaluate(config, workdir)
+        elif _MODE.value == "eval":
+            loop.evaluate(config, workdir)
+        else:
+            loop.export(config, workdir, _EXPORT_DIR.value)
+    except loop.USER_ERRORS as e:
+        # Bad input: one clear line saying what to change, no traceback.
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+    except loop.NonFiniteLossError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(3)
+
+
+if __name__ == "__main__":
+    # The guard matters: grain's worker processes are spawned and re-import this module.
+    app.run(main)
