@@ -1,0 +1,166 @@
+"""The Flax towers reproduce open_clip's embeddings on open_clip's weights."""
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import remoteclip_jax as rc
+from remoteclip_jax.models import TINY_RESNET, TINY_VIT, UnknownModelError
+from tests.openclip_reference import (build_openclip, max_relative_error, open_clip,
+                                      reference_inputs, torch)
+
+TINY_VIT_GELU = {**TINY_VIT, "quick_gelu": False}
+TINY_RESNET_QUICKGELU = {**TINY_RESNET, "quick_gelu": True}  # text tower activation differs
+
+
+def _embeddings_match(name_or_config, tolerance):
+    reference = build_openclip(name_or_config)
+    variables = rc.load_openclip(reference.state_dict(), name_or_config)
+    model = rc.create_model(name_or_config)
+    images_t, texts_t, images, texts = reference_inputs(model.image_size)
+    with torch.no_grad():
+        want_image = reference.encode_image(images_t).numpy()
+        want_text = reference.encode_text(texts_t).numpy()
+    got_image = model.apply(variables, images, method="encode_image")
+    got_text = model.apply(variables, texts, method="encode_text")
+    assert max_relative_error(got_image, want_image) < tolerance
+    assert max_relative_error(got_text, want_text) < tolerance
+
+
+@pytest.mark.parametrize("config", [TINY_VIT, TINY_VIT_GELU, TINY_RESNET, TINY_RESNET_QUICKGELU],
+                         ids=["vit-quickgelu", "vit-gelu", "resnet-gelu", "resnet-quickgelu"])
+def test_tiny_towers_match_open_clip(config):
+    _embeddings_match(config, 1e-5)
+
+
+@pytest.mark.parametrize("name", ["RN50", "ViT-B-32", "ViT-B-32-quickgelu", "ViT-B-16"])
+def test_full_size_towers_match_open_clip(name):
+    _embeddings_match(name, 1e-5)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name,tolerance", [("ViT-L-14", 5e-5), ("ViT-L-14-quickgelu", 5e-5),
+                                            ("ViT-H-14", 5e-5), ("RN101", 1e-5)])
+def test_large_towers_match_open_clip(name, tolerance):
+    _embeddings_match(name, tolerance)
+
+
+def test_wrong_activation_is_detectable():
+    """GELU weights run as QuickGELU give visibly different features: the parity test can fail."""
+    reference = build_openclip(TINY_VIT_GELU)
+    variables = rc.load_openclip(reference.state_dict(), TINY_VIT)  # same shapes, wrong activation
+    images_t, _, images, _ = reference_inputs(32)
+    with torch.no_grad():
+        want = reference.encode_image(images_t).numpy()
+    got = rc.create_model(TINY_VIT).apply(variables, images, method="encode_image")
+    assert max_relative_error(got, want) > 1e-3
+
+
+def test_call_returns_normalised_features_and_exp_logit_scale():
+    reference = build_openclip(TINY_VIT)
+    variables = rc.load_openclip(reference.state_dict(), TINY_VIT)
+    model = rc.create_model(TINY_VIT)
+    images_t, texts_t, images, texts = reference_inputs(32)
+    image_features, text_features, scale = model.apply(variables, images, texts)
+    with torch.no_grad():
+        want_image, want_text, want_scale = reference(images_t, texts_t)
+    np.testing.assert_allclose(np.linalg.norm(image_features, axis=-1), 1.0, rtol=1e-6)
+    assert max_relative_error(image_features, want_image.numpy()) < 1e-5
+    assert max_relative_error(text_features, want_text.numpy()) < 1e-5
+    np.testing.assert_allclose(scale, want_scale.item(), rtol=1e-6)
+
+
+def test_resnet_train_mode_batchnorm_matches_torch():
+    """Training-mode BN: batch statistics for the output, unbiased running var, momentum 0.1."""
+    reference = build_openclip(TINY_RESNET)
+    variables = rc.load_openclip(reference.state_dict(), TINY_RESNET)
+    model = rc.create_model(TINY_RESNET)
+    images_t, _, images, _ = reference_inputs(64, batch=4)
+    reference.visual.train()
+    with torch.no_grad():
+        want = reference.encode_image(images_t).numpy()
+    got, updated = model.apply(variables, images, train=True, mutable=["batch_stats"],
+                               method="encode_image")
+    assert max_relative_error(got, want) < 1e-5
+    state = reference.state_dict()
+    stats = rc.to_openclip({"params": variables["params"], **updated})
+    for key in ("visual.bn1.running_var", "visual.layer4.0.downsample.1.running_mean",
+                "visual.layer2.0.bn3.running_var"):
+        assert max_relative_error(stats[key], state[key].numpy()) < 1e-5, key
+
+
+def test_fresh_init_exports_to_open_clip_strictly():
+    """A from-scratch Flax init has exactly open_clip's tree, and open_clip's init conventions."""
+    for config in (TINY_VIT, TINY_RESNET):
+        model = rc.create_model(config)
+        s = model.image_size
+        variables = model.init(jax.random.PRNGKey(0), jnp.zeros((1, s, s, 3)), jnp.zeros((1, 77), jnp.int32))
+        state_dict = rc.to_openclip(variables, config)
+        reference = build_openclip(config, randomize_batchnorm=False)
+        reference.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in state_dict.items()},
+                                  strict=True)
+        np.testing.assert_allclose(state_dict["logit_scale"], np.log(1 / 0.07), rtol=1e-6)
+        np.testing.assert_allclose(state_dict["positional_embedding"].std(), 0.01, rtol=0.2)
+        if config is TINY_RESNET:
+            assert not np.any(state_dict["visual.layer1.0.bn3.weight"])
+
+
+def test_bfloat16_compute_keeps_float32_params_and_tracks_float32():
+    reference = build_openclip(TINY_VIT)
+    variables = rc.load_openclip(reference.state_dict(), TINY_VIT)
+    _, _, images, texts = reference_inputs(32)
+    full = rc.create_model(TINY_VIT)
+    half = rc.create_model(TINY_VIT, dtype=jnp.bfloat16)
+    fresh = half.init(jax.random.PRNGKey(0), images, texts)
+    assert {leaf.dtype for leaf in jax.tree.leaves(fresh)} == {jnp.dtype(jnp.float32)}
+    for method, x in (("encode_image", images), ("encode_text", texts)):
+        want = full.apply(variables, x, method=method)
+        got = half.apply(variables, x, method=method)
+        assert got.dtype == jnp.float32
+        assert max_relative_error(got, want) < 5e-2
+
+
+@pytest.mark.parametrize("config", [TINY_VIT, TINY_RESNET], ids=["vit", "resnet"])
+def test_remat_gives_identical_loss_and_gradients(config):
+    reference = build_openclip(config)
+    variables = rc.load_openclip(reference.state_dict(), config)
+    _, _, images, texts = reference_inputs(rc.create_model(config).image_size)
+
+    def loss(params, model):
+        image_features, text_features, scale = model.apply(
+            {**variables, "params": params}, images, texts)
+        return jnp.sum(scale * image_features @ text_features.T)
+
+    plain = jax.value_and_grad(loss)(variables["params"], rc.create_model(config))
+    remat = jax.value_and_grad(loss)(variables["params"], rc.create_model(config, remat=True))
+    np.testing.assert_allclose(remat[0], plain[0], rtol=1e-6)
+    for a, b in zip(jax.tree.leaves(remat[1]), jax.tree.leaves(plain[1])):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+
+
+def test_named_configs_equal_open_clip_json():
+    for name in rc.list_models():
+        ours = rc.model_config(name)
+        theirs = open_clip.get_model_config(name)
+        assert ours["embed_dim"] == theirs["embed_dim"], name
+        assert ours["quick_gelu"] == theirs.get("quick_gelu", False), name
+        for tower in ("vision_cfg", "text_cfg"):
+            for key, value in theirs[tower].items():
+                if value is not None:
+                    assert ours[tower][key] == value, (name, tower, key)
+
+
+def test_unknown_model_name_is_a_one_line_error():
+    with pytest.raises(UnknownModelError, match="unknown model 'ViT-B-33'.*ViT-B-32") as info:
+        rc.create_model("ViT-B-33")
+    assert "\n" not in str(info.value)
+
+
+def test_presets_pick_the_published_activation():
+    assert rc.model_config("RemoteCLIP-ViT-B-32")["quick_gelu"] is True
+    assert rc.model_config("RemoteCLIP-RN50")["quick_gelu"] is True
+    assert rc.model_config("GeoRSCLIP-ViT-B-32")["quick_gelu"] is True
+    assert rc.model_config("GeoRSCLIP-ViT-H-14")["quick_gelu"] is False
+    assert dataclasses.asdict(rc.PRESETS["RemoteCLIP-ViT-L-14"])["model"] == "ViT-L-14-quickgelu"
