@@ -28,3 +28,6 @@ class AnnotatedImage:
     split: str = ""        # train | val | test | "" (unknown)
     source: str = ""       # dataset name
     image_id: str = ""     # provenance: id in the source dataset
+    # Encoded image bytes when the image lives inside an archive (webdataset tar) rather than at
+    # `path` on disk; empty otherwise.
+    data: bytes = b""
