@@ -24,13 +24,8 @@ import numpy as np
 from remoteclip_jax.data import class_names
 from remoteclip_jax.data.types import Box
 
-# Classes that are never captioned by default (after normalisation): segmentation "no object"
-# labels. Potsdam/Vaihingen call roads and squares "impervious surfaces": large, shapeless, and
-# captioning them as objects would teach nonsense.
-DEFAULT_IGNORE = (
-    "background", "clutter", "impervious surface", "impervious surfaces", "ignore", "ignored",
-    "unlabeled", "unlabelled", "void", "no data", "nodata",
-)
+# Classes never captioned by default (segmentation "no object" labels).
+DEFAULT_IGNORE = class_names.NON_OBJECT_CLASSES
 # Amorphous classes from segmentation masks, phrased as places, with the word used for each.
 DEFAULT_STUFF = {
     "building": "buildings", "buildings": "buildings", "road": "roads", "roads": "roads",

@@ -51,6 +51,14 @@ MASS_NOUNS = frozenset("""
     wetland bareland clutter background desert ice
 """.split())
 
+# Normalised names of segmentation labels that mark "no object" (and Potsdam/Vaihingen's roads
+# and squares, "impervious surfaces": shapeless, and captioning them as objects teaches nonsense).
+# B2C and M2B skip them by default.
+NON_OBJECT_CLASSES = (
+    "background", "clutter", "impervious surface", "impervious surfaces", "boundary", "ignore",
+    "ignored", "unlabeled", "unlabelled", "void", "no data", "nodata",
+)
+
 # Words that start with a vowel letter but a consonant sound ("a university") and vice versa.
 _CONSONANT_SOUND_PREFIXES = ("uni", "use", "usu", "uti", "one", "euro", "ewe")
 _VOWEL_SOUND_WORDS = frozenset({"hour", "honest", "honor", "honour", "heir"})

@@ -1,0 +1,22 @@
+"""Readers for the annotation formats remote-sensing datasets ship; each returns AnnotatedImages.
+
+Errors in annotation files raise `AnnotationError`, whose message is `path:line: reason`; pass
+`on_error=callback` to a reader to skip faulty lines or entries instead.
+"""
+from remoteclip_jax.data.readers.captions import (read_caption_csv, read_caption_json,
+                                                  read_caption_jsonl, read_captions)
+from remoteclip_jax.data.readers.coco import read_coco
+from remoteclip_jax.data.readers.dota import parse_dota_line, read_dota, read_dota_file
+from remoteclip_jax.data.readers.errors import AnnotationError
+from remoteclip_jax.data.readers.image_folder import read_image_folder
+from remoteclip_jax.data.readers.masks import (CLASS_TABLES, ClassTable, iter_masks,
+                                               load_class_table, load_mask, read_masks)
+from remoteclip_jax.data.readers.voc import read_voc, read_voc_file
+from remoteclip_jax.data.readers.webdataset import iter_webdataset
+
+__all__ = [
+    "AnnotationError", "CLASS_TABLES", "ClassTable", "iter_masks", "iter_webdataset",
+    "load_class_table", "load_mask", "parse_dota_line", "read_caption_csv", "read_caption_json",
+    "read_caption_jsonl", "read_captions", "read_coco", "read_dota", "read_dota_file",
+    "read_image_folder", "read_masks", "read_voc", "read_voc_file",
+]

@@ -1,0 +1,131 @@
+"""Webdataset tar shards of image + caption (RS5M's format), read with the standard library.
+
+A shard is a tar whose members are grouped into samples by key: the member path up to the first
+dot of its file name (`shard/000123.jpg`, `shard/000123.txt`, `shard/000123.json` form sample
+`shard/000123`). A sample needs one image (`.jpg`, `.jpeg`, `.png`, `.webp`) and a caption from
+`.txt` (the whole text) and/or `.json` (`caption`, `title`, `text` string or `captions` list).
+"""
+from __future__ import annotations
+
+import glob
+import json
+import os
+import pathlib
+import tarfile
+from collections.abc import Iterable, Iterator
+
+from remoteclip_jax.data.readers.errors import AnnotationError, OnError, report
+from remoteclip_jax.data.types import AnnotatedImage
+
+IMAGE_SUFFIXES = ("jpg", "jpeg", "png", "webp")
+_JSON_CAPTION_KEYS = ("caption", "title", "text")
+
+
+def _shard_paths(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> list[pathlib.Path]:
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    shards: list[pathlib.Path] = []
+    for item in paths:
+        item = pathlib.Path(item)
+        if item.is_dir():
+            shards.extend(sorted(item.glob("*.tar")))
+        elif any(ch in str(item) for ch in "*?["):
+            shards.extend(pathlib.Path(p) for p in sorted(glob.glob(str(item))))
+        else:
+            shards.append(item)
+    return shards
+
+
+def _json_captions(raw: bytes, shard: pathlib.Path, key: str) -> list[str]:
+    try:
+        meta = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise AnnotationError(shard, None, f"{key}.json: invalid JSON ({e})") from None
+    if not isinstance(meta, dict):
+        return []
+    captions = [meta[k] for k in _JSON_CAPTION_KEYS if isinstance(meta.get(k), str)]
+    if isinstance(meta.get("captions"), list):
+        captions.extend(c for c in meta["captions"] if isinstance(c, str))
+    return captions
+
+
+def _sample(key: str, parts: dict[str, bytes], shard: pathlib.Path, source: str
+            ) -> AnnotatedImage:
+    image_suffix = next((s for s in IMAGE_SUFFIXES if s in parts), None)
+    if image_suffix is None:
+        raise AnnotationError(shard, None, f"sample '{key}' has no image "
+                                           f"({', '.join(sorted(parts))})")
+    captions = []
+    if "txt" in parts:
+        try:
+            captions.append(parts["txt"].decode("utf-8"))
+        except UnicodeDecodeError as e:
+            raise AnnotationError(shard, None, f"{key}.txt: not UTF-8 ({e.reason})") from None
+    if "json" in parts:
+        captions.extend(_json_captions(parts["json"], shard, key))
+    captions = [" ".join(c.split()) for c in captions]
+    captions = [c for i, c in enumerate(captions) if c and c not in captions[:i]]
+    if not captions:
+        raise AnnotationError(shard, None, f"sample '{key}' has no caption (.txt or .json)")
+    return AnnotatedImage(path=f"{shard}#{key}.{image_suffix}", captions=captions,
+                          source=source, image_id=key, data=parts[image_suffix])
+
+
+def iter_webdataset(paths: str | os.PathLike | Iterable[str | os.PathLike], *, source: str = "",
+                    on_error: OnError | None = None) -> Iterator[AnnotatedImage]:
+    """Yields the samples of webdataset tar shards, in shard and member order.
+
+    Args:
+        paths: a shard, a directory of `*.tar` shards, a glob pattern, or a list of these.
+        source: dataset name for provenance (default: each shard's parent directory name).
+        on_error: None raises on a bad sample or shard; a callable receives each error and the
+            sample (or the rest of an unreadable shard) is skipped.
+
+    Yields:
+        AnnotatedImage with `data` (the encoded image bytes), `captions`, `image_id` (the
+        sample key) and `path` = "<shard>#<key>.<ext>" for messages.
+
+    Raises:
+        AnnotationError: naming the shard, for a missing or corrupt tar or a sample without an
+            image or a caption.
+    """
+    shards = _shard_paths(paths)
+    if not shards:
+        raise AnnotationError(pathlib.Path(str(paths)), None, "no .tar shards found")
+    for shard in shards:
+        name = source or shard.parent.name
+        try:
+            yield from _iter_shard(shard, name, on_error)
+        except (tarfile.TarError, OSError, EOFError) as e:
+            report(AnnotationError(shard, None, f"unreadable tar shard ({e})"), on_error)
+
+
+def _iter_shard(shard: pathlib.Path, source: str, on_error: OnError | None
+                ) -> Iterator[AnnotatedImage]:
+    key, parts = None, {}
+    with tarfile.open(shard, mode="r:*") as tar:
+        for member in tar:
+            if not member.isfile():
+                continue
+            directory, _, filename = member.name.rpartition("/")
+            if filename.startswith("."):
+                continue  # macOS "._" resource forks and similar hidden files
+            stem, dot, suffix = filename.partition(".")
+            member_key = f"{directory}/{stem}" if directory else stem
+            if member_key != key:
+                if key is not None:
+                    yield from _emit(key, parts, shard, source, on_error)
+                key, parts = member_key, {}
+            handle = tar.extractfile(member)
+            parts[suffix.lower() if dot else ""] = handle.read() if handle else b""
+    if key is not None:
+        yield from _emit(key, parts, shard, source, on_error)
+
+
+def _emit(key, parts, shard, source, on_error) -> Iterator[AnnotatedImage]:
+    try:
+        sample = _sample(key, parts, shard, source)
+    except AnnotationError as e:
+        report(e, on_error)
+        return
+    yield sample
