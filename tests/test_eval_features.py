@@ -14,7 +14,7 @@ from remoteclip_jax.evaluate.features import EvalDataError, FeatureExtractor, lo
 def tiny():
     model = rc.create_model(rc.models.TINY_VIT)
     s = model.image_size
-    variables = model.init(jax.random.PRNGKey(0), jnp.zeros((1, s, s, 3)), jnp.zeros((1, 77), jnp.int32))
+    variables = jax.jit(model.init)(jax.random.PRNGKey(0), jnp.zeros((1, s, s, 3)), jnp.zeros((1, 77), jnp.int32))
     return model, variables
 
 

@@ -1,0 +1,57 @@
+"""Evaluation figures (matplotlib, Agg backend): confusion matrices and the few-shot curve."""
+from __future__ import annotations
+
+import pathlib
+
+import numpy as np
+
+
+def _plt():
+    import matplotlib
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def plot_confusion(confusion, labels, path, title: str = ""):
+    """Row-normalised confusion matrix (true rows, predicted columns) saved as PNG."""
+    plt = _plt()
+    conf = np.asarray(confusion, np.float64)
+    rows = conf.sum(axis=1, keepdims=True)
+    norm = np.divide(conf, rows, out=np.zeros_like(conf), where=rows > 0)
+    n = len(labels)
+    size = max(4.0, 0.28 * n + 2.0)
+    fig, ax = plt.subplots(figsize=(size, size))
+    im = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(n), labels, rotation=90, fontsize=7)
+    ax.set_yticks(range(n), labels, fontsize=7)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title)
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+    fig.tight_layout()
+    pathlib.Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def plot_fewshot(curves: dict, path, title: str = "few-shot linear probe"):
+    """One line per dataset: top-1 mean (± std band) against shots per class (log2 axis)."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name, res in sorted(curves.items()):
+        ks = sorted(int(k) for k in res)
+        mean = np.array([res[k]["mean"] for k in ks])
+        std = np.array([res[k]["std"] for k in ks])
+        ax.plot(ks, mean, marker="o", label=name)
+        ax.fill_between(ks, mean - std, mean + std, alpha=0.2)
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("labelled images per class")
+    ax.set_ylabel("top-1 accuracy (%)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    pathlib.Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
