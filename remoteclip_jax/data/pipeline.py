@@ -1,0 +1,543 @@
+"""grain input pipelines: weighted mixing, seeded shuffle, per-process sharding, decode, augment,
+one caption per image per epoch, tokenise, batch, multiprocess prefetch, checkpointable state.
+
+Training data flow (everything before the last stage is cheap integer index arithmetic; images
+are read and decoded only for the indices this process will actually use)::
+
+    sources --(weights)--> one epoch = every example of each source, `weight` times, as
+    (source, index, copy) triples --shuffle(seed, epoch)--> repeat(epochs)
+    --> slice [process_index::process_count] --> read + decode + augment + pick caption + tokenise
+    --> drop unreadable images (counted) --> batch --> mp_prefetch(num_workers) --> iterator
+
+Determinism: the batches depend only on (sources, weights, seed, batch size, process index and
+count, num_workers). The caption of an image in epoch ``e`` is drawn from
+``(seed, e, source, index, copy)`` and the augmentation from ``(seed, global position)``; neither
+depends on timing, threads or workers. Changing ``num_workers`` changes which images share a batch
+(grain batches inside each worker), so resume with the same ``num_workers``.
+
+Weights: ``weight`` is how many times per epoch each example of a source is used. 1.0 (the
+default) everywhere means a plain concatenation, each image exactly once per epoch; 2.0 doubles a
+source; 0.5 uses a fresh random half of it each epoch. ``examples_per_epoch = sum(round(w * n))``.
+
+Checkpointing: the returned iterator is a grain ``DatasetIterator``; save ``it.get_state()`` (a
+JSON-serialisable dict) with the train state and call ``it.set_state(state)`` on a fresh iterator
+built with the same arguments to resume. With orbax, either
+``remoteclip_jax.checkpoint`` (``IteratorStateSave(it.get_state())``), or grain's own handler,
+``ocp.args.Composite(data=grain.checkpoint.CheckpointSave(it))`` to save and
+``grain.checkpoint.CheckpointRestore(it)`` to restore in place (grain 0.2.18; it names the file
+``process_{i}-of-{n}.json`` by ``jax.process_index()``).
+
+Bad input: an image that cannot be read or decoded (or has no non-blank caption) is skipped, never
+a crash mid-epoch; ``it.stats`` counts the skips and keeps their paths and reasons. An empty
+source is an error at construction.
+
+Worker processes are spawned (STACK.md 4.11/4.12), so scripts that use ``num_workers > 0`` need an
+``if __name__ == "__main__":`` guard, and ``absl.flags.FLAGS.mark_as_parsed()`` outside
+``absl.app.run``. Call ``it.close()`` when done. Nothing here imports jax: the process index and
+count are passed in as ints.
+"""
+from __future__ import annotations
+
+import dataclasses
+import io
+import math
+from typing import Any, Callable, Iterator, Sequence
+
+import grain
+import numpy as np
+from PIL import Image
+
+from remoteclip_jax.data import grain_sources
+from remoteclip_jax.data.records import EmptyDatasetError
+
+# Stream ids for np.random.default_rng seeds, so caption and augmentation draws never collide.
+_CAPTION_STREAM = 1
+_AUGMENT_STREAM = 2
+_WEIGHT_STREAM = 3
+_MAX_SKIPS_KEPT = 1000
+# This many unreadable inputs in a row means the data is broken, not a few bad files.
+_MAX_CONSECUTIVE_SKIPS = 1000
+
+
+# --- stats of skipped inputs ---------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class PipelineStats:
+    """What an iterator skipped. ``skipped`` keeps the first 1000 (key, reason) pairs."""
+    num_examples: int = 0
+    num_batches: int = 0
+    num_skipped: int = 0
+    skipped: list[tuple[str, str]] = dataclasses.field(default_factory=list)
+
+    def add_skipped(self, items: Sequence[tuple[str, str]]) -> None:
+        self.num_skipped += len(items)
+        room = _MAX_SKIPS_KEPT - len(self.skipped)
+        self.skipped.extend(tuple(x) for x in items[:max(room, 0)])
+
+    def summary(self) -> str:
+        """One line per skipped input after a totals line, for logs."""
+        lines = [f"{self.num_examples} examples in {self.num_batches} batches, "
+                 f"{self.num_skipped} inputs skipped"]
+        lines += [f"  skipped {key}: {reason}" for key, reason in self.skipped]
+        if self.num_skipped > len(self.skipped):
+            lines.append(f"  ... and {self.num_skipped - len(self.skipped)} more")
+        return "\n".join(lines)
+
+
+# --- per-element loading (runs in grain workers) --------------------------------------------------
+
+
+def decode_image(item: dict[str, Any]) -> Image.Image:
+    """The RGB PIL image of a source item (``image`` bytes/array or ``path``), fully loaded."""
+    image = item.get("image")
+    if isinstance(image, np.ndarray):
+        return Image.fromarray(image).convert("RGB")
+    if image is not None:
+        im = Image.open(io.BytesIO(image))
+    else:
+        im = Image.open(item["path"])
+    im.load()  # surface truncated/corrupt data here, inside the caller's try
+    return im.convert("RGB") if im.mode != "RGB" else im
+
+
+def _item_key(item: dict[str, Any] | None, fallback: str) -> str:
+    if not item:
+        return fallback
+    return str(item.get("_key") or item.get("path") or fallback)
+
+
+def _skip(key: str, error: BaseException | str) -> dict[str, Any]:
+    reason = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
+    return {"_skip": (key, reason)}
+
+
+class _TrainLoader:
+    """(global position, source id, index, copy) -> {image, text} or a skip marker."""
+
+    def __init__(self, sources, names, *, seed, epoch_length, image_size, context_length,
+                 mean, std, with_metadata):
+        self.sources = sources
+        self.names = names
+        self.seed = seed
+        self.epoch_length = epoch_length
+        self.image_size = image_size
+        self.context_length = context_length
+        self.mean, self.std = mean, std
+        self.with_metadata = with_metadata
+        self._transform = None
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state["_transform"] = None  # rebuilt in each worker
+        return state
+
+    def transform(self):
+        if self._transform is None:
+            from remoteclip_jax.transforms import image_transform
+
+            kwargs = {k: v for k, v in (("mean", self.mean), ("std", self.std)) if v is not None}
+            self._transform = image_transform(self.image_size, train=True, **kwargs)
+        return self._transform
+
+    def __call__(self, element) -> dict[str, Any]:
+        from remoteclip_jax.tokenizer import tokenize
+
+        position, sid, index, copy = (int(x) for x in element)
+        epoch = position // self.epoch_length
+        fallback = f"{self.names[sid]}[{index}]"
+        transform = self.transform()  # outside the try: a broken transform must fail loudly
+        item = None
+        try:
+            item = self.sources[sid][index]
+            captions = [c for c in item.get("captions", ()) if isinstance(c, str) and c.strip()]
+            if not captions:
+                return _skip(_item_key(item, fallback), "no non-blank caption")
+            image = decode_image(item)
+        except Exception as e:  # an unreadable input is skipped and reported, never fatal
+            return _skip(_item_key(item, fallback), e)
+        rng = np.random.default_rng([self.seed, _CAPTION_STREAM, epoch, sid, index, copy])
+        caption = captions[int(rng.integers(len(captions)))]
+        pixels = transform(image, np.random.default_rng([self.seed, _AUGMENT_STREAM, position]))
+        out = {"images": np.asarray(pixels, np.float32),
+               "texts": tokenize([caption], self.context_length)[0].astype(np.int32)}
+        if self.with_metadata:
+            out.update(source_id=np.int32(sid), index=np.int64(index), epoch=np.int64(epoch),
+                       caption=caption)
+        return out
+
+
+# --- skipping and stats as grain iterator stages -----------------------------------------------------
+
+
+class _SkipInvalidIterator(grain.DatasetIterator):
+    """Drops skip markers, attaching their (key, reason) to the next good element."""
+
+    def __init__(self, parent):
+        super().__init__(parent)
+        self._pending: list[tuple[str, str]] = []
+
+    def __next__(self):
+        run = 0
+        while True:
+            element = next(self._parent)
+            if "_skip" in element:
+                self._pending.append(element["_skip"])
+                run += 1
+                if run >= _MAX_CONSECUTIVE_SKIPS:
+                    key, reason = element["_skip"]
+                    raise EmptyDatasetError(
+                        f"{run} inputs in a row could not be read (last: {key}: {reason}); "
+                        "the data is unusable")
+                continue
+            element["_skipped"], self._pending = self._pending, []
+            return element
+
+    def get_state(self):
+        return self._parent.get_state()
+
+    def set_state(self, state):
+        self._pending = []
+        self._parent.set_state(state)
+
+
+class _SkipInvalid(grain.IterDataset):
+    def __iter__(self):
+        return _SkipInvalidIterator(self._parent.__iter__())
+
+
+def _stack(elements: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """grain batch_fn: stacks arrays, keeps strings as lists, concatenates skip reports."""
+    batch: dict[str, Any] = {}
+    for key in elements[0]:
+        values = [e[key] for e in elements]
+        if key == "_skipped":
+            batch[key] = [x for v in values for x in v]
+        elif isinstance(values[0], str):
+            batch[key] = values
+        else:
+            batch[key] = np.stack(values)
+    return batch
+
+
+class TrainIterator(grain.DatasetIterator):
+    """The training iterator: batches of ``images`` (B, H, W, 3) float32 and ``texts`` (B, L)
+    int32, with `stats` of skipped inputs, `examples_per_epoch`, and grain's
+    ``get_state``/``set_state``/``close``.
+    """
+
+    def __init__(self, parent, *, examples_per_epoch: int, global_batch_size: int,
+                 num_batches: int | None):
+        super().__init__(parent)
+        self.stats = PipelineStats()
+        self.examples_per_epoch = examples_per_epoch
+        self.global_batch_size = global_batch_size
+        self.num_batches = num_batches
+
+    @property
+    def steps_per_epoch(self) -> int:
+        """Full global batches per epoch: ``examples_per_epoch // global_batch_size``."""
+        return self.examples_per_epoch // self.global_batch_size
+
+    def __next__(self) -> dict[str, Any]:
+        batch = next(self._parent)
+        self.stats.add_skipped(batch.pop("_skipped", []))
+        self.stats.num_batches += 1
+        self.stats.num_examples += len(batch["texts"])
+        return batch
+
+    def get_state(self):
+        return self._parent.get_state()
+
+    def set_state(self, state):
+        self._parent.set_state(state)
+
+
+class _WithTrainIterator(grain.IterDataset):
+    def __init__(self, parent, **info):
+        super().__init__(parent)
+        self._info = info
+
+    def __iter__(self):
+        return TrainIterator(self._parent.__iter__(), **self._info)
+
+
+# --- the epoch structure (integer arithmetic only) -------------------------------------------------
+
+
+def _epoch_view(sid: int, n: int, weight: float, seed: int) -> grain.MapDataset:
+    """One epoch's (source id, index, copy) triples for a source of ``n`` examples."""
+    count = round(weight * n)
+    copies = math.ceil(count / n)
+    view = grain.MapDataset.range(n)
+    if count % n:
+        # A fractional weight takes a random subset; `repeat` above reseeds it every epoch.
+        view = view.shuffle(seed=_derived_seed(seed, _WEIGHT_STREAM, sid))
+    if copies > 1:
+        view = view.repeat(copies)
+    view = view.slice(slice(0, count))
+    return view.map_with_index(lambda j, index: (sid, index, j // n))
+
+
+def _derived_seed(*parts: int) -> int:
+    return int(np.random.default_rng(list(parts)).integers(2**31))
+
+
+def _add_position(position: int, triple) -> tuple[int, int, int, int]:
+    return (position, *triple)
+
+
+def _not_none(x) -> bool:
+    return x is not None
+
+
+def make_train_dataset(sources: Sequence[dict[str, Any]], *, batch_size_per_process: int,
+                       image_size: int, seed: int, context_length: int = 77,
+                       num_workers: int = 0, process_index: int = 0, process_count: int = 1,
+                       epochs: int | None = None, num_threads: int = 2,
+                       per_worker_buffer_size: int = 2, mean: Sequence[float] | None = None,
+                       std: Sequence[float] | None = None,
+                       with_metadata: bool = False) -> grain.IterDataset:
+    """The training pipeline as a grain ``IterDataset``; see `make_train_iterator`."""
+    if not sources:
+        raise EmptyDatasetError("no training sources given")
+    if not 0 <= process_index < process_count:
+        raise ValueError(f"process_index {process_index} not in [0, {process_count})")
+    if batch_size_per_process < 1:
+        raise ValueError(f"batch_size_per_process must be >= 1, got {batch_size_per_process}")
+    built, names, views = [], [], []
+    for spec in sources:
+        weight = float(spec.get("weight", 1.0))
+        if weight < 0 or not math.isfinite(weight):
+            raise grain_sources.SourceSpecError(f"source {spec!r}: weight must be >= 0")
+        if weight == 0:
+            continue
+        source = grain_sources.build_source(spec)
+        if len(source) == 0:
+            raise EmptyDatasetError(f"{grain_sources.source_name(spec)}: empty source")
+        if round(weight * len(source)) == 0:
+            raise grain_sources.SourceSpecError(
+                f"source {spec!r}: weight {weight} x {len(source)} examples rounds to 0")
+        sid = len(built)
+        built.append(source)
+        names.append(grain_sources.source_name(spec))
+        views.append(_epoch_view(sid, len(source), weight, seed))
+    if not built:
+        raise EmptyDatasetError("every training source has weight 0")
+
+    epoch = views[0] if len(views) == 1 else grain.MapDataset.concatenate(views)
+    epoch_length = len(epoch)
+    global_batch = batch_size_per_process * process_count
+    stream = epoch.shuffle(seed=_derived_seed(seed, 0)).repeat(epochs)
+    stream = stream.map_with_index(_add_position)
+    stream = stream.slice(slice(process_index, None, process_count))
+    num_batches = None
+    if epochs is not None:
+        # Every process gets the same number of full batches, or synchronous training hangs.
+        num_batches = (epochs * epoch_length) // global_batch
+        if num_batches == 0:
+            raise EmptyDatasetError(f"{epochs} epoch(s) of {epoch_length} examples is less than "
+                                    f"one global batch of {global_batch}")
+        stream = stream.slice(slice(0, num_batches * batch_size_per_process))
+    loader = _TrainLoader(built, names, seed=seed, epoch_length=epoch_length,
+                          image_size=image_size, context_length=context_length, mean=mean,
+                          std=std, with_metadata=with_metadata)
+    stream = stream.map(loader)
+    ds = stream.to_iter_dataset(grain.ReadOptions(
+        num_threads=num_threads, prefetch_buffer_size=max(2 * batch_size_per_process, 8)))
+    ds = _SkipInvalid(ds).batch(batch_size_per_process, drop_remainder=True, batch_fn=_stack)
+    if num_workers > 0:
+        ds = ds.mp_prefetch(grain.MultiprocessingOptions(
+            num_workers=num_workers, per_worker_buffer_size=per_worker_buffer_size))
+    return _WithTrainIterator(ds, examples_per_epoch=epoch_length, global_batch_size=global_batch,
+                              num_batches=num_batches)
+
+
+def make_train_iterator(sources: Sequence[dict[str, Any]], *, batch_size_per_process: int,
+                        image_size: int, seed: int, context_length: int = 77,
+                        num_workers: int = 0, process_index: int = 0, process_count: int = 1,
+                        epochs: int | None = None, **kwargs) -> TrainIterator:
+    """An iterator of training batches for this process.
+
+    Args:
+        sources: source dicts (``kind``, ``path``, ``weight``, ``split``; see
+            `remoteclip_jax.data.grain_sources`).
+        batch_size_per_process: examples per batch on this host (global batch / process_count).
+        image_size: model input side; images get open_clip's train transform
+            (RandomResizedCrop scale 0.9-1.0, bicubic, normalised).
+        seed: seed for shuffling, caption choice and augmentation.
+        context_length: token sequence length.
+        num_workers: grain worker processes (0: decode in this process, with threads).
+        process_index: ``jax.process_index()``, passed in so that workers never touch jax.
+        process_count: ``jax.process_count()``.
+        epochs: stop after this many epochs (rounded down to whole global batches), or None to
+            repeat forever (recommended for training by steps: then a skipped image never makes
+            processes disagree on the number of batches).
+        **kwargs: ``num_threads`` (reader threads per process, default 2),
+            ``per_worker_buffer_size`` (batches, default 2), ``mean``/``std`` (normalisation),
+            ``with_metadata`` (add ``source_id``, ``index``, ``epoch`` and ``caption``).
+
+    Returns:
+        A `TrainIterator` yielding ``{"images": float32 (B, H, W, 3), "texts": int32 (B, L)}``,
+        with ``.examples_per_epoch``, ``.steps_per_epoch``, ``.stats``, ``.get_state()``,
+        ``.set_state()`` and ``.close()``.
+    """
+    ds = make_train_dataset(sources, batch_size_per_process=batch_size_per_process,
+                            image_size=image_size, seed=seed, context_length=context_length,
+                            num_workers=num_workers, process_index=process_index,
+                            process_count=process_count, epochs=epochs, **kwargs)
+    return iter(ds)
+
+
+def examples_per_epoch(sources: Sequence[dict[str, Any]]) -> int:
+    """``sum(round(weight * len(source)))``: what one training epoch holds (all processes)."""
+    total = 0
+    for spec in sources:
+        weight = float(spec.get("weight", 1.0))
+        if weight > 0:
+            total += round(weight * len(grain_sources.build_source(spec)))
+    return total
+
+
+# --- evaluation ------------------------------------------------------------------------------------
+
+
+class _EvalLoader:
+    """Source index -> eval-transformed image with its captions, or a masked placeholder."""
+
+    def __init__(self, source, name, image_size, mean, std):
+        self.source, self.name, self.image_size = source, name, image_size
+        self.mean, self.std = mean, std
+        self._transform = None
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state["_transform"] = None
+        return state
+
+    def __call__(self, index) -> dict[str, Any]:
+        index = int(index)
+        if self._transform is None:
+            from remoteclip_jax.transforms import image_transform
+
+            kwargs = {k: v for k, v in (("mean", self.mean), ("std", self.std)) if v is not None}
+            self._transform = image_transform(self.image_size, train=False, **kwargs)
+        item = None
+        out = {"index": np.int64(index), "mask": np.bool_(True), "_skipped": []}
+        try:
+            item = self.source[index]
+            image = decode_image(item)
+        except Exception as e:  # an unreadable input is masked and reported, never fatal
+            image = None
+            out["_skipped"] = [_skip(_item_key(item, f"{self.name}[{index}]"), e)["_skip"]]
+            out["images"] = np.zeros((self.image_size, self.image_size, 3), np.float32)
+            out["mask"] = np.bool_(False)
+        if image is not None:
+            out["images"] = np.asarray(self._transform(image), np.float32)
+        item = item or {}
+        out["captions"] = [c for c in item.get("captions", ()) if isinstance(c, str)]
+        out["label"] = str(item.get("label", ""))
+        out["image_id"] = str(item.get("image_id", ""))
+        return out
+
+
+def _pad_element(image_size: int) -> dict[str, Any]:
+    return {"index": np.int64(-1), "mask": np.bool_(False), "_skipped": [],
+            "images": np.zeros((image_size, image_size, 3), np.float32), "captions": [],
+            "label": "", "image_id": ""}
+
+
+def _eval_stack(elements):
+    batch = {}
+    for key in elements[0]:
+        values = [e[key] for e in elements]
+        if key == "_skipped":
+            batch[key] = [x for v in values for x in v]
+        elif isinstance(values[0], (list, str)):
+            batch[key] = values
+        else:
+            batch[key] = np.stack(values)
+    return batch
+
+
+class EvalData:
+    """An evaluation dataset: this process's images in source order, in padded batches.
+
+    Iterating yields ``{"images": float32 (B, H, W, 3), "index": int64 (B,) (position in the
+    source, -1 for padding), "mask": bool (B,) (False for padding and unreadable images),
+    "captions": list of lists of str, "label": list[str], "image_id": list[str]}``. Every process
+    yields the same number of batches (the last ones padded). After iterating, `stats` lists
+    unreadable images.
+
+    Attributes:
+        source: the underlying random-access source (``source[i]`` gives captions and labels
+            without decoding an image when the evaluator needs only the text).
+        num_images: images in the whole source (all processes).
+        num_batches: batches per process.
+    """
+
+    def __init__(self, source, name, *, image_size, batch_size, num_workers, process_index,
+                 process_count, mean, std):
+        self.source = source
+        self.num_images = len(source)
+        self.batch_size = batch_size
+        per_process = math.ceil(self.num_images / process_count)
+        self.num_batches = math.ceil(per_process / batch_size)
+        loader = _EvalLoader(source, name, image_size, mean, std)
+        indices = grain.MapDataset.range(self.num_images).slice(
+            slice(process_index, None, process_count))
+        padding = self.num_batches * batch_size - len(indices)
+        ds = indices.map(loader)
+        if padding:
+            pad = grain.MapDataset.source([_pad_element(image_size)] * padding)
+            ds = grain.MapDataset.concatenate([ds, pad])
+        self._dataset = ds.to_iter_dataset(grain.ReadOptions(num_threads=2,
+                                                             prefetch_buffer_size=2 * batch_size))
+        self._dataset = self._dataset.batch(batch_size, batch_fn=_eval_stack)
+        if num_workers > 0:
+            self._dataset = self._dataset.mp_prefetch(grain.MultiprocessingOptions(
+                num_workers=num_workers, per_worker_buffer_size=2))
+        self.stats = PipelineStats()
+
+    def __len__(self) -> int:
+        return self.num_batches
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        self.stats = PipelineStats()
+        it = iter(self._dataset)
+        try:
+            for batch in it:
+                self.stats.add_skipped(batch.pop("_skipped"))
+                self.stats.num_batches += 1
+                self.stats.num_examples += int(batch["mask"].sum())
+                yield batch
+        finally:
+            it.close()
+
+
+def make_eval_dataset(source: dict[str, Any], *, image_size: int, batch_size: int,
+                      num_workers: int = 0, process_index: int = 0, process_count: int = 1,
+                      mean: Sequence[float] | None = None,
+                      std: Sequence[float] | None = None) -> EvalData:
+    """Eval-transformed images of one source (no shuffle, no augmentation), in padded batches.
+
+    Args:
+        source: a source dict (see `remoteclip_jax.data.grain_sources`); ``weight`` is ignored.
+        image_size: model input side (open_clip eval transform: resize shortest side, bicubic,
+            centre crop, normalise).
+        batch_size: images per batch on this process.
+        num_workers: grain worker processes.
+        process_index: this process; images ``process_index::process_count`` are its share.
+        process_count: number of processes.
+        mean: normalisation mean (default: the transform's, OpenAI CLIP's).
+        std: normalisation std.
+
+    Returns:
+        An `EvalData` (iterable of batches, with `stats`, `source`, `num_images`).
+    """
+    built = grain_sources.build_source(source)
+    if len(built) == 0:
+        raise EmptyDatasetError(f"{grain_sources.source_name(source)}: empty source")
+    return EvalData(built, grain_sources.source_name(source), image_size=image_size,
+                    batch_size=batch_size, num_workers=num_workers, process_index=process_index,
+                    process_count=process_count, mean=mean, std=std)
