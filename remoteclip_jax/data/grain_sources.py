@@ -11,6 +11,9 @@ Source dicts (the ``sources`` list of the training config)::
     {"kind": "caption_json", "path": "dataset_rsicd.json", "image_root": "RSICD/images",
      "split": "train"}                                                  # Karpathy-style JSON
     {"kind": "jsonl", "path": "rsicd_aid/train.jsonl", "split": "train"}  # {image, captions}/line
+
+(caption JSON and JSONL are read with `remoteclip_jax.data.readers`; ``image_root`` and
+``split`` are passed on to them).
     {"kind": "webdataset", "path": "shards/"}                           # dir, file, glob or list
     {"kind": "synthetic", "num_images": 2000, "image_size": 64, "seed": 0}
 
@@ -23,7 +26,6 @@ from __future__ import annotations
 import glob
 import json
 import os
-import pathlib
 import tarfile
 from typing import Any, Sequence
 
@@ -37,92 +39,39 @@ class SourceSpecError(ValueError):
     """A source dict is malformed (unknown kind, missing path, ...)."""
 
 
-class JsonlSource:
-    """Images listed one per line as JSON objects with ``image`` (a path) and ``captions``.
-
-    This is the layout of ``shared/data/rsicd_aid/*.jsonl``. Relative image paths are resolved
-    against ``image_root``; by default against the folder of the jsonl file or, if the first
-    image is not found there, the nearest parent folder where it is (``rsicd_aid`` lists
-    ``aid_150px/...`` paths relative to the data root).
+class AnnotatedImageSource:
+    """A random-access source over `AnnotatedImage`s from the readers (caption JSON, JSONL).
 
     Args:
-        path: the ``.jsonl`` file.
-        split: keep only lines whose ``split`` field equals this (lines without one are kept).
-        image_root: folder that relative image paths are relative to.
+        images: what a reader returned.
+        name: for error messages (usually the annotation file).
 
     Raises:
-        RecordFormatError: naming file and line for a malformed line.
-        EmptyDatasetError: when no line is left.
+        EmptyDatasetError: when ``images`` is empty.
     """
 
-    def __init__(self, path: str | os.PathLike, split: str | None = None,
-                 image_root: str | os.PathLike | None = None):
-        path = pathlib.Path(path)
-        if not path.is_file():
-            raise RecordFormatError(f"{path}: file not found")
-        self._items: list[dict[str, Any]] = []
-        with path.open(encoding="utf-8") as f:
-            for line_no, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    obj = json.loads(line)
-                    image = obj["image"]
-                    captions = obj["captions"]
-                    if not isinstance(image, str) or not isinstance(captions, list):
-                        raise ValueError("'image' must be a string and 'captions' a list")
-                except (ValueError, KeyError, TypeError) as e:
-                    raise RecordFormatError(f"{path}:{line_no}: malformed line ({e!r})") from None
-                if split and obj.get("split", split) != split:
-                    continue
-                self._items.append({"path": image, "captions": [str(c) for c in captions],
-                                    "image_id": obj.get("id", image), "label": obj.get("aid_class", "")})
-        if not self._items:
-            raise EmptyDatasetError(f"{path}: no images" + (f" in split {split!r}" if split else ""))
-        root = pathlib.Path(image_root) if image_root else _find_root(path, self._items[0]["path"])
-        for item in self._items:
-            item["path"] = str(root / item["path"])
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-    def __getitem__(self, index: int) -> dict[str, Any]:
-        return dict(self._items[index])
-
-
-def _find_root(listing: pathlib.Path, first_image: str) -> pathlib.Path:
-    """The folder relative image paths start from: the listing's folder or a parent of it."""
-    for folder in [listing.parent, *listing.parent.parents][:3]:
-        if (folder / first_image).exists():
-            return folder
-    return listing.parent  # missing images are then skipped and reported by the pipeline
-
-
-class CaptionJsonSource:
-    """Karpathy-style caption JSON (RSICD, RSITMD, UCM, Sydney) through the readers package.
-
-    Args:
-        path: the JSON file.
-        split: "train", "val", "test" or None (all).
-        image_root: folder holding the images (passed to the reader when given).
-    """
-
-    def __init__(self, path: str | os.PathLike, split: str | None = None,
-                 image_root: str | os.PathLike | None = None):
-        from remoteclip_jax.data.readers import read_caption_json
-
-        kwargs = {"image_root": image_root} if image_root else {}
-        images = read_caption_json(path, split, **kwargs)
+    def __init__(self, images: Sequence[Any], name: str):
         self._items = [{"path": str(im.path), "captions": list(im.captions),
-                        "image_id": im.image_id, "label": im.label} for im in images]
+                        "image_id": im.image_id, "label": im.label, "source": im.source}
+                       for im in images]
         if not self._items:
-            raise EmptyDatasetError(f"{path}: no images" + (f" in split {split!r}" if split else ""))
+            raise EmptyDatasetError(f"{name}: no images")
 
     def __len__(self) -> int:
         return len(self._items)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         return dict(self._items[index])
+
+
+def _read_annotated(kind: str, spec: dict[str, Any]) -> AnnotatedImageSource:
+    from remoteclip_jax.data import readers
+
+    read = readers.read_caption_json if kind == "caption_json" else readers.read_caption_jsonl
+    kwargs = {"image_root": spec["image_root"]} if spec.get("image_root") else {}
+    split = spec.get("split")
+    name = str(spec["path"]) + (f" (split {split!r})" if split else "")
+    return AnnotatedImageSource(read(spec["path"], split, **kwargs), name)
 
 
 def _expand_paths(path: str | os.PathLike | Sequence[str | os.PathLike], suffix: str) -> list[str]:
@@ -230,10 +179,8 @@ def build_source(spec: dict[str, Any]):
         raise SourceSpecError(f"source {spec!r} needs a 'path'")
     if kind == "records":
         return RecordSource(spec["path"])
-    if kind == "jsonl":
-        return JsonlSource(spec["path"], spec.get("split"), spec.get("image_root"))
-    if kind == "caption_json":
-        return CaptionJsonSource(spec["path"], spec.get("split"), spec.get("image_root"))
+    if kind in ("jsonl", "caption_json"):
+        return _read_annotated(kind, spec)
     return WebDatasetSource(spec["path"])
 
 
