@@ -90,6 +90,12 @@ class B2COptions:
     empty_edge: str = "There is nothing at the edge of the picture."
 
 
+def captioned_boxes(boxes: Sequence[Box], options: B2COptions | None = None,
+                    dataset: str = "") -> list[Box]:
+    """The boxes B2C describes: those left after the difficult and ignore filters."""
+    return [box for box, _ in _kept_names(boxes, options or B2COptions(), dataset)]
+
+
 def _kept_names(boxes: Sequence[Box], options: B2COptions, dataset: str) -> list[tuple[Box, str]]:
     ignore = {class_names.normalize_class_name(c) for c in options.ignore_classes}
     kept = []

@@ -1,0 +1,394 @@
+"""Convert remote-sensing annotations into the training record format (RemoteCLIP's data scaling).
+
+    python -m remoteclip_jax.data.convert dota --input DOTA/labelTxt --out data/dota
+    python -m remoteclip_jax.data.convert dior --input DIOR/Annotations/HBB --out data/dior
+    python -m remoteclip_jax.data.convert coco --input NWPU/instances.json --images NWPU/images \\
+        --out data/nwpu
+    python -m remoteclip_jax.data.convert masks --input LoveDA/ann_dir --table loveda --out data/loveda
+    python -m remoteclip_jax.data.convert captions --input RSICD/dataset_rsicd.json --out data/rsicd
+    python -m remoteclip_jax.data.convert webdataset --input RS5M/shards --out data/rs5m
+
+Detection and segmentation data get five Box-to-Caption captions per image (masks go through
+Mask-to-Box first); caption data keeps its own captions. Each kept image is stored as JPEG bytes
+with its shortest side shrunk to `--image-size`, plus provenance (source dataset, original image
+id, annotation ids), its boxes in the stored frame and exact per-category counts. A summary of
+kept and skipped images (with the paths of missing and corrupt ones) is printed and saved as
+`OUT/summary.json` (and in the manifest). A malformed annotation stops the conversion with
+`file:line: reason` unless `--skip-bad-annotations`; converting nothing is an error.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import pathlib
+import sys
+import time
+import zlib
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from remoteclip_jax.data import b2c, m2b, records, readers
+from remoteclip_jax.data.readers._paths import IMAGE_EXTENSIONS
+from remoteclip_jax.data.readers.errors import AnnotationError
+from remoteclip_jax.data.types import AnnotatedImage
+
+KINDS = ("dota", "dior", "coco", "masks", "captions", "webdataset")
+BOX_KINDS = ("dota", "dior", "coco", "masks")
+# Paths listed in the summary per skip reason; counts are always complete.
+_MAX_LISTED = 1000
+# Remote-sensing scenes are legitimately huge (DOTA up to 20,000 px a side); PIL's default
+# decompression-bomb guard (~179 Mpx) would reject them as attacks.
+_MAX_IMAGE_PIXELS = 1_000_000_000
+
+
+class ConversionError(RuntimeError):
+    """The conversion cannot produce a dataset (e.g. nothing was kept)."""
+
+
+@dataclasses.dataclass
+class ConversionSummary:
+    """What a conversion kept and skipped; saved as `summary.json`."""
+    kind: str
+    source: str
+    input: str
+    out: str
+    image_size: int
+    seed: int
+    read: int = 0
+    kept: int = 0
+    captions: int = 0
+    missing_images: list[str] = dataclasses.field(default_factory=list)
+    corrupt_images: list[dict[str, str]] = dataclasses.field(default_factory=list)
+    no_objects: list[str] = dataclasses.field(default_factory=list)
+    no_captions: list[str] = dataclasses.field(default_factory=list)
+    bad_annotations: list[str] = dataclasses.field(default_factory=list)
+    skipped_counts: dict[str, int] = dataclasses.field(default_factory=lambda: {
+        "missing_image": 0, "corrupt_image": 0, "no_objects": 0, "no_captions": 0,
+        "bad_annotation": 0})
+    elapsed_s: float = 0.0
+
+    def skip(self, reason: str, listing: list, item: Any) -> None:
+        self.skipped_counts[reason] += 1
+        if len(listing) < _MAX_LISTED:
+            listing.append(item)
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def text(self) -> str:
+        """A short human-readable report."""
+        c = self.skipped_counts
+        lines = [f"{self.kind}: kept {self.kept} of {self.read} images "
+                 f"({self.captions} captions) -> {self.out}",
+                 f"skipped: {c['missing_image']} missing images, {c['corrupt_image']} corrupt "
+                 f"images, {c['no_objects']} without objects, {c['no_captions']} without "
+                 f"captions; {c['bad_annotation']} bad annotations skipped"]
+        for title, items in (("missing", self.missing_images),
+                             ("corrupt", [f"{d['path']} ({d['reason']})"
+                                          for d in self.corrupt_images]),
+                             ("bad annotation", self.bad_annotations)):
+            for item in items[:10]:
+                lines.append(f"  {title}: {item}")
+            if len(items) > 10:
+                lines.append(f"  ... {len(items) - 10} more {title} in summary.json")
+        return "\n".join(lines)
+
+
+def read_items(kind: str, input_path: str, images: str | None = None, *,
+               on_error=None, split: str | None = None, table: str = "loveda",
+               min_area: int = m2b.DEFAULT_MIN_AREA, source: str = "",
+               ) -> tuple[Iterable[AnnotatedImage], int | None]:
+    """The reader for `kind` over `input_path`: (items, number of items if known)."""
+    kw = {"on_error": on_error}
+    if source:
+        kw["source"] = source
+    if kind == "dota":
+        items = readers.read_dota(input_path, images, **kw)
+    elif kind == "dior":
+        items = readers.read_voc(input_path, images, **kw)
+    elif kind == "coco":
+        items = readers.read_coco(input_path, images, **kw)
+    elif kind == "captions":
+        if images is not None:
+            kw["image_root"] = images
+        items = readers.read_captions(input_path, split, **kw)
+    elif kind == "masks":
+        mask_dir = pathlib.Path(input_path)
+        total = sum(1 for p in mask_dir.iterdir() if p.suffix.lower()
+                    in IMAGE_EXTENSIONS) if mask_dir.is_dir() else None
+        return readers.iter_masks(input_path, images, table=table, min_area=min_area, **kw), total
+    elif kind == "webdataset":
+        return readers.iter_webdataset(input_path, **kw), None
+    else:
+        raise ValueError(f"unknown kind {kind!r}; expected one of {KINDS}")
+    return items, len(items)
+
+
+def _open_image(item: AnnotatedImage) -> Image.Image:
+    import io
+
+    if item.data:
+        image = Image.open(io.BytesIO(item.data))
+    else:
+        image = Image.open(item.path)
+    image.load()  # decode now, so truncated files fail here and are counted as corrupt
+    return image
+
+
+def _caption_rng(seed: int, image_id: str) -> np.random.Generator:
+    # Seeded per image id, not per position: captions do not change when other images are
+    # added, removed or skipped.
+    return np.random.default_rng([seed, zlib.crc32(image_id.encode("utf-8"))])
+
+
+def convert_items(items: Iterable[AnnotatedImage], out_dir: str | pathlib.Path,
+                  summary: ConversionSummary, *, box_captions: bool,
+                  options: b2c.B2COptions | None = None, dataset: str = "",
+                  image_size: int = 256, seed: int = 0, quality: int = 90,
+                  shard_size: int = 2000, total: int | None = None, max_images: int = 0,
+                  progress: bool = True) -> ConversionSummary:
+    """Writes `items` as records; fills in and returns `summary` (also saved as summary.json).
+
+    Args:
+        items: annotated images (from a reader).
+        out_dir: output directory (must not already hold a dataset).
+        summary: the summary to fill in.
+        box_captions: caption with B2C from the boxes (else keep the items' captions).
+        options: B2C options.
+        dataset: dataset name for class-name normalisation.
+        image_size: shortest side of the stored JPEGs (never enlarged).
+        seed: B2C seed.
+        quality: JPEG quality.
+        shard_size: records per shard.
+        total: number of items, for the progress bar.
+        max_images: stop after this many kept images (0: all).
+        progress: show a tqdm bar.
+
+    Raises:
+        ConversionError: when no image was kept (summary.json is still written).
+        AnnotationError: from the reader, unless it was given an error callback.
+    """
+    from tqdm import tqdm
+
+    options = options or b2c.B2COptions()
+    out_dir = pathlib.Path(out_dir)
+    start = time.perf_counter()
+    previous_limit = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = _MAX_IMAGE_PIXELS
+    try:
+        with records.RecordWriter(out_dir, shard_size=shard_size) as writer:
+            bar = tqdm(items, total=total, desc=f"converting {summary.kind}", unit="img",
+                       disable=not progress, file=sys.stderr)
+            for item in bar:
+                summary.read += 1
+                record = _convert_one(item, summary, box_captions=box_captions, options=options,
+                                      dataset=dataset, image_size=image_size, seed=seed,
+                                      quality=quality)
+                if record is None:
+                    continue
+                writer.write(record)
+                summary.kept += 1
+                summary.captions += len(record["captions"])
+                if max_images and summary.kept >= max_images:
+                    break
+            summary.elapsed_s = round(time.perf_counter() - start, 3)
+            _save_summary(out_dir, summary)
+            if summary.kept == 0:
+                raise ConversionError(f"{summary.input}: no image was kept ({summary.read} read); "
+                                      f"see {out_dir / 'summary.json'}")
+            writer.metadata["conversion"] = summary.to_json()
+    finally:
+        Image.MAX_IMAGE_PIXELS = previous_limit
+    return summary
+
+
+def _save_summary(out_dir: pathlib.Path, summary: ConversionSummary) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "summary.json").write_text(json.dumps(summary.to_json(), indent=2) + "\n")
+
+
+def _convert_one(item: AnnotatedImage, summary: ConversionSummary, *, box_captions: bool,
+                 options: b2c.B2COptions, dataset: str, image_size: int, seed: int,
+                 quality: int) -> dict[str, Any] | None:
+    """One record, or None after counting why the item was skipped."""
+    if box_captions:
+        kept_boxes = b2c.captioned_boxes(item.boxes, options, dataset)
+        if not kept_boxes:
+            summary.skip("no_objects", summary.no_objects, item.image_id or item.path)
+            return None
+    elif not item.captions:
+        summary.skip("no_captions", summary.no_captions, item.image_id or item.path)
+        return None
+    if not item.data and not pathlib.Path(item.path).is_file():
+        summary.skip("missing_image", summary.missing_images, item.path)
+        return None
+    try:
+        image = _open_image(item)
+        width, height = image.size
+        jpeg = records.encode_jpeg(image, image_size, quality=quality)
+    except Exception as e:  # PIL raises many unrelated types for broken or exotic files.
+        summary.skip("corrupt_image", summary.corrupt_images,
+                     {"path": item.path, "reason": f"{type(e).__name__}: {e}"})
+        return None
+    stored_w, stored_h = records.resized_size(width, height, image_size)
+    record: dict[str, Any] = {"image": jpeg, "source": item.source or summary.source,
+                              "image_id": item.image_id or pathlib.Path(item.path).stem,
+                              "width": stored_w, "height": stored_h}
+    if box_captions:
+        record["captions"] = b2c.box_to_captions(item.boxes, width, height,
+                                                 rng=_caption_rng(seed, record["image_id"]),
+                                                 options=options, dataset=dataset)
+        record["ann_ids"] = [box.ann_id for box in kept_boxes]
+        record["boxes"] = records.boxes_to_record(
+            records.scale_boxes(item.boxes, stored_w / width, stored_h / height))
+        record["counts"] = b2c.count_objects(item.boxes, options, dataset)
+    else:
+        record["captions"] = list(item.captions)
+        record["ann_ids"] = []
+    if item.label:
+        record["label"] = item.label
+    if item.split:
+        record["split"] = item.split
+    return record
+
+
+def convert_dataset(kind: str, input_path: str, out_dir: str, *, images: str | None = None,
+                    image_size: int = 256, seed: int = 0, skip_bad_annotations: bool = False,
+                    options: b2c.B2COptions | None = None, table: str = "loveda",
+                    min_area: int = m2b.DEFAULT_MIN_AREA, source: str = "",
+                    split: str | None = None, quality: int = 90, shard_size: int = 2000,
+                    max_images: int = 0, progress: bool = True) -> ConversionSummary:
+    """Reads a dataset of `kind` and writes it as records in `out_dir` (the CLI's work).
+
+    Args:
+        kind: one of `KINDS`.
+        input_path: the annotations (see the CLI help for what each kind expects).
+        out_dir: output directory.
+        images: image directory (default: found next to the annotations).
+        image_size: shortest side of the stored JPEGs.
+        seed: B2C seed.
+        skip_bad_annotations: skip malformed annotation lines/entries (listed in the summary)
+            instead of stopping at the first.
+        options: B2C options.
+        table: class table for `masks` (built-in name or JSON file).
+        min_area: M2B minimum component size in pixels (`masks`).
+        source: dataset name stored as provenance (default: the kind, or the caption file's).
+        split: for `captions`, keep only this split.
+        quality: JPEG quality.
+        shard_size: records per shard.
+        max_images: stop after this many kept images (0: all).
+        progress: show a progress bar.
+
+    Returns:
+        The filled-in summary.
+    """
+    if kind not in KINDS:
+        raise ValueError(f"unknown kind {kind!r}; expected one of {KINDS}")
+    default_source = {"dota": "dota", "dior": "dior"}.get(kind, "")
+    if kind == "masks":
+        default_source = readers.load_class_table(table).dataset
+    source = source or default_source
+    summary = ConversionSummary(kind=kind, source=source or kind, input=str(input_path),
+                                out=str(out_dir), image_size=image_size, seed=seed)
+
+    def on_error(error: AnnotationError) -> None:
+        summary.skip("bad_annotation", summary.bad_annotations, str(error))
+
+    items, total = read_items(kind, input_path, images,
+                              on_error=on_error if skip_bad_annotations else None, split=split,
+                              table=table, min_area=min_area, source=source)
+    dataset = readers.load_class_table(table).dataset if kind == "masks" else \
+        (source or kind)
+    return convert_items(items, out_dir, summary, box_captions=kind in BOX_KINDS,
+                         options=options, dataset=dataset, image_size=image_size, seed=seed,
+                         quality=quality, shard_size=shard_size, total=total,
+                         max_images=max_images, progress=progress)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The CLI's argument parser."""
+    parser = argparse.ArgumentParser(
+        prog="python -m remoteclip_jax.data.convert",
+        description="Convert remote-sensing annotations to image-caption records "
+                    "(B2C captions for boxes and masks).")
+    parser.add_argument("kind", choices=KINDS, help=(
+        "dota: labelTxt directory; dior: VOC XML directory (Annotations/HBB or OBB); coco: "
+        "instances JSON; masks: mask PNG directory; captions: Karpathy .json, .jsonl or "
+        "filename,title .csv; webdataset: .tar shard(s), directory or glob"))
+    parser.add_argument("--input", required=True, help="annotations (see kind)")
+    parser.add_argument("--images", default=None,
+                        help="image directory (default: found next to the annotations)")
+    parser.add_argument("--out", required=True, help="output directory (must hold no dataset)")
+    parser.add_argument("--image-size", type=int, default=256,
+                        help="shortest side of stored JPEGs, never enlarged (default 256)")
+    parser.add_argument("--seed", type=int, default=0, help="B2C seed (default 0)")
+    parser.add_argument("--skip-bad-annotations", action="store_true",
+                        help="skip malformed annotation lines and list them in the summary "
+                             "instead of stopping")
+    parser.add_argument("--source", default="", help="dataset name stored as provenance")
+    parser.add_argument("--split", default=None, help="captions: keep only this split")
+    parser.add_argument("--table", default="loveda", help="masks: class table, one of "
+                        f"{sorted(readers.CLASS_TABLES)} or a JSON file (default loveda)")
+    parser.add_argument("--min-area", type=int, default=m2b.DEFAULT_MIN_AREA,
+                        help=f"masks: minimum component size in pixels "
+                             f"(default {m2b.DEFAULT_MIN_AREA})")
+    defaults = b2c.B2COptions()
+    parser.add_argument("--center-fraction", type=float, default=defaults.center_fraction,
+                        help="B2C central region side, fraction of the image side "
+                             f"(default {defaults.center_fraction})")
+    parser.add_argument("--many-threshold", type=int, default=defaults.many_threshold,
+                        help="B2C: counts above this become 'many', 'lots of', ... "
+                             f"(default {defaults.many_threshold})")
+    parser.add_argument("--no-difficult", action="store_true",
+                        help="B2C: leave out objects flagged difficult")
+    parser.add_argument("--ignore-class", action="append", default=[],
+                        help="B2C: a class name never captioned (repeatable; added to the "
+                             "defaults: background, clutter, impervious surfaces, ...)")
+    parser.add_argument("--quality", type=int, default=90, help="JPEG quality (default 90)")
+    parser.add_argument("--shard-size", type=int, default=2000, help="records per shard")
+    parser.add_argument("--max-images", type=int, default=0,
+                        help="stop after this many kept images (default: all)")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """CLI entry point; returns the exit status (0 done, 1 nothing kept, 2 bad input)."""
+    args = build_parser().parse_args(argv)
+    options = dataclasses.replace(
+        b2c.B2COptions(), center_fraction=args.center_fraction,
+        many_threshold=args.many_threshold, include_difficult=not args.no_difficult,
+        ignore_classes=b2c.DEFAULT_IGNORE + tuple(args.ignore_class))
+    try:
+        summary = convert_dataset(
+            args.kind, args.input, args.out, images=args.images, image_size=args.image_size,
+            seed=args.seed, skip_bad_annotations=args.skip_bad_annotations, options=options,
+            table=args.table, min_area=args.min_area, source=args.source, split=args.split,
+            quality=args.quality, shard_size=args.shard_size, max_images=args.max_images,
+            progress=not args.no_progress)
+    except ConversionError as e:
+        _print_saved_summary(pathlib.Path(args.out))
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    except (AnnotationError, records.RecordFormatError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(summary.text())
+    print(f"summary: {pathlib.Path(args.out) / 'summary.json'}")
+    return 0
+
+
+def _print_saved_summary(out_dir: pathlib.Path) -> None:
+    try:
+        data = json.loads((out_dir / "summary.json").read_text())
+        print(ConversionSummary(**data).text())
+    except (OSError, ValueError, TypeError):
+        pass
+
+
+if __name__ == "__main__":
+    sys.exit(main())
