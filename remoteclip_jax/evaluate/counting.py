@@ -110,30 +110,6 @@ def count_metrics(preds, counts) -> dict:
 # --------------------------------------------------------------------------------------------
 # Manifest building from detection labels.
 
-def read_dota_labels(label_file: str) -> list:
-    """DOTA ``labelTxt`` -> list of ``Box`` (axis-aligned hull of each quadrilateral).
-
-    Header lines (``imagesource:``, ``gsd:``) are skipped; a malformed line raises
-    ``EvalDataError`` naming file and line.
-    """
-    from remoteclip_jax.data.types import Box
-    boxes = []
-    with open(label_file, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            parts = line.split()
-            if not parts or ":" in parts[0]:
-                continue
-            if len(parts) < 9:
-                raise EvalDataError(f"{label_file}:{lineno}: expected 8 coordinates and a class")
-            try:
-                xy = np.asarray(parts[:8], np.float64).reshape(4, 2)
-            except ValueError:
-                raise EvalDataError(f"{label_file}:{lineno}: non-numeric coordinates") from None
-            boxes.append(Box(parts[8], *xy.min(0), *xy.max(0),
-                             difficult=len(parts) > 9 and parts[9] == "1", ann_id=f"{lineno}"))
-    return boxes
-
-
 def manifest_rows(images: Iterable, min_count: int = 1, max_count: int = 10, dataset: str = "dota",
                   options=None) -> list[dict]:
     """One manifest row per (image, category) whose B2C object count is within the range.
@@ -154,16 +130,13 @@ def manifest_rows(images: Iterable, min_count: int = 1, max_count: int = 10, dat
 
 
 def dota_images(root: str) -> list:
-    """``AnnotatedImage`` per DOTA label file whose image exists (``images/<stem>.png|jpg|tif``)."""
-    from remoteclip_jax.data.types import AnnotatedImage
-    root = pathlib.Path(root)
-    out = []
-    for lab in sorted((root / "labelTxt").glob("*.txt")):
-        img = next((root / "images" / (lab.stem + ext) for ext in (".png", ".jpg", ".tif")
-                    if (root / "images" / (lab.stem + ext)).exists()), None)
-        if img is not None:
-            out.append(AnnotatedImage(path=str(img), boxes=read_dota_labels(str(lab)), source="dota"))
-    return out
+    """``AnnotatedImage`` per DOTA label file (``root/labelTxt``) whose image exists."""
+    from remoteclip_jax.data.readers import AnnotationError, read_dota
+    try:
+        images = read_dota(pathlib.Path(root) / "labelTxt")
+    except AnnotationError as e:
+        raise EvalDataError(str(e)) from None
+    return [im for im in images if os.path.isfile(im.path)]
 
 
 def write_manifest(rows: Sequence[dict], out: str):

@@ -52,33 +52,12 @@ from remoteclip_jax.evaluate.retrieval import retrieval_metrics
 from remoteclip_jax.evaluate.templates import get_templates
 
 KINDS = ("retrieval", "zeroshot", "linear_probe", "knn", "fewshot", "count")
-OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
-OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
 
 
 def default_preprocess(image_size: int) -> Callable:
-    """The eval transform: ``remoteclip_jax.transforms.image_transform`` when available, else an
-    equivalent of open_clip's (bicubic resize of the short side, centre crop, OpenAI mean/std)."""
-    try:
-        from remoteclip_jax.transforms import image_transform
-        return image_transform(image_size, train=False)
-    except ImportError:
-        pass
-    from PIL import Image
-    mean = np.asarray(OPENAI_MEAN, np.float32)
-    std = np.asarray(OPENAI_STD, np.float32)
-
-    def f(im):
-        w, h = im.size
-        short, long = (w, h) if w <= h else (h, w)
-        if short != image_size:
-            new_long = int(image_size * long / short)
-            im = im.resize((image_size, new_long) if w <= h else (new_long, image_size), Image.BICUBIC)
-        w, h = im.size
-        left, top = int(round((w - image_size) / 2.0)), int(round((h - image_size) / 2.0))
-        im = im.crop((left, top, left + image_size, top + image_size))
-        return (np.asarray(im, np.float32) / 255.0 - mean) / std
-    return f
+    """open_clip's eval transform (``remoteclip_jax.transforms.image_transform``)."""
+    from remoteclip_jax.transforms import image_transform
+    return image_transform(image_size, train=False)
 
 
 def _get(cfg, key, default=None):
