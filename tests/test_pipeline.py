@@ -357,3 +357,20 @@ def test_caption_json_on_real_rsicd_aid(shared_data):
     batch = next(iter(data))
     assert batch["mask"].all()
     assert batch["captions"][0] == [" ".join(s["raw"].split()) for s in entries[0]["sentences"]]
+
+
+def test_iterator_state_round_trips_through_orbax_with_grains_handler(tmp_path):
+    import grain
+    import orbax.checkpoint as ocp
+
+    kwargs = dict(batch_size_per_process=4, image_size=SIZE, seed=0, epochs=2)
+    reference = list(pipeline.make_train_iterator([_synthetic(10)], **kwargs))
+    it = pipeline.make_train_iterator([_synthetic(10)], **kwargs)
+    head = _take(it, 2)
+    with ocp.CheckpointManager(tmp_path / "ckpt") as manager:
+        manager.save(7, args=ocp.args.Composite(data=grain.checkpoint.CheckpointSave(it)))
+        manager.wait_until_finished()
+    resumed = pipeline.make_train_iterator([_synthetic(10)], **kwargs)
+    with ocp.CheckpointManager(tmp_path / "ckpt") as manager:
+        manager.restore(7, args=ocp.args.Composite(data=grain.checkpoint.CheckpointRestore(resumed)))
+    _assert_same_batches(head + list(resumed), reference)
