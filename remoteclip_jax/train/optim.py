@@ -1,0 +1,183 @@
+"""optax AdamW with open_clip's parameter groups, warmup + cosine schedule, clipping and locking.
+
+Every rule here mirrors open_clip's training code (`src/training/main.py`, `scheduler.py`,
+`train.py`; the same code RemoteCLIP's ITRA fork trains with), so that one optimizer step moves
+the parameters exactly as `torch.optim.AdamW` with open_clip's two parameter groups does:
+
+* torch AdamW: p ← p − lr·wd·p − lr·m̂/(√v̂ + ε) = optax `scale_by_adam` (ε outside the root),
+  `add_decayed_weights`, `scale_by_learning_rate`.
+* Weight decay mask: see `decay_mask` (rules "open_clip", "open_clip_v3", "all_embeddings").
+* Schedule: `cosine_lr` / `const_lr`, evaluated at the 0-based step count *before* the update.
+* Clipping: `torch.nn.utils.clip_grad_norm_` (coefficient max_norm / (‖g‖ + 1e-6), capped at 1),
+  over the trainable parameters only.
+* `--lock-image` (LiT): the image tower has no optimizer state, no update, no weight decay.
+* After each update `logit_scale` is clamped to [0, ln 100] (`clamp_logit_scale`).
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+
+WD_RULES = ("open_clip", "open_clip_v3", "all_embeddings")
+SCHEDULES = ("cosine", "const")
+MAX_LOGIT_SCALE = math.log(100.0)
+IMAGE_TOWER = "visual"  # top-level key of the image tower, as open_clip's `model.visual`
+
+# open_clip <= 2.x main.py (and RemoteCLIP's ITRA):
+#   exclude = lambda n, p: p.ndim < 2 or "bn" in n or "ln" in n or "bias" in n or "logit_scale" in n
+# Flax paths keep the torch module names (`ln_1`, `bn1`, `in_proj/bias`, ...), so the substring
+# test on "/"-joined Flax paths selects the same parameters (pinned in tests/test_optim.py through
+# the converter).
+_OPEN_CLIP_SUBSTRINGS = ("bn", "ln", "bias", "logit_scale")
+# open_clip 3.x: `p.ndim <= 1` or in `CLIP.no_weight_decay()` (text positional embedding plus the
+# ViT's `no_weight_decay()`; ModifiedResNet declares none).
+_OPEN_CLIP_V3_NAMES = ("positional_embedding", "visual/positional_embedding",
+                       "visual/class_embedding")
+
+
+class OptimConfigError(ValueError):
+    """An optimizer setting that cannot work; the message names the config key to change."""
+
+
+def _get(config: Any, key: str, default: Any) -> Any:
+    return config.get(key, default) if hasattr(config, "get") else getattr(config, key, default)
+
+
+def _path_name(path: tuple) -> str:
+    return "/".join(str(getattr(k, "key", getattr(k, "name", k))) for k in path)
+
+
+def decay_mask(params: Any, rule: str = "open_clip") -> Any:
+    """Which parameters get weight decay (True) under open_clip's grouping.
+
+    Args:
+        params: the parameter tree (arrays or ShapeDtypeStructs).
+        rule: "open_clip" — open_clip's `main.py` lambda verbatim (ndim < 2 or a name containing
+            bn/ln/bias/logit_scale; RemoteCLIP trained with this; positional and token embeddings
+            are decayed, `class_embedding` is not). "open_clip_v3" — open_clip 3.x: ndim ≤ 1 or
+            one of the model's `no_weight_decay()` names (text and ViT positional embeddings,
+            ViT class embedding). "all_embeddings" — "open_clip" plus every `*embedding*`
+            parameter (token, positional, class, attention-pool positional).
+
+    Returns:
+        A tree of bools with the structure of `params`.
+    """
+    if rule not in WD_RULES:
+        raise OptimConfigError(f"config.optim.wd_exclude={rule!r} is unknown; use one of {WD_RULES}")
+
+    def decays(path, p):
+        name = _path_name(path)
+        if rule == "open_clip_v3":
+            return not (p.ndim <= 1 or name in _OPEN_CLIP_V3_NAMES)
+        excluded = p.ndim < 2 or any(s in name for s in _OPEN_CLIP_SUBSTRINGS)
+        if rule == "all_embeddings":
+            excluded = excluded or "embedding" in name
+        return not excluded
+
+    return jax.tree_util.tree_map_with_path(decays, params)
+
+
+def trainable_labels(params: Any, lock_image: bool) -> Any:
+    """"train" / "frozen" label per parameter: LiT locking freezes the whole image tower."""
+    def label(path, _):
+        frozen = lock_image and _path_name(path[:1]) == IMAGE_TOWER
+        return "frozen" if frozen else "train"
+
+    return jax.tree_util.tree_map_with_path(label, params)
+
+
+def lr_schedule(optim_config: Any, total_steps: int) -> optax.Schedule:
+    """open_clip's `cosine_lr` / `const_lr` as an optax schedule of the 0-based update count.
+
+    Warmup: lr·(step + 1)/warmup for step < warmup. Cosine: 0.5·(1 + cos(π·e/es))·lr with
+    e = step − warmup, es = total_steps − warmup (e is capped at es, so lr stays 0 past the end).
+    """
+    base = float(optim_config.lr)
+    warmup = int(optim_config.warmup_steps)
+    kind = str(_get(optim_config, "schedule", "cosine"))
+    if kind not in SCHEDULES:
+        raise OptimConfigError(f"config.optim.schedule={kind!r} is unknown; use one of {SCHEDULES}")
+    decay_steps = max(int(total_steps) - warmup, 1)
+
+    def schedule(count):
+        step = jnp.asarray(count, jnp.float32)
+        warm = base * (step + 1.0) / max(warmup, 1)
+        if kind == "const":
+            after = jnp.float32(base)
+        else:
+            e = jnp.minimum(step - warmup, decay_steps)
+            after = 0.5 * (1.0 + jnp.cos(jnp.pi * e / decay_steps)) * base
+        return jnp.where(step < warmup, warm, after).astype(jnp.float32)
+
+    return schedule
+
+
+def clip_by_global_norm_torch(max_norm: float) -> optax.GradientTransformation:
+    """`torch.nn.utils.clip_grad_norm_`: g·min(1, max_norm / (‖g‖₂ + 1e-6))."""
+    def init_fn(params):
+        del params
+        return optax.EmptyState()
+
+    def update_fn(updates, state, params=None):
+        del params
+        norm = optax.global_norm(updates)
+        coef = jnp.minimum(max_norm / (norm + 1e-6), 1.0)
+        return jax.tree.map(lambda g: (g * coef).astype(g.dtype), updates), state
+
+    return optax.GradientTransformation(init_fn, update_fn)
+
+
+def make_optimizer(config: Any, total_steps: int) -> tuple[optax.GradientTransformation,
+                                                           optax.Schedule]:
+    """AdamW as open_clip builds it, from the config.
+
+    Reads `config.optim.{lr, warmup_steps, schedule, weight_decay, b1, b2, eps, grad_clip_norm,
+    wd_exclude}` (wd_exclude defaults to "open_clip") and `config.lock_image`.
+
+    Args:
+        config: the training ConfigDict.
+        total_steps: number of optimizer steps of the run (the cosine's end).
+
+    Returns:
+        (optimizer, schedule); `schedule(step)` is the learning rate of update `step` (0-based).
+    """
+    oc = config.optim
+    schedule = lr_schedule(oc, total_steps)
+    rule = str(_get(oc, "wd_exclude", "open_clip"))
+    if rule not in WD_RULES:
+        raise OptimConfigError(f"config.optim.wd_exclude={rule!r} is unknown; use one of {WD_RULES}")
+    clip_norm = float(_get(oc, "grad_clip_norm", 0.0) or 0.0)
+    if clip_norm < 0:
+        raise OptimConfigError(f"config.optim.grad_clip_norm={clip_norm} must be >= 0 (0 = off)")
+    steps = []
+    if clip_norm > 0:
+        steps.append(clip_by_global_norm_torch(clip_norm))
+    steps += [
+        optax.scale_by_adam(b1=float(oc.b1), b2=float(oc.b2), eps=float(oc.eps)),
+        optax.add_decayed_weights(float(oc.weight_decay), mask=lambda p: decay_mask(p, rule)),
+        optax.scale_by_learning_rate(schedule),
+    ]
+    adamw = optax.chain(*steps)
+    lock = bool(_get(config, "lock_image", False))
+    tx = optax.multi_transform({"train": adamw, "frozen": optax.set_to_zero()},
+                               lambda p: trainable_labels(p, lock))
+    return tx, schedule
+
+
+def clamp_logit_scale(params: Any) -> Any:
+    """open_clip's `logit_scale.clamp_(0, ln 100)` after each optimizer step."""
+    if "logit_scale" not in params:
+        return params
+    params = dict(params)
+    params["logit_scale"] = jnp.clip(params["logit_scale"], 0.0, MAX_LOGIT_SCALE)
+    return params
+
+
+def frozen_mask(params: Any, lock_image: bool) -> Any:
+    """True for parameters that receive no gradient (the image tower when locked)."""
+    return jax.tree.map(lambda label: label == "frozen", trainable_labels(params, lock_image))
+
