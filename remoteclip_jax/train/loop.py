@@ -11,7 +11,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import pathlib
+import sys
 import time
 from typing import Any, Iterator
 
@@ -162,7 +164,7 @@ def make_data_iterator(config, model, *, seed: int, epochs: int | None = None):
 
 def dataset_size(iterator) -> int | None:
     """Number of pairs in one epoch, when the iterator can say."""
-    for attr in ("num_examples", "num_records", "dataset_size"):
+    for attr in ("examples_per_epoch", "num_examples", "dataset_size"):
         value = getattr(iterator, attr, None)
         if value is not None:
             return int(value() if callable(value) else value)
@@ -313,6 +315,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     last_log: dict = {}
     eval_metrics: dict = {}
     progress = _progress(total, start, primary)
+    step = start
     try:
         for step in range(start + 1, total + 1):
             try:
@@ -353,11 +356,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
             if config.train.eval_every and step % config.train.eval_every == 0 and step != total:
                 checkpointer.wait_until_finished()
                 logger.write(step, _evaluate(run.model, state, config, workdir))
+            if step == _PAUSE_AFTER_STEP:
+                _pause(step)
         progress.close()
         checkpointer.wait_until_finished()
         if config.eval.datasets:
             eval_metrics = _evaluate(run.model, state, config, workdir)
-            logger.write(int(state.step) if hasattr(state, "step") else total, eval_metrics)
+            logger.write(step, eval_metrics)
             _print_eval(eval_metrics, primary)
         if primary:
             curve = metrics_lib.plot_loss_curve(metrics_lib.read_metrics(logger.path),
@@ -374,6 +379,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         if close:
             close()
     return {**last_log, **eval_metrics}
+
+
+# Test hook: stop (forever) after this step, so a test can SIGKILL the run at a known point.
+_PAUSE_AFTER_STEP = int(os.environ.get("REMOTECLIP_DEBUG_PAUSE_AFTER_STEP", "0") or 0)
+
+
+def _pause(step):
+    print(f"REMOTECLIP_PAUSED step={step}", file=sys.stderr, flush=True)
+    while True:
+        time.sleep(60)
 
 
 def _progress(total, start, enabled):
@@ -488,6 +503,8 @@ def export_openclip(variables, config, out_dir: pathlib.Path) -> dict:
 def _gather(x):
     """A fully replicated copy of a (possibly sharded, multi-process) array."""
     if isinstance(x, jax.Array) and not x.is_fully_addressable:
+        if x.sharding.is_fully_replicated:
+            return x.addressable_data(0)
         from jax.experimental import multihost_utils
 
         return multihost_utils.process_allgather(x, tiled=True)

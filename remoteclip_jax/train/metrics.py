@@ -48,12 +48,19 @@ def step_metrics(raw: Mapping[str, jax.Array]) -> TrainMetrics:
     def get(name):
         for key in (name, f"train/{name}"):
             if key in raw:
-                return jnp.asarray(raw[key], jnp.float32)
+                return jnp.asarray(_local(raw[key]), jnp.float32)
         return jnp.float32(jnp.nan)
 
     return TrainMetrics.single_from_model_output(
         loss=get("loss"), grad_norm=get("grad_norm"), lr=get("lr"),
         logit_scale=get("logit_scale"), param_norm=get("param_norm"))
+
+
+def _local(x):
+    """This process's copy of a replicated metric (a multi-process array cannot be read whole)."""
+    if isinstance(x, jax.Array) and not x.is_fully_addressable:
+        return x.addressable_data(0)
+    return x
 
 
 # --- model-FLOP utilisation -------------------------------------------------------------------
