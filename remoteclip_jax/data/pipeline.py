@@ -206,18 +206,36 @@ class _SkipInvalid(grain.IterDataset):
         return _SkipInvalidIterator(self._parent.__iter__())
 
 
-def _stack(elements: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """grain batch_fn: stacks arrays, keeps strings as lists, concatenates skip reports."""
-    batch: dict[str, Any] = {}
-    for key in elements[0]:
-        values = [e[key] for e in elements]
-        if key == "_skipped":
-            batch[key] = [x for v in values for x in v]
-        elif isinstance(values[0], str):
-            batch[key] = values
-        else:
-            batch[key] = np.stack(values)
-    return batch
+class _Stacker:
+    """grain batch_fn: stacks arrays, keeps strings as lists, concatenates skip reports.
+
+    In a worker process grain calls `enable_shared_memory_output`, and the stacked arrays are
+    then written straight into shared memory (saving one copy of every batch on its way to the
+    main process).
+    """
+
+    def __init__(self):
+        self._to_shared_memory = False
+
+    def enable_shared_memory_output(self) -> None:
+        self._to_shared_memory = True
+
+    def __call__(self, elements: Sequence[dict[str, Any]]) -> dict[str, Any]:
+        batch: dict[str, Any] = {}
+        for key in elements[0]:
+            values = [e[key] for e in elements]
+            if key == "_skipped":
+                batch[key] = [x for v in values for x in v]
+            elif isinstance(values[0], str):
+                batch[key] = values
+            elif self._to_shared_memory:
+                first = np.asarray(values[0])
+                out = grain.multiprocessing.SharedMemoryArray((len(values), *first.shape),
+                                                             first.dtype)
+                batch[key] = np.stack(values, out=out)
+            else:
+                batch[key] = np.stack(values)
+        return batch
 
 
 class TrainIterator(grain.DatasetIterator):
@@ -345,7 +363,7 @@ def make_train_dataset(sources: Sequence[dict[str, Any]], *, batch_size_per_proc
     stream = stream.map(loader)
     ds = stream.to_iter_dataset(grain.ReadOptions(
         num_threads=num_threads, prefetch_buffer_size=max(2 * batch_size_per_process, 8)))
-    ds = _SkipInvalid(ds).batch(batch_size_per_process, drop_remainder=True, batch_fn=_stack)
+    ds = _SkipInvalid(ds).batch(batch_size_per_process, drop_remainder=True, batch_fn=_Stacker())
     if num_workers > 0:
         ds = ds.mp_prefetch(grain.MultiprocessingOptions(
             num_workers=num_workers, per_worker_buffer_size=per_worker_buffer_size))
