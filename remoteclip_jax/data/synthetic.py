@@ -336,3 +336,74 @@ def write_synthetic_records(out_dir: str | os.PathLike, num_images: int,
                                                   quality=quality)
             writer.write(record)
     return records.read_manifest(out_dir)
+
+
+def export_scenes(out_dir: str | os.PathLike, num_images: int,
+                  image_size: int | Sequence[int] = 64, seed: int = 0, *,
+                  progress: bool = True) -> dict[str, int]:
+    """Writes scenes as PNG files with their ground truth, for evaluators that read files.
+
+    Creates ``out_dir/images/<index>.png``, ``out_dir/scenes.jsonl`` (one line per scene:
+    ``image``, ``background``, ``counts``, ``boxes``, ``captions``) and
+    ``out_dir/count_manifest.jsonl`` in the counting manifest format of
+    `remoteclip_jax.evaluate.counting` (``{"image", "category", "count"}``, one line per scene
+    that shows a single category, counts 1-10). Image paths are relative to ``out_dir``.
+
+    Returns:
+        ``{"scenes": ..., "count_items": ...}``.
+    """
+    import json
+    import pathlib
+
+    from tqdm import tqdm
+
+    out = pathlib.Path(out_dir)
+    (out / "images").mkdir(parents=True, exist_ok=True)
+    source = SyntheticSource(num_images, image_size, seed)
+    count_items = 0
+    with (out / "scenes.jsonl").open("w") as scenes, \
+            (out / "count_manifest.jsonl").open("w") as manifest:
+        for i in tqdm(range(num_images), desc="synthetic scenes", disable=not progress):
+            item = source[i]
+            name = f"images/{i:06d}.png"
+            Image.fromarray(item["image"]).save(out / name)
+            scenes.write(json.dumps({"image": name, "background": item["label"],
+                                     "counts": item["counts"], "boxes": item["boxes"],
+                                     "captions": item["captions"]}) + "\n")
+            if len(item["counts"]) == 1:
+                (category, n), = item["counts"].items()
+                manifest.write(json.dumps({"image": name, "category": category,
+                                           "count": n}) + "\n")
+                count_items += 1
+    return {"scenes": num_images, "count_items": count_items}
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """CLI: ``python -m remoteclip_jax.data.synthetic --out DIR [--format records|files]``."""
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        description="Write synthetic (procedurally drawn, not real) aerial scenes with B2C "
+                    "captions, as ArrayRecord shards or as PNG files with ground truth.")
+    parser.add_argument("--out", required=True, help="output directory")
+    parser.add_argument("--num-images", type=int, default=2000)
+    parser.add_argument("--image-size", type=int, nargs="+", default=[64],
+                        help="scene side(s) in pixels; several = chosen per scene")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--format", choices=("records", "files"), default="records")
+    parser.add_argument("--shard-size", type=int, default=2000)
+    args = parser.parse_args(argv)
+    sizes = args.image_size[0] if len(args.image_size) == 1 else args.image_size
+    if args.format == "records":
+        manifest = write_synthetic_records(args.out, args.num_images, sizes, args.seed,
+                                           shard_size=args.shard_size)
+        print(f"wrote {manifest['count']} synthetic scenes in {len(manifest['shards'])} shard(s) "
+              f"to {args.out}")
+    else:
+        summary = export_scenes(args.out, args.num_images, sizes, args.seed)
+        print(f"wrote {summary['scenes']} synthetic scenes and {summary['count_items']} counting "
+              f"items to {args.out}")
+
+
+if __name__ == "__main__":
+    main()
