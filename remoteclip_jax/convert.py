@@ -236,10 +236,13 @@ def load_openclip(path_or_state_dict: str | Mapping, name: str | dict) -> dict:
         if (collection, path) not in expected:
             unexpected.append(key)
             continue
-        value = _to_flax_layout(value, transform)
         want = expected[(collection, path)]
+        value = _to_flax_layout(value, transform)
         if value.shape != want:
-            misshaped.append(f"{key} {tuple(value.shape)} (model wants {want})")
+            # Report both shapes in torch layout, as the user sees them in the checkpoint.
+            want_torch = _to_torch_layout(np.empty(want, np.bool_), transform).shape
+            misshaped.append(f"{key} {tuple(_to_torch_layout(value, transform).shape)} "
+                             f"(model wants {want_torch})")
             continue
         flat[(collection, path)] = value.astype(np.float32)
     missing = [_flax_to_torch_key(c, p, len(s))[0] for (c, p), s in expected.items()
@@ -292,7 +295,7 @@ def save_state_dict(state_dict: Mapping[str, np.ndarray], path: str) -> None:
     """Writes a state dict as `.safetensors` (no torch needed) or `.pt`/`.bin` (needs torch)."""
     if path.endswith(".safetensors"):
         from safetensors.numpy import save_file
-        save_file({k: np.ascontiguousarray(v) for k, v in state_dict.items()}, path)
+        save_file({k: np.array(v, order="C") for k, v in state_dict.items()}, path)  # keeps 0-d shapes
         return
     try:
         import torch
@@ -314,8 +317,11 @@ def save_orbax(variables: Mapping, directory: str, name: str | dict) -> None:
     cfg = model_config(name)
     meta = {"model": name if isinstance(name, str) else None, "config": cfg,
             "activation": "quick_gelu" if cfg["quick_gelu"] else "gelu"}
+    import jax
+    import jax.numpy as jnp
     with ocp.StandardCheckpointer() as ckptr:
-        ckptr.save(os.path.join(directory, "variables"), dict(variables), force=True)
+        ckptr.save(os.path.join(directory, "variables"), jax.tree.map(jnp.asarray, dict(variables)),
+                   force=True)
     with open(os.path.join(directory, "model.json"), "w") as f:
         json.dump(meta, f, indent=2)
 
@@ -330,9 +336,17 @@ def load_orbax(directory: str) -> tuple[dict, dict]:
                               "`python -m remoteclip_jax.convert import`")
     with open(meta_path) as f:
         meta = json.load(f)
+    from remoteclip_jax.models import create_model
+    model = create_model(meta["model"] or meta["config"])
+    s = model.image_size
+    import jax
+    import jax.numpy as jnp
+    # Restoring against the model's abstract tree keeps shapes exact (scalars stay scalars).
+    target = jax.eval_shape(model.init, jax.random.PRNGKey(0), jnp.zeros((1, s, s, 3)),
+                            jnp.zeros((1, model.context_length), jnp.int32))
     with ocp.StandardCheckpointer() as ckptr:
-        variables = ckptr.restore(os.path.join(directory, "variables"))
-    return variables, meta
+        variables = ckptr.restore(os.path.join(directory, "variables"), target)
+    return jax.device_get(variables), meta
 
 
 # ---------------------------------------------------------------------------------------------
