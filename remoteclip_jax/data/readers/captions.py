@@ -142,7 +142,8 @@ def read_caption_jsonl(path: str | os.PathLike, split: str | None = None, *,
     root = pathlib.Path(image_root) if image_root is not None else None
     images = []
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        # Split on "\n" only, as editors number lines (a stray "\r" is no line break).
+        lines = path.read_bytes().decode("utf-8").split("\n")
     except (OSError, UnicodeDecodeError) as e:
         raise AnnotationError(path, None, f"cannot read ({e})") from None
     for number, line in enumerate(lines, start=1):

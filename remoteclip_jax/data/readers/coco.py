@@ -3,6 +3,7 @@
 Uses `images[]` (`id`, `file_name`, `width`, `height`), `categories[]` (`id`, `name`) and
 `annotations[]` (`id`, `image_id`, `category_id`, `bbox` = [x, y, width, height], `iscrowd`).
 Images without annotations are returned with no boxes; the converter skips and counts them.
+Zero-area boxes are dropped; negative sizes are errors.
 """
 from __future__ import annotations
 
@@ -85,14 +86,14 @@ def read_coco(json_path: str | os.PathLike, image_dir: str | os.PathLike | None 
         except AnnotationError as e:
             report(e, on_error)
             continue
-        if ann.get("iscrowd", 0) and not include_crowd:
+        if box is None or (ann.get("iscrowd", 0) and not include_crowd):
             continue
         images[ann["image_id"]].boxes.append(box)
     return list(images.values())
 
 
 def _annotation_box(ann: Any, categories: dict, images: dict, path: pathlib.Path,
-                    where: str) -> Box:
+                    where: str) -> Box | None:
     if not isinstance(ann, dict):
         raise AnnotationError(path, None, f"{where}: not an object")
     if not _is_id(ann.get("image_id")) or ann["image_id"] not in images:
@@ -104,7 +105,9 @@ def _annotation_box(ann: Any, categories: dict, images: dict, path: pathlib.Path
     if not isinstance(bbox, list) or len(bbox) != 4 or not all(map(_is_number, bbox)):
         raise AnnotationError(path, None, f"{where}: bbox must be 4 finite numbers, got {bbox!r}")
     x, y, w, h = bbox
-    if w <= 0 or h <= 0:
-        raise AnnotationError(path, None, f"{where}: bbox has non-positive size {w}x{h}")
+    if w < 0 or h < 0:
+        raise AnnotationError(path, None, f"{where}: bbox has negative size {w}x{h}")
+    if w == 0 or h == 0:
+        return None  # a zero-area box marks nothing visible; dropped like DOTA's
     return Box(categories[ann["category_id"]], float(x), float(y), float(x + w), float(y + h),
                ann_id=str(ann["id"]) if "id" in ann else where)

@@ -71,7 +71,8 @@ def read_dota_file(path: str | os.PathLike, *, on_error: OnError | None = None) 
     """Boxes of one DOTA label file (header lines skipped; see `parse_dota_line`)."""
     path = pathlib.Path(path)
     try:
-        lines = path.read_text(encoding="utf-8", errors="strict").splitlines()
+        # Split on "\n" only, as editors number lines (a stray "\r" is no line break).
+        lines = path.read_bytes().decode("utf-8").split("\n")
     except (OSError, UnicodeDecodeError) as e:
         raise AnnotationError(path, None, f"cannot read ({e})") from None
     boxes = []

@@ -49,20 +49,29 @@ def _json_captions(raw: bytes, shard: pathlib.Path, key: str) -> list[str]:
     return captions
 
 
+def _find_part(parts: dict[str, bytes], kinds: tuple[str, ...]) -> str | None:
+    """The member extension holding one of `kinds`: an exact match ("jpg") first, then one whose
+    last dotted part matches ("tar.gz.jpg"), as webdataset keys may contain dots."""
+    exact = next((k for k in kinds if k in parts), None)
+    if exact is not None:
+        return exact
+    return next((ext for ext in parts if ext.rsplit(".", 1)[-1] in kinds), None)
+
+
 def _sample(key: str, parts: dict[str, bytes], shard: pathlib.Path, source: str
             ) -> AnnotatedImage:
-    image_suffix = next((s for s in IMAGE_SUFFIXES if s in parts), None)
+    image_suffix = _find_part(parts, IMAGE_SUFFIXES)
     if image_suffix is None:
         raise AnnotationError(shard, None, f"sample '{key}' has no image "
                                            f"({', '.join(sorted(parts))})")
     captions = []
-    if "txt" in parts:
+    if (txt := _find_part(parts, ("txt",))) is not None:
         try:
-            captions.append(parts["txt"].decode("utf-8"))
+            captions.append(parts[txt].decode("utf-8"))
         except UnicodeDecodeError as e:
-            raise AnnotationError(shard, None, f"{key}.txt: not UTF-8 ({e.reason})") from None
-    if "json" in parts:
-        captions.extend(_json_captions(parts["json"], shard, key))
+            raise AnnotationError(shard, None, f"{key}.{txt}: not UTF-8 ({e.reason})") from None
+    if (meta := _find_part(parts, ("json",))) is not None:
+        captions.extend(_json_captions(parts[meta], shard, key))
     captions = [" ".join(c.split()) for c in captions]
     captions = [c for i, c in enumerate(captions) if c and c not in captions[:i]]
     if not captions:
