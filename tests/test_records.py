@@ -172,3 +172,55 @@ def test_encode_jpeg_shrinks_shortest_side_and_never_enlarges():
 def test_scale_boxes_follows_resize():
     boxes = records.scale_boxes([Box("ship", 10, 20, 30, 40)], 0.5, 0.25)
     assert boxes == [Box("ship", 5, 5, 15, 10)]
+
+
+def test_split_index_selects_records_without_reading_them(tmp_path):
+    out = tmp_path / "ds"
+    splits = ["train", "test", "train", "val", "train", "test", "train"]
+    with records.RecordWriter(out, shard_size=3) as w:
+        for i, split in enumerate(splits):
+            w.write(_record(i, split=split))
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["splits"] == {"test": {"count": 2, "file": "split-test.npy"},
+                                  "train": {"count": 4, "file": "split-train.npy"},
+                                  "val": {"count": 1, "file": "split-val.npy"}}
+    train = records.RecordSource(out, split="train")
+    assert [train[i]["image_id"] for i in range(len(train))] == ["img0", "img2", "img4", "img6"]
+    assert all(train[i]["split"] == "train" for i in range(4))
+    test = records.RecordSource(out, split="test")
+    assert [test[i]["image_id"] for i in range(len(test))] == ["img1", "img5"]
+    # Two directories: indices of the second are offset by the first's size.
+    other = tmp_path / "other"
+    with records.RecordWriter(other) as w:
+        w.write(_record(9, split="test"))
+    both = records.RecordSource([out, other], split="test")
+    assert [both[i]["image_id"] for i in range(len(both))] == ["img1", "img5", "img9"]
+    with pytest.raises(records.RecordFormatError, match="no split 'dev'; splits: test, train, val"):
+        records.RecordSource(out, split="dev")
+    with pytest.raises(records.RecordFormatError, match="needs a dataset directory"):
+        records.RecordSource(out / "records-00000-of-00003.array_record", split="train")
+    (out / "split-val.npy").write_bytes(b"junk")
+    with pytest.raises(records.RecordFormatError, match="split-val.npy"):
+        records.RecordSource(out, split="val")
+
+
+def test_dataset_without_splits_says_so(tmp_path):
+    out = _write(tmp_path, 3)
+    with pytest.raises(records.RecordFormatError, match="records carry no 'split'"):
+        records.RecordSource(out, split="train")
+
+
+def test_bad_split_name_is_rejected(tmp_path):
+    with records.RecordWriter(tmp_path / "ds") as w:
+        w.write(_record(0))
+        with pytest.raises(records.RecordFormatError, match="plain name"):
+            w.write(_record(1, split="../x"))
+
+
+def test_overwrite_replaces_an_existing_dataset(tmp_path):
+    out = _write(tmp_path, 10)
+    with records.RecordWriter(out, shard_size=100, overwrite=True) as w:
+        w.write(_record(42))
+    assert sorted(p.name for p in out.iterdir()) == ["manifest.json",
+                                                      "records-00000-of-00001.array_record"]
+    assert records.RecordSource(out)[0]["image_id"] == "img42"

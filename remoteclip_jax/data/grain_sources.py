@@ -7,7 +7,7 @@ processes) and read lazily: nothing decodes an image until the pipeline asks for
 
 Source dicts (the ``sources`` list of the training config)::
 
-    {"kind": "records", "path": "converted/rsicd"}                     # remoteclip_jax.data.records
+    {"kind": "records", "path": "converted/rsicd", "split": "train"}    # remoteclip_jax.data.records
     {"kind": "caption_json", "path": "dataset_rsicd.json", "image_root": "RSICD/images",
      "split": "train"}                                                  # Karpathy-style JSON
     {"kind": "jsonl", "path": "rsicd_aid/train.jsonl", "split": "train"}  # {image, captions}/line
@@ -178,7 +178,7 @@ def build_source(spec: dict[str, Any]):
     if "path" not in spec:
         raise SourceSpecError(f"source {spec!r} needs a 'path'")
     if kind == "records":
-        return RecordSource(spec["path"])
+        return RecordSource(spec["path"], split=spec.get("split"))
     if kind in ("jsonl", "caption_json"):
         return _read_annotated(kind, spec)
     return WebDatasetSource(spec["path"])

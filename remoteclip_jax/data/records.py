@@ -21,13 +21,16 @@ ann_ids     list[str]        ids of the annotations the captions were built from
 width       int              width of the stored image (filled in by the writer)
 height      int              height of the stored image (filled in by the writer)
 label       str              optional: scene class
+split       str              optional: "train" / "val" / "test"; indexed, see below
 boxes       list[dict]       optional: ``{category, x0, y0, x1, y1, difficult, ann_id}`` in the
                              pixel frame of the *stored* image (see :func:`scale_boxes`)
 ==========  ===============  =====================================================================
 
 Other msgpack-serialisable keys are kept as they are. ``manifest.json`` records the number of
 records, the shards and their counts, the per-source counts, the union of fields and any metadata
-the writer was given (e.g. a conversion summary).
+the writer was given (e.g. a conversion summary). When records carry a ``split``, the writer also
+stores ``split-<name>.npy`` (the int64 record indices of that split, listed under ``splits`` in the
+manifest), so ``RecordSource(dir, split="train")`` selects a split without reading any record.
 
 numpy/PIL/msgpack only: this module runs inside grain workers and must not import jax.
 """
@@ -44,6 +47,7 @@ import threading
 from typing import Any, Iterable, Sequence
 
 import msgpack
+import numpy as np
 from PIL import Image
 
 from remoteclip_jax.data.types import Box
@@ -51,6 +55,7 @@ from remoteclip_jax.data.types import Box
 FORMAT_VERSION = 1
 MANIFEST_NAME = "manifest.json"
 _SHARD_RE = re.compile(r"^records-(\d{5})-of-(\d{5})\.array_record$")
+_SPLIT_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
 REQUIRED_FIELDS = ("image", "captions", "source", "image_id", "ann_ids")
 # Random access in grain needs one record per chunk (array_record's own advice for grain).
 _WRITER_OPTIONS = "group_size:1"
@@ -189,16 +194,20 @@ class RecordWriter:
         shard_size: records per shard.
         metadata: extra JSON-serialisable entries for the manifest (also settable later via
             ``writer.metadata``).
+        overwrite: delete a dataset already in ``out_dir`` (its shards, split indices and
+            manifest) instead of refusing.
     """
 
     def __init__(self, out_dir: str | os.PathLike, shard_size: int = 2000,
-                 metadata: dict[str, Any] | None = None):
+                 metadata: dict[str, Any] | None = None, overwrite: bool = False):
         if shard_size < 1:
             raise ValueError(f"shard_size must be >= 1, got {shard_size}")
         self.out_dir = pathlib.Path(out_dir)
         self.shard_size = shard_size
         self.metadata: dict[str, Any] = dict(metadata or {})
+        self.overwrite = overwrite
         self.count = 0
+        self._splits: dict[str, list[int]] = {}
         self._sources: collections.Counter[str] = collections.Counter()
         self._fields: set[str] = set()
         self._shard_counts: list[int] = []
@@ -208,11 +217,15 @@ class RecordWriter:
 
     def __enter__(self) -> "RecordWriter":
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        stale = [p.name for p in self.out_dir.iterdir()
-                 if _SHARD_RE.match(p.name) or p.name == MANIFEST_NAME]
-        if stale:
-            raise RecordFormatError(f"{self.out_dir}: already holds a dataset ({stale[0]}, ...); "
-                                    "choose an empty directory")
+        stale = [p for p in self.out_dir.iterdir()
+                 if _SHARD_RE.match(p.name) or p.name == MANIFEST_NAME
+                 or (p.name.startswith("split-") and p.name.endswith(".npy"))]
+        if stale and self.overwrite:
+            for p in stale:
+                p.unlink()
+        elif stale:
+            raise RecordFormatError(f"{self.out_dir}: already holds a dataset ({stale[0].name}, "
+                                    "...); choose an empty directory or pass overwrite=True")
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
@@ -228,6 +241,12 @@ class RecordWriter:
         if self._closed:
             raise RuntimeError("RecordWriter is closed")
         record = _validate(record)
+        split = record.get("split")
+        if split:
+            if not isinstance(split, str) or not _SPLIT_RE.match(split):
+                raise RecordFormatError(f"record {record['source']}/{record['image_id']}: "
+                                        f"split must be a plain name, got {split!r}")
+            self._splits.setdefault(split, []).append(self.count)
         if self._writer is None or self._shard_counts[-1] >= self.shard_size:
             self._close_shard()
             path = self.out_dir / f".records-{len(self._shard_counts):05d}.array_record.tmp"
@@ -263,6 +282,11 @@ class RecordWriter:
             name = shard_name(i, n)
             tmp.rename(self.out_dir / name)
             shards.append({"file": name, "count": count})
+        splits = {}
+        for name, indices in sorted(self._splits.items()):
+            file = f"split-{name}.npy"
+            np.save(self.out_dir / file, np.asarray(indices, np.int64))
+            splits[name] = {"count": len(indices), "file": file}
         manifest = {
             "format": "remoteclip_jax.records",
             "version": FORMAT_VERSION,
@@ -270,6 +294,7 @@ class RecordWriter:
             "shards": shards,
             "sources": dict(sorted(self._sources.items())),
             "fields": sorted(self._fields),
+            "splits": splits,
             **self.metadata,
         }
         tmp_manifest = self.out_dir / (MANIFEST_NAME + ".tmp")
@@ -283,6 +308,7 @@ class RecordWriter:
         self._closed = True
         for path in self._tmp_paths:
             path.unlink(missing_ok=True)
+        self._tmp_paths = []
 
 
 def read_manifest(directory: str | os.PathLike) -> dict[str, Any]:
@@ -302,6 +328,23 @@ def read_manifest(directory: str | os.PathLike) -> dict[str, Any]:
     except ValueError as e:
         raise RecordFormatError(f"{path}: malformed manifest ({e})") from None
     return manifest
+
+
+def _split_indices(directory: pathlib.Path, manifest: dict[str, Any], split: str) -> np.ndarray:
+    splits = manifest.get("splits") or {}
+    if split not in splits:
+        available = ", ".join(sorted(splits)) or "none (records carry no 'split')"
+        raise RecordFormatError(f"{directory / MANIFEST_NAME}: no split {split!r}; "
+                                f"splits: {available}")
+    path = directory / splits[split]["file"]
+    try:
+        indices = np.load(path)
+    except (OSError, ValueError) as e:
+        raise RecordFormatError(f"{path}: missing or unreadable split index ({e})") from None
+    if indices.ndim != 1 or len(indices) != splits[split]["count"] or (
+            len(indices) and (indices.min() < 0 or indices.max() >= manifest["count"])):
+        raise RecordFormatError(f"{path}: split index does not match {directory / MANIFEST_NAME}")
+    return indices.astype(np.int64)
 
 
 def _open_reader(path: pathlib.Path):
@@ -329,11 +372,15 @@ class RecordSource:
 
     Args:
         paths: a directory, a shard file, or a sequence of them.
+        split: keep only the records of this split (directories only; uses the split index the
+            writer stored, so no record is read).
     """
 
-    def __init__(self, paths: str | os.PathLike | Sequence[str | os.PathLike]):
+    def __init__(self, paths: str | os.PathLike | Sequence[str | os.PathLike],
+                 split: str | None = None):
         if isinstance(paths, (str, os.PathLike)):
             paths = [paths]
+        selected: list[np.ndarray] = []
         self._files: list[pathlib.Path] = []
         self._counts: list[int] = []
         self.sources: collections.Counter[str] = collections.Counter()
@@ -342,6 +389,8 @@ class RecordSource:
             if p.is_dir():
                 manifest = read_manifest(p)
                 self.sources.update(manifest.get("sources", {}))
+                if split:
+                    selected.append(_split_indices(p, manifest, split) + sum(self._counts))
                 for shard in manifest["shards"]:
                     path = p / shard["file"]
                     reader = _open_reader(path)
@@ -353,6 +402,9 @@ class RecordSource:
                     self._files.append(path)
                     self._counts.append(n)
             else:
+                if split:
+                    raise RecordFormatError(f"{p}: split={split!r} needs a dataset directory "
+                                            "(its manifest indexes the splits), not a shard")
                 reader = _open_reader(p)
                 self._files.append(p)
                 self._counts.append(reader.num_records())
@@ -360,12 +412,17 @@ class RecordSource:
         self._offsets = [0]
         for n in self._counts:
             self._offsets.append(self._offsets[-1] + n)
-        if self._offsets[-1] == 0:
-            raise EmptyDatasetError(f"{', '.join(map(str, paths))}: no records")
+        # Positions of the selected records among all records, or None for all of them.
+        self._selection = np.concatenate(selected) if split else None
+        if len(self) == 0:
+            raise EmptyDatasetError(f"{', '.join(map(str, paths))}: no records"
+                                    + (f" in split {split!r}" if split else ""))
         self._readers: list[Any] = [None] * len(self._files)
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
+        if self._selection is not None:
+            return len(self._selection)
         return self._offsets[-1]
 
     def _locate(self, index: int) -> tuple[int, int]:
@@ -373,6 +430,8 @@ class RecordSource:
 
         if not 0 <= index < len(self):
             raise IndexError(f"record index {index} out of range [0, {len(self)})")
+        if self._selection is not None:
+            index = int(self._selection[index])
         shard = bisect.bisect_right(self._offsets, index) - 1
         return shard, index - self._offsets[shard]
 
