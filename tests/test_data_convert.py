@@ -1,0 +1,200 @@
+"""The conversion CLI: records with provenance, summary of kept/skipped, errors and their codes."""
+import io
+import json
+import subprocess
+import sys
+import tarfile
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from remoteclip_jax.data import convert, records
+from remoteclip_jax.data.b2c import box_to_captions
+from remoteclip_jax.data.records import RecordSource
+from remoteclip_jax.data.types import Box
+
+
+def _dota_tree(root, *, bad_line=False):
+    (root / "labelTxt").mkdir(parents=True)
+    (root / "images").mkdir()
+    (root / "labelTxt" / "A.txt").write_text(
+        "imagesource:GoogleEarth\ngsd:0.3\n"
+        "90 90 110 90 110 110 90 110 ship 0\n"
+        "0 0 10 0 10 10 0 10 ship 0\n"
+        "180 0 199 0 199 10 180 10 harbor 1\n"
+        + ("1 2 3 oops\n" if bad_line else ""))
+    (root / "labelTxt" / "B.txt").write_text("10 10 20 10 20 20 10 20 plane 0\n")  # corrupt image
+    (root / "labelTxt" / "C.txt").write_text("10 10 20 10 20 20 10 20 plane 0\n")  # no image
+    (root / "labelTxt" / "D.txt").write_text("gsd:1\n")                            # no objects
+    (root / "labelTxt" / "E.txt").write_text("5 5 60 5 60 40 5 40 plane 0\n")
+    Image.new("RGB", (200, 200), (90, 80, 70)).save(root / "images" / "A.png")
+    Image.new("RGB", (64, 48), (10, 20, 30)).save(root / "images" / "E.jpg")
+    Image.new("RGB", (64, 48)).save(root / "images" / "D.png")
+    (root / "images" / "B.png").write_bytes(b"\x89PNG\r\n\x1a\n not really a png")
+
+
+def test_dota_conversion_records_summary_and_provenance(tmp_path):
+    _dota_tree(tmp_path / "dota")
+    out = tmp_path / "out"
+    summary = convert.convert_dataset("dota", str(tmp_path / "dota/labelTxt"), str(out),
+                                      image_size=100, seed=3, progress=False)
+    assert (summary.read, summary.kept) == (5, 2)
+    assert summary.skipped_counts == {"missing_image": 1, "corrupt_image": 1, "no_objects": 1,
+                                      "no_captions": 0, "bad_annotation": 0}
+    assert summary.missing_images == [str(tmp_path / "dota/images/C.png")]
+    assert summary.corrupt_images[0]["path"] == str(tmp_path / "dota/images/B.png")
+    assert summary.no_objects == ["D"]
+    saved = json.loads((out / "summary.json").read_text())
+    assert saved["kept"] == 2 and saved["skipped_counts"]["corrupt_image"] == 1
+    assert records.read_manifest(out)["conversion"]["kept"] == 2
+
+    source = RecordSource(out)
+    by_id = {source[i]["image_id"]: source[i] for i in range(len(source))}
+    a = by_id["A"]
+    assert (a["source"], a["width"], a["height"]) == ("dota", 100, 100)
+    with Image.open(io.BytesIO(a["image"])) as im:
+        assert im.format == "JPEG" and im.size == (100, 100)
+    assert a["ann_ids"] == ["A:3", "A:4", "A:5"]
+    assert a["counts"] == {"harbor": 1, "ship": 2}
+    assert a["boxes"][0] == {"category": "ship", "x0": 45.0, "y0": 45.0, "x1": 55.0, "y1": 55.0,
+                             "difficult": False, "ann_id": "A:3"}
+    # Captions are B2C's on the original frame, seeded per image id.
+    boxes = [Box("ship", 90, 90, 110, 110, ann_id="A:3"), Box("ship", 0, 0, 10, 10, ann_id="A:4"),
+             Box("harbor", 180, 0, 199, 10, True, "A:5")]
+    expected = box_to_captions(boxes, 200, 200, rng=convert._caption_rng(3, "A"), dataset="dota")
+    assert a["captions"] == expected and len(expected) == 5
+    assert "in the middle of the picture" in a["captions"][0] and "a ship" in \
+        a["captions"][0].lower()
+    assert by_id["E"]["width"] == 64  # never enlarged
+
+
+def test_conversion_is_deterministic_for_a_seed(tmp_path):
+    _dota_tree(tmp_path / "dota")
+    captions = []
+    for name, seed in (("a", 1), ("b", 1), ("c", 2)):
+        convert.convert_dataset("dota", str(tmp_path / "dota/labelTxt"), str(tmp_path / name),
+                                seed=seed, progress=False)
+        source = RecordSource(tmp_path / name)
+        captions.append([source[i]["captions"] for i in range(len(source))])
+    assert captions[0] == captions[1]
+    assert captions[0] != captions[2]
+
+
+def test_bad_annotation_stops_or_is_skipped_and_listed(tmp_path, capsys):
+    _dota_tree(tmp_path / "dota", bad_line=True)
+    label = tmp_path / "dota/labelTxt/A.txt"
+    code = convert.main(["dota", "--input", str(tmp_path / "dota/labelTxt"), "--out",
+                         str(tmp_path / "stop"), "--no-progress"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert f"error: {label}:6: expected 8 coordinates" in err and "Traceback" not in err
+    assert not (tmp_path / "stop" / "manifest.json").exists()
+
+    code = convert.main(["dota", "--input", str(tmp_path / "dota/labelTxt"), "--out",
+                         str(tmp_path / "skip"), "--no-progress", "--skip-bad-annotations"])
+    assert code == 0
+    summary = json.loads((tmp_path / "skip" / "summary.json").read_text())
+    assert summary["skipped_counts"]["bad_annotation"] == 1
+    assert summary["bad_annotations"][0].startswith(f"{label}:6: ")
+    printed = capsys.readouterr().out
+    assert "kept 2 of 5 images" in printed and "missing:" in printed and "summary:" in printed
+
+
+def test_empty_result_is_an_error_with_summary(tmp_path, capsys):
+    (tmp_path / "labelTxt").mkdir()
+    (tmp_path / "labelTxt" / "X.txt").write_text("0 0 4 0 4 4 0 4 ship 0\n")
+    code = convert.main(["dota", "--input", str(tmp_path / "labelTxt"), "--out",
+                         str(tmp_path / "out"), "--no-progress"])
+    assert code == 1
+    captured = capsys.readouterr()
+    assert "no image was kept" in captured.err and "1 missing images" in captured.out
+    assert json.loads((tmp_path / "out/summary.json").read_text())["kept"] == 0
+    assert not (tmp_path / "out/manifest.json").exists()
+    with pytest.raises(convert.ConversionError):
+        convert.convert_dataset("dota", str(tmp_path / "labelTxt"), str(tmp_path / "again"),
+                                progress=False)
+
+
+def test_masks_captions_and_webdataset_kinds(tmp_path):
+    # masks: a Potsdam-style index PNG with two cars and a building.
+    mask = np.ones((64, 64), np.uint8)
+    mask[5:15, 5:25] = 5
+    mask[40:50, 40:60] = 5
+    mask[20:40, 10:40] = 2
+    (tmp_path / "seg/ann_dir").mkdir(parents=True)
+    Image.fromarray(mask).save(tmp_path / "seg/ann_dir/t.png")
+    (tmp_path / "seg/img_dir").mkdir()
+    Image.new("RGB", (64, 64)).save(tmp_path / "seg/img_dir/t.png")
+    convert.convert_dataset("masks", str(tmp_path / "seg/ann_dir"), str(tmp_path / "m"),
+                            table="potsdam", min_area=50, progress=False)
+    record = RecordSource(tmp_path / "m")[0]
+    assert record["counts"] == {"building": 1, "car": 2} and record["source"] == "potsdam"
+    assert record["ann_ids"] == ["2:0", "5:0", "5:1"]
+    assert any("2 cars" in c for c in record["captions"])
+    assert any("a place with buildings" in c for c in record["captions"])
+
+    # captions: a Karpathy JSON; the captions are kept, blank sentences dropped.
+    (tmp_path / "cap/images").mkdir(parents=True)
+    Image.new("RGB", (300, 200)).save(tmp_path / "cap/images/1.tif")
+    (tmp_path / "cap/d.json").write_text(json.dumps({"dataset": "ucm", "images": [
+        {"filename": "1.tif", "split": "train", "sentences": [{"raw": "a farm ."}, {"raw": ""}]},
+        {"filename": "2.tif", "split": "test", "sentences": [{"raw": "a river ."}]}]}))
+    summary = convert.convert_dataset("captions", str(tmp_path / "cap/d.json"),
+                                      str(tmp_path / "c"), image_size=50, progress=False)
+    assert summary.skipped_counts["missing_image"] == 1
+    record = RecordSource(tmp_path / "c")[0]
+    assert record["captions"] == ["a farm ."] and record["split"] == "train"
+    assert (record["width"], record["height"], record["source"]) == (75, 50, "ucm")
+
+    # webdataset: two samples, one with a corrupt image.
+    buffer = io.BytesIO()
+    Image.new("RGB", (40, 30), (200, 10, 10)).save(buffer, format="PNG")
+    with tarfile.open(tmp_path / "shard-0.tar", "w") as tar:
+        for name, data in (("k1.png", buffer.getvalue()), ("k1.txt", b"a red roof"),
+                           ("k2.jpg", b"broken"), ("k2.txt", b"nothing")):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    summary = convert.convert_dataset("webdataset", str(tmp_path / "shard-0.tar"),
+                                      str(tmp_path / "w"), source="rs5m", progress=False)
+    assert summary.kept == 1 and summary.corrupt_images[0]["path"].endswith("#k2.jpg")
+    record = RecordSource(tmp_path / "w")[0]
+    assert (record["captions"], record["image_id"], record["source"]) == (["a red roof"], "k1",
+                                                                          "rs5m")
+
+
+def test_b2c_options_from_the_command_line(tmp_path):
+    _dota_tree(tmp_path / "dota")
+    assert convert.main(["dota", "--input", str(tmp_path / "dota/labelTxt"), "--out",
+                         str(tmp_path / "o"), "--no-progress", "--no-difficult",
+                         "--ignore-class", "plane", "--many-threshold", "1"]) == 0
+    source = RecordSource(tmp_path / "o")
+    assert len(source) == 1  # E has only a plane, now ignored
+    record = source[0]
+    assert record["counts"] == {"ship": 2} and record["ann_ids"] == ["A:3", "A:4"]
+    assert not any("harbor" in c for c in record["captions"])  # the difficult harbor is gone
+    count_captions = " ".join(record["captions"][2:]).lower()
+    # Two ships exceed a threshold of 1: a vague quantifier, never the digit.
+    assert "2 ships" not in count_captions and "ships" in count_captions
+
+
+def test_cli_runs_as_a_module(tmp_path):
+    _dota_tree(tmp_path / "dota")
+    result = subprocess.run(
+        [sys.executable, "-m", "remoteclip_jax.data.convert", "dota", "--input",
+         str(tmp_path / "dota/labelTxt"), "--out", str(tmp_path / "o"), "--image-size", "32"],
+        capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "converting dota" in result.stderr  # the tqdm bar
+    assert "kept 2 of 5 images" in result.stdout
+
+
+def test_real_dota_conversion(shared_data, tmp_path):
+    summary = convert.convert_dataset("dota", str(shared_data / "detection/dota/labelTxt"),
+                                      str(tmp_path / "dota"), image_size=64, progress=False)
+    assert summary.kept == 6 and summary.skipped_counts["missing_image"] == 5
+    source = RecordSource(tmp_path / "dota")
+    p0706 = next(source[i] for i in range(len(source)) if source[i]["image_id"] == "P0706")
+    assert p0706["counts"] == {"harbor": 5, "ship": 531}
+    assert len(p0706["captions"]) == 5 and len(p0706["ann_ids"]) == 536
