@@ -31,6 +31,9 @@ def _fit(x, y, C, max_iter, seed):
     from sklearn.exceptions import ConvergenceWarning
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
+        # Few-shot sets have more classes than half their samples; sklearn then wonders aloud
+        # whether y is a regression target.
+        warnings.filterwarnings("ignore", message="The number of unique classes")
         return _logreg(C, max_iter, seed).fit(x, y)
 
 
