@@ -1,4 +1,4 @@
-"""Box-to-Caption: captions pinned on known boxes (counts, plurals, quantifiers, location, seeds)."""
+"""Box-to-Caption: captions pinned on known boxes (counts, plurals, quantifiers, location, seed)."""
 import dataclasses
 import re
 
@@ -180,3 +180,13 @@ def test_count_phrase_boundaries():
     assert b2c.count_phrase("ship", 10, rng) == "10 ships"
     assert b2c.count_phrase("ship", 11, rng).endswith(" ships")
     assert not b2c.count_phrase("ship", 11, rng)[0].isdigit()
+
+
+def test_location_caption_lists_the_most_frequent_categories_first():
+    names = ["ship", "plane", "harbor", "bridge", "helicopter", "roundabout", "tennis-court"]
+    boxes = [_box(name, 5, 5) for i, name in enumerate(names) for _ in range(i + 1)]
+    edge = _captions(boxes)[1]
+    assert edge.startswith("7 tennis courts, 6 roundabouts, 5 helicopters, 4 bridges, 3 harbors")
+    assert "2 planes at the edge" in edge and "ship" not in edge  # 6 categories at most
+    everything = dataclasses.replace(FIXED, max_location_categories=0)
+    assert "2 planes and a ship at the edge" in _captions(boxes, everything)[1]

@@ -115,11 +115,11 @@ def test_real_caption_jsons(shared_data):
     sydney = readers.read_caption_json(shared_data / "captions/sydney/dataset_sydney.json",
                                        split="test")
     assert len(sydney) == 58
-    rsitmd = readers.read_caption_json(shared_data / "captions/rsitmd/dataset_rsitmd_text_only.json")
+    rsitmd_path = shared_data / "captions/rsitmd/dataset_rsitmd_text_only.json"
+    rsitmd = readers.read_caption_json(rsitmd_path)
     assert len(rsitmd) == 4743
     assert sum(len(i.captions) for i in rsitmd) == 23715 - 20  # the 20 blank sentences dropped
-    kept = readers.read_caption_json(shared_data / "captions/rsitmd/dataset_rsitmd_text_only.json",
-                                     drop_blank=False)
+    kept = readers.read_caption_json(rsitmd_path, drop_blank=False)
     assert sum(len(i.captions) for i in kept) == 23715
     rsicd = readers.read_caption_json(shared_data / "rsicd_aid/dataset_rsicd_aid_trainval.json",
                                       split="val")
@@ -140,7 +140,8 @@ def test_image_folder_labels_and_errors(tmp_path):
     (tmp_path / "ds" / "BareLand" / "notes.txt").write_text("not an image")
     items = readers.read_image_folder(tmp_path / "ds")
     assert [(i.label, i.image_id) for i in items] == [
-        ("Airport", "Airport/a1.jpg"), ("Airport", "Airport/a2.PNG"), ("BareLand", "BareLand/b1.jpg")]
+        ("Airport", "Airport/a1.jpg"), ("Airport", "Airport/a2.PNG"),
+        ("BareLand", "BareLand/b1.jpg")]
     (tmp_path / "empty" / "cls").mkdir(parents=True)
     with pytest.raises(AnnotationError, match="no images found"):
         readers.read_image_folder(tmp_path / "empty")
@@ -284,7 +285,8 @@ def test_real_dior_hbb_and_obb(shared_data):
     assert [b.category for b in hbb.boxes] == [b.category for b in obb.boxes] == ["golffield"]
     assert [(b.x0, b.y0, b.x1, b.y1) for b in hbb.boxes] == \
         [(b.x0, b.y0, b.x1, b.y1) for b in obb.boxes] == [(133, 237, 684, 672)]
-    assert hbb.captions == ["A green and brown golf field"] and (hbb.width, hbb.height) == (800, 800)
+    assert hbb.captions == ["A green and brown golf field"]
+    assert (hbb.width, hbb.height) == (800, 800)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -24,7 +24,8 @@ _tokens = st.one_of(st.sampled_from(["ship", "small-vehicle", "0", "1", "2", "3"
                     st.floats(allow_nan=True).map(repr), st.integers(-10, 1000).map(str),
                     st.text(max_size=5))
 _json = st.recursive(
-    st.none() | st.booleans() | st.integers(-5, 5) | st.floats(allow_nan=False) | st.text(max_size=6),
+    st.none() | st.booleans() | st.integers(-5, 5) | st.floats(allow_nan=False)
+    | st.text(max_size=6),
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(
         st.sampled_from(["images", "annotations", "categories", "id", "image_id", "category_id",
                          "bbox", "file_name", "filename", "name", "sentences", "raw", "split",

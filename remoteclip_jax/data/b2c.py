@@ -1,4 +1,4 @@
-"""Box-to-Caption (B2C): five captions from an image's object boxes, as RemoteCLIP (Sec. III) describes.
+"""Box-to-Caption (B2C): five captions from an image's object boxes, after RemoteCLIP (Sec. III).
 
 The paper's code was never released; this is a reconstruction from its text and examples:
 
@@ -52,10 +52,13 @@ class B2COptions:
             "a place with <word>" instead of being counted.
         num_count_captions: how many count-based captions follow the two location captions.
         max_categories_per_caption: at most this many categories in one count caption.
+        max_location_categories: a location caption lists at most this many categories, the
+            most frequent first (0: all). Keeps captions within CLIP's 77 tokens on scenes with
+            many classes, so the "... at the edge of the picture" ending survives truncation.
         both_probability: chance that a two-category count caption uses the
             "There are both X and Y" form (no counts).
         center_templates / edge_templates / count_templates: sentence forms; `{objects}` is the
-            object list, `{be}` "is"/"are" agreeing with its first item.
+            object list, `{be}` "is" for a single singular item, else "are".
         both_template: the two-category form, with `{a}` and `{b}`.
         empty_center / empty_edge: captions when no object lies in that region.
     """
@@ -68,6 +71,7 @@ class B2COptions:
     stuff_classes: tuple[tuple[str, str], ...] = tuple(DEFAULT_STUFF.items())
     num_count_captions: int = 3
     max_categories_per_caption: int = 3
+    max_location_categories: int = 6
     both_probability: float = 0.25
     center_templates: tuple[str, ...] = (
         "{objects} in the middle of the picture.",
@@ -143,8 +147,8 @@ def _join(items: Sequence[str]) -> str:
     return ", ".join(items[:-1]) + " and " + items[-1]
 
 
-def _sentence(template: str, phrases: Sequence[str], first_is_singular: bool) -> str:
-    text = template.format(objects=_join(phrases), be="is" if first_is_singular else "are")
+def _sentence(template: str, phrases: Sequence[str], singular: bool) -> str:
+    text = template.format(objects=_join(phrases), be="is" if singular else "are")
     return text[:1].upper() + text[1:]
 
 
@@ -157,7 +161,7 @@ class _Describer:
         self.stuff = dict(options.stuff_classes)
 
     def phrases(self, counts: Sequence[tuple[str, int]]) -> tuple[list[str], bool]:
-        """Returns the list items and whether the first one is grammatically singular."""
+        """Returns the list items and whether they take a singular verb (one singular item)."""
         items: list[tuple[str, bool]] = []
         places = [self.stuff[name] for name, _ in counts if name in self.stuff]
         for name, count in counts:
@@ -233,7 +237,10 @@ def box_to_captions(boxes: Sequence[Box], width: int, height: int, *, rng: np.ra
     for names, templates, empty in ((center, options.center_templates, options.empty_center),
                                     (edge, options.edge_templates, options.empty_edge)):
         if names:
-            phrases, singular = describer.phrases(_ordered_counts(names))
+            counts = _ordered_counts(names)
+            if options.max_location_categories:
+                counts = counts[:options.max_location_categories]
+            phrases, singular = describer.phrases(counts)
             captions.append(_sentence(describer.pick(templates), phrases, singular))
         else:
             captions.append(empty)

@@ -4,7 +4,8 @@
     python -m remoteclip_jax.data.convert dior --input DIOR/Annotations/HBB --out data/dior
     python -m remoteclip_jax.data.convert coco --input NWPU/instances.json --images NWPU/images \\
         --out data/nwpu
-    python -m remoteclip_jax.data.convert masks --input LoveDA/ann_dir --table loveda --out data/loveda
+    python -m remoteclip_jax.data.convert masks --input LoveDA/ann_dir --table loveda \\
+        --out data/loveda
     python -m remoteclip_jax.data.convert captions --input RSICD/dataset_rsicd.json --out data/rsicd
     python -m remoteclip_jax.data.convert webdataset --input RS5M/shards --out data/rs5m
 

@@ -25,7 +25,7 @@ def first_dir(candidates: Iterable[pathlib.Path]) -> pathlib.Path | None:
 
 
 def image_size(path: pathlib.Path) -> tuple[int, int]:
-    """(width, height) from the image header, or (0, 0) when unreadable (the converter reports it)."""
+    """(width, height) from the image header; (0, 0) when unreadable (the converter reports it)."""
     from PIL import Image
 
     try:

@@ -1,4 +1,4 @@
-"""Image-caption datasets: Karpathy-style JSON, JSON Lines, and GeoRSCLIP-style `filename,title` CSV.
+"""Image-caption datasets: Karpathy-style JSON, JSON Lines, GeoRSCLIP-style `filename,title` CSV.
 
 Karpathy-style JSON is what RSICD, RSITMD, UCM-captions and Sydney-captions ship::
 
@@ -27,7 +27,8 @@ def _load_json(path: pathlib.Path) -> Any:
     except OSError as e:
         raise AnnotationError(path, None, f"cannot read ({e.strerror or e})") from None
     except UnicodeDecodeError as e:
-        raise AnnotationError(path, None, f"not UTF-8 text ({e.reason} at byte {e.start})") from None
+        raise AnnotationError(path, None,
+                              f"not UTF-8 text ({e.reason} at byte {e.start})") from None
     try:
         return json.loads(text)
     except json.JSONDecodeError as e:

@@ -1,4 +1,4 @@
-"""The one error readers raise for bad annotation files: it names the file, the line and the fault."""
+"""The error readers raise for bad annotation files: it names the file, the line and the fault."""
 from __future__ import annotations
 
 import os
