@@ -374,3 +374,16 @@ def test_iterator_state_round_trips_through_orbax_with_grains_handler(tmp_path):
     with ocp.CheckpointManager(tmp_path / "ckpt") as manager:
         manager.restore(7, args=ocp.args.Composite(data=grain.checkpoint.CheckpointRestore(resumed)))
     _assert_same_batches(head + list(resumed), reference)
+
+
+def test_skips_at_the_end_of_the_stream_are_still_reported(tmp_path):
+    Image.new("RGB", (40, 40)).save(tmp_path / "ok.png")
+    (tmp_path / "list.jsonl").write_text("".join(
+        json.dumps({"image": name, "captions": ["a"]}) + "\n"
+        for name in ("ok.png", "gone1.png", "gone2.png")))
+    spec = {"kind": "jsonl", "path": str(tmp_path / "list.jsonl")}
+    for seed in range(6):  # every order of the good image among the two missing ones
+        it = pipeline.make_train_iterator([spec], batch_size_per_process=1, image_size=SIZE,
+                                          seed=seed, epochs=1)
+        assert len(list(it)) == 1
+        assert it.stats.num_skipped == 2, seed

@@ -170,19 +170,30 @@ class _TrainLoader:
 # --- skipping and stats as grain iterator stages -----------------------------------------------------
 
 
-class _SkipInvalidIterator(grain.DatasetIterator):
-    """Drops skip markers, attaching their (key, reason) to the next good element."""
+class _BatchValidIterator(grain.DatasetIterator):
+    """Batches good elements, dropping skip markers and carrying their reports in ``_skipped``.
 
-    def __init__(self, parent):
+    At the end of the stream, reports not yet attached to a batch come out in a report-only
+    batch (``{"_skipped": [...]}``, no arrays), which `TrainIterator` absorbs. Its state is the
+    parent's: a batch always ends right after its last good element.
+    """
+
+    def __init__(self, parent, batch_size: int, stacker: "_Stacker"):
         super().__init__(parent)
-        self._pending: list[tuple[str, str]] = []
+        self._batch_size = batch_size
+        self._stacker = stacker
 
     def __next__(self):
-        run = 0
-        while True:
-            element = next(self._parent)
+        good, skipped, run = [], [], 0
+        while len(good) < self._batch_size:
+            try:
+                element = next(self._parent)
+            except StopIteration:
+                if skipped:
+                    return {"_skipped": skipped}
+                raise
             if "_skip" in element:
-                self._pending.append(element["_skip"])
+                skipped.append(element["_skip"])
                 run += 1
                 if run >= _MAX_CONSECUTIVE_SKIPS:
                     key, reason = element["_skip"]
@@ -190,24 +201,37 @@ class _SkipInvalidIterator(grain.DatasetIterator):
                         f"{run} inputs in a row could not be read (last: {key}: {reason}); "
                         "the data is unusable")
                 continue
-            element["_skipped"], self._pending = self._pending, []
-            return element
+            run = 0
+            good.append(element)
+        batch = self._stacker(good)
+        batch["_skipped"] = skipped
+        return batch
 
     def get_state(self):
         return self._parent.get_state()
 
     def set_state(self, state):
-        self._pending = []
         self._parent.set_state(state)
 
 
-class _SkipInvalid(grain.IterDataset):
+class _BatchValid(grain.IterDataset):
+    """Full batches of good elements (the remainder is dropped); see `_BatchValidIterator`."""
+
+    def __init__(self, parent, batch_size: int):
+        super().__init__(parent)
+        self._batch_size = batch_size
+        self._stacker = _Stacker()
+
+    def enable_shared_memory_output(self) -> None:
+        # Called by grain in worker processes (grain's SupportsSharedMemoryOutput protocol).
+        self._stacker.enable_shared_memory_output()
+
     def __iter__(self):
-        return _SkipInvalidIterator(self._parent.__iter__())
+        return _BatchValidIterator(self._parent.__iter__(), self._batch_size, self._stacker)
 
 
 class _Stacker:
-    """grain batch_fn: stacks arrays, keeps strings as lists, concatenates skip reports.
+    """Stacks a list of element dicts: arrays along a new first axis, strings into lists.
 
     In a worker process grain calls `enable_shared_memory_output`, and the stacked arrays are
     then written straight into shared memory (saving one copy of every batch on its way to the
@@ -224,9 +248,7 @@ class _Stacker:
         batch: dict[str, Any] = {}
         for key in elements[0]:
             values = [e[key] for e in elements]
-            if key == "_skipped":
-                batch[key] = [x for v in values for x in v]
-            elif isinstance(values[0], str):
+            if isinstance(values[0], str):
                 batch[key] = values
             elif self._to_shared_memory:
                 first = np.asarray(values[0])
@@ -260,6 +282,9 @@ class TrainIterator(grain.DatasetIterator):
     def __next__(self) -> dict[str, Any]:
         batch = next(self._parent)
         self.stats.add_skipped(batch.pop("_skipped", []))
+        while "texts" not in batch:  # a report-only batch from the end of a worker's stream
+            batch = next(self._parent)
+            self.stats.add_skipped(batch.pop("_skipped", []))
         self.stats.num_batches += 1
         self.stats.num_examples += len(batch["texts"])
         return batch
@@ -363,7 +388,7 @@ def make_train_dataset(sources: Sequence[dict[str, Any]], *, batch_size_per_proc
     stream = stream.map(loader)
     ds = stream.to_iter_dataset(grain.ReadOptions(
         num_threads=num_threads, prefetch_buffer_size=max(2 * batch_size_per_process, 8)))
-    ds = _SkipInvalid(ds).batch(batch_size_per_process, drop_remainder=True, batch_fn=_Stacker())
+    ds = _BatchValid(ds, batch_size_per_process)
     if num_workers > 0:
         ds = ds.mp_prefetch(grain.MultiprocessingOptions(
             num_workers=num_workers, per_worker_buffer_size=per_worker_buffer_size))
@@ -479,7 +504,10 @@ def _eval_stack(elements):
 
 
 class EvalData:
-    """An evaluation dataset: this process's images in source order, in padded batches.
+    """An evaluation dataset: this process's images, in padded batches.
+
+    With ``num_workers=0`` batches follow source order; with workers, each worker batches its
+    own slice, so batches interleave: always use ``index`` to match images to the source.
 
     Iterating yields ``{"images": float32 (B, H, W, 3), "index": int64 (B,) (position in the
     source, -1 for padding), "mask": bool (B,) (False for padding and unreadable images),
@@ -538,6 +566,8 @@ def make_eval_dataset(source: dict[str, Any], *, image_size: int, batch_size: in
                       mean: Sequence[float] | None = None,
                       std: Sequence[float] | None = None) -> EvalData:
     """Eval-transformed images of one source (no shuffle, no augmentation), in padded batches.
+
+    Every image of the source appears exactly once over all processes; ``index`` says which.
 
     Args:
         source: a source dict (see `remoteclip_jax.data.grain_sources`); ``weight`` is ignored.
