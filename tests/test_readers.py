@@ -254,6 +254,18 @@ def test_voc_horizontal_oriented_and_centre_angle_boxes(tmp_path):
     assert item.captions == ["a golf field"]
 
 
+def test_voc_finds_images_in_dior_split_folders(tmp_path):
+    annotations = tmp_path / "Annotations" / "Horizontal Bounding Boxes"
+    annotations.mkdir(parents=True)
+    (annotations / "00042.xml").write_text(_VOC)
+    (annotations / "12000.xml").write_text(_VOC.replace("00042", "12000"))
+    _write_image(tmp_path / "JPEGImages-trainval" / "00042.jpg")
+    _write_image(tmp_path / "JPEGImages-test" / "12000.jpg")
+    first, second = readers.read_voc(annotations)
+    assert first.path == str(tmp_path / "JPEGImages-trainval" / "00042.jpg")
+    assert second.path == str(tmp_path / "JPEGImages-test" / "12000.jpg")
+
+
 @pytest.mark.parametrize("broken, line, reason", [
     ("<xmin>10</xmin>", 6, "lacks <xmin>"),
     ("<xmin>ten</xmin>", 6, "<xmin> is not a number"),
@@ -371,6 +383,18 @@ def test_index_and_palette_masks_give_the_same_boxes(tmp_path):
         ("building", 2, 2, 14, 12), ("car", 25, 20, 36, 31)]
     assert from_index.path == str(tmp_path / "img_dir" / "t1.png")
     assert (from_index.width, from_index.height, from_index.source) == (40, 40, "potsdam")
+
+
+def test_mask_and_image_stems_may_differ(tmp_path):
+    mask = np.zeros((20, 20), np.uint8)
+    mask[2:14, 2:14] = 1
+    (tmp_path / "Semantic_masks").mkdir()
+    Image.fromarray(mask).save(tmp_path / "Semantic_masks" / "P0001_instance_color_RGB.png")
+    _write_image(tmp_path / "images" / "P0001.png")
+    (item,) = readers.read_masks(tmp_path / "Semantic_masks", table="isaid",
+                                 mask_suffix="_instance_color_RGB")
+    assert item.path == str(tmp_path / "images" / "P0001.png") and item.image_id == "P0001"
+    assert [b.category for b in item.boxes] == ["ship"]
 
 
 def test_unknown_palette_colour_and_class_table_json(tmp_path):

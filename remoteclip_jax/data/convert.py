@@ -102,6 +102,7 @@ class ConversionSummary:
 def read_items(kind: str, input_path: str, images: str | None = None, *,
                on_error=None, split: str | None = None, table: str = "loveda",
                min_area: int = m2b.DEFAULT_MIN_AREA, source: str = "",
+               mask_suffix: str = "", image_suffix: str = "",
                ) -> tuple[Iterable[AnnotatedImage], int | None]:
     """The reader for `kind` over `input_path`: (items, number of items if known)."""
     kw = {"on_error": on_error}
@@ -121,7 +122,8 @@ def read_items(kind: str, input_path: str, images: str | None = None, *,
         mask_dir = pathlib.Path(input_path)
         total = sum(1 for p in mask_dir.iterdir() if p.suffix.lower()
                     in IMAGE_EXTENSIONS) if mask_dir.is_dir() else None
-        return readers.iter_masks(input_path, images, table=table, min_area=min_area, **kw), total
+        return readers.iter_masks(input_path, images, table=table, min_area=min_area,
+                                  mask_suffix=mask_suffix, image_suffix=image_suffix, **kw), total
     elif kind == "webdataset":
         return readers.iter_webdataset(input_path, **kw), None
     else:
@@ -261,8 +263,9 @@ def convert_dataset(kind: str, input_path: str, out_dir: str, *, images: str | N
                     image_size: int = 256, seed: int = 0, skip_bad_annotations: bool = False,
                     options: b2c.B2COptions | None = None, table: str = "loveda",
                     min_area: int = m2b.DEFAULT_MIN_AREA, source: str = "",
-                    split: str | None = None, quality: int = 90, shard_size: int = 2000,
-                    max_images: int = 0, progress: bool = True) -> ConversionSummary:
+                    split: str | None = None, mask_suffix: str = "", image_suffix: str = "",
+                    quality: int = 90, shard_size: int = 2000, max_images: int = 0,
+                    progress: bool = True) -> ConversionSummary:
     """Reads a dataset of `kind` and writes it as records in `out_dir` (the CLI's work).
 
     Args:
@@ -279,6 +282,7 @@ def convert_dataset(kind: str, input_path: str, out_dir: str, *, images: str | N
         min_area: M2B minimum component size in pixels (`masks`).
         source: dataset name stored as provenance (default: the kind, or the caption file's).
         split: for `captions`, keep only this split.
+        mask_suffix / image_suffix: for `masks`, how mask and image file stems differ.
         quality: JPEG quality.
         shard_size: records per shard.
         max_images: stop after this many kept images (0: all).
@@ -301,7 +305,8 @@ def convert_dataset(kind: str, input_path: str, out_dir: str, *, images: str | N
 
     items, total = read_items(kind, input_path, images,
                               on_error=on_error if skip_bad_annotations else None, split=split,
-                              table=table, min_area=min_area, source=source)
+                              table=table, min_area=min_area, source=source,
+                              mask_suffix=mask_suffix, image_suffix=image_suffix)
     dataset = readers.load_class_table(table).dataset if kind == "masks" else \
         (source or kind)
     return convert_items(items, out_dir, summary, box_captions=kind in BOX_KINDS,
@@ -337,6 +342,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--min-area", type=int, default=m2b.DEFAULT_MIN_AREA,
                         help=f"masks: minimum component size in pixels "
                              f"(default {m2b.DEFAULT_MIN_AREA})")
+    parser.add_argument("--mask-suffix", default="",
+                        help="masks: stem suffix of mask files, e.g. _instance_color_RGB")
+    parser.add_argument("--image-suffix", default="",
+                        help="masks: stem suffix of the matching images, e.g. _RGB")
     defaults = b2c.B2COptions()
     parser.add_argument("--center-fraction", type=float, default=defaults.center_fraction,
                         help="B2C central region side, fraction of the image side "
@@ -369,6 +378,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.kind, args.input, args.out, images=args.images, image_size=args.image_size,
             seed=args.seed, skip_bad_annotations=args.skip_bad_annotations, options=options,
             table=args.table, min_area=args.min_area, source=args.source, split=args.split,
+            mask_suffix=args.mask_suffix, image_suffix=args.image_suffix,
             quality=args.quality, shard_size=args.shard_size, max_images=args.max_images,
             progress=not args.no_progress)
     except ConversionError as e:

@@ -136,7 +136,8 @@ def load_mask(path: str | os.PathLike, table: ClassTable) -> np.ndarray:
 def iter_masks(mask_dir: str | os.PathLike, image_dir: str | os.PathLike | None = None, *,
                table: str | os.PathLike | ClassTable = "loveda",
                min_area: int = m2b.DEFAULT_MIN_AREA, ignore: Sequence[str] = m2b.DEFAULT_IGNORE,
-               source: str = "", on_error: OnError | None = None) -> Iterator[AnnotatedImage]:
+               mask_suffix: str = "", image_suffix: str = "", source: str = "",
+               on_error: OnError | None = None) -> Iterator[AnnotatedImage]:
     """Yields one AnnotatedImage per mask, with boxes from Mask-to-Box (lazily: masks are big).
 
     Args:
@@ -147,6 +148,9 @@ def iter_masks(mask_dir: str | os.PathLike, image_dir: str | os.PathLike | None 
             ClassTable.
         min_area: M2B's minimum component size in pixels.
         ignore: class names that get no boxes.
+        mask_suffix / image_suffix: how file stems differ: the image of mask `<id><mask_suffix>`
+            is `<id><image_suffix>` (iSAID: "_instance_color_RGB" / ""; ISPRS Potsdam:
+            "_label" / "_RGB"). Default: same stem.
         source: dataset name for provenance (default: the table's dataset).
         on_error: None raises on a bad mask; a callable receives the error and the mask is
             skipped.
@@ -170,7 +174,10 @@ def iter_masks(mask_dir: str | os.PathLike, image_dir: str | os.PathLike | None 
                                                                             str(e)), on_error)
             continue
         stem = mask_path.stem
-        image_path = find_image(image_dir, stem) or image_dir / mask_path.name
+        if mask_suffix and stem.endswith(mask_suffix):
+            stem = stem[:-len(mask_suffix)]
+        image_path = find_image(image_dir, stem + image_suffix) \
+            or image_dir / (stem + image_suffix + mask_path.suffix)
         height, width = mask.shape
         yield AnnotatedImage(path=str(image_path), width=width, height=height, boxes=boxes,
                              source=source or table.dataset, image_id=stem)

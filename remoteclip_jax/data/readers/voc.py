@@ -21,13 +21,15 @@ import dataclasses
 import math
 import os
 import pathlib
+from collections.abc import Sequence
 from xml.parsers import expat
 
-from remoteclip_jax.data.readers._paths import find_image, first_dir
+from remoteclip_jax.data.readers._paths import find_image
 from remoteclip_jax.data.readers.errors import AnnotationError, OnError, report
 from remoteclip_jax.data.types import AnnotatedImage, Box
 
 _CORNERS = ("left_top", "right_top", "right_bottom", "left_bottom")
+_IMAGE_DIR_NAMES = ("JPEGImages", "JPEGImages-trainval", "JPEGImages-test")
 
 
 @dataclasses.dataclass
@@ -123,13 +125,21 @@ def _object_box(obj: XmlNode, path: pathlib.Path, index: int, stem: str) -> Box:
     return Box(name, x0, y0, x1, y1, difficult=difficult == "1", ann_id=f"{stem}:{index}")
 
 
-def read_voc_file(path: str | os.PathLike, image_dir: str | os.PathLike | None = None, *,
+def _as_list(dirs) -> list:
+    if dirs is None:
+        return []
+    return [dirs] if isinstance(dirs, (str, os.PathLike)) else list(dirs)
+
+
+def read_voc_file(path: str | os.PathLike,
+                  image_dir: str | os.PathLike | Sequence[str | os.PathLike] | None = None, *,
                   source: str = "dior", on_error: OnError | None = None) -> AnnotatedImage:
     """Reads one VOC/DIOR XML file (see the module docstring).
 
     Args:
         path: the XML file.
-        image_dir: directory holding the image named by `<filename>` (default: the XML's dir).
+        image_dir: directory (or directories, searched in order) holding the image named by
+            `<filename>` (default: the XML's directory).
         source: dataset name for provenance.
         on_error: None raises on a malformed object; a callable receives the error and the
             object is skipped. A file that is not XML always raises.
@@ -164,21 +174,28 @@ def read_voc_file(path: str | os.PathLike, image_dir: str | os.PathLike | None =
             continue
         if description := obj.findtext("description"):
             captions.append(description)
-    image_dir = pathlib.Path(image_dir) if image_dir is not None else path.parent
-    image_path = (find_image(image_dir, pathlib.Path(filename).stem) if filename else None) \
-        or find_image(image_dir, stem) or image_dir / (filename or f"{stem}.jpg")
+    image_dirs = [pathlib.Path(d) for d in _as_list(image_dir)] or [path.parent]
+    image_path = None
+    for directory in image_dirs:
+        image_path = (find_image(directory, pathlib.Path(filename).stem) if filename else None) \
+            or find_image(directory, stem)
+        if image_path is not None:
+            break
+    image_path = image_path or image_dirs[0] / (filename or f"{stem}.jpg")
     return AnnotatedImage(path=str(image_path), width=width, height=height, boxes=boxes,
                           captions=captions, source=source, image_id=stem)
 
 
-def read_voc(annotation_dir: str | os.PathLike, image_dir: str | os.PathLike | None = None, *,
+def read_voc(annotation_dir: str | os.PathLike,
+             image_dir: str | os.PathLike | Sequence[str | os.PathLike] | None = None, *,
              source: str = "dior", on_error: OnError | None = None) -> list[AnnotatedImage]:
     """Reads every `*.xml` in a VOC/DIOR annotation directory (`Annotations/HBB`, `.../OBB`).
 
     Args:
         annotation_dir: the directory of XML files.
-        image_dir: the images (default: the first `JPEGImages/` found next to the directory or
-            one or two levels up, as in DIOR's `Annotations/HBB` layout).
+        image_dir: the image directory, or several searched in order (default: every
+            `JPEGImages/`, `JPEGImages-trainval/` and `JPEGImages-test/` found next to the
+            directory or one or two levels up, as in DIOR's `Annotations/HBB` layout).
         source: dataset name for provenance.
         on_error: as for `read_voc_file`.
 
@@ -189,7 +206,9 @@ def read_voc(annotation_dir: str | os.PathLike, image_dir: str | os.PathLike | N
     if not annotation_dir.is_dir():
         raise AnnotationError(annotation_dir, None, "not a directory of VOC XML files")
     if image_dir is None:
+        # DIOR's release splits its images into JPEGImages-trainval and JPEGImages-test.
         up = [annotation_dir, annotation_dir.parent, annotation_dir.parent.parent]
-        image_dir = first_dir(p / "JPEGImages" for p in up) or annotation_dir
+        image_dir = [p / name for p in up for name in _IMAGE_DIR_NAMES
+                     if (p / name).is_dir()] or [annotation_dir]
     return [read_voc_file(p, image_dir, source=source, on_error=on_error)
             for p in sorted(annotation_dir.glob("*.xml"))]
