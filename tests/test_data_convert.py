@@ -79,6 +79,12 @@ def test_conversion_is_deterministic_for_a_seed(tmp_path):
         captions.append([source[i]["captions"] for i in range(len(source))])
     assert captions[0] == captions[1]
     assert captions[0] != captions[2]
+    args = ["dota", "--input", str(tmp_path / "dota/labelTxt"), "--out", str(tmp_path / "a"),
+            "--no-progress", "--seed", "2"]
+    assert convert.main(args) == 2  # the directory already holds a dataset
+    assert convert.main(args + ["--overwrite"]) == 0
+    source = RecordSource(tmp_path / "a")
+    assert [source[i]["captions"] for i in range(len(source))] == captions[2]
 
 
 def test_bad_annotation_stops_or_is_skipped_and_listed(tmp_path, capsys):

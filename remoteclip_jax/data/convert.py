@@ -153,7 +153,7 @@ def convert_items(items: Iterable[AnnotatedImage], out_dir: str | pathlib.Path,
                   options: b2c.B2COptions | None = None, dataset: str = "",
                   image_size: int = 256, seed: int = 0, quality: int = 90,
                   shard_size: int = 2000, total: int | None = None, max_images: int = 0,
-                  progress: bool = True) -> ConversionSummary:
+                  overwrite: bool = False, progress: bool = True) -> ConversionSummary:
     """Writes `items` as records; fills in and returns `summary` (also saved as summary.json).
 
     Args:
@@ -169,6 +169,7 @@ def convert_items(items: Iterable[AnnotatedImage], out_dir: str | pathlib.Path,
         shard_size: records per shard.
         total: number of items, for the progress bar.
         max_images: stop after this many kept images (0: all).
+        overwrite: replace a dataset already in `out_dir`.
         progress: show a tqdm bar.
 
     Raises:
@@ -183,7 +184,7 @@ def convert_items(items: Iterable[AnnotatedImage], out_dir: str | pathlib.Path,
     previous_limit = Image.MAX_IMAGE_PIXELS
     Image.MAX_IMAGE_PIXELS = _MAX_IMAGE_PIXELS
     try:
-        with records.RecordWriter(out_dir, shard_size=shard_size) as writer:
+        with records.RecordWriter(out_dir, shard_size=shard_size, overwrite=overwrite) as writer:
             bar = tqdm(items, total=total, desc=f"converting {summary.kind}", unit="img",
                        disable=not progress, file=sys.stderr)
             for item in bar:
@@ -265,7 +266,7 @@ def convert_dataset(kind: str, input_path: str, out_dir: str, *, images: str | N
                     min_area: int = m2b.DEFAULT_MIN_AREA, source: str = "",
                     split: str | None = None, mask_suffix: str = "", image_suffix: str = "",
                     quality: int = 90, shard_size: int = 2000, max_images: int = 0,
-                    progress: bool = True) -> ConversionSummary:
+                    overwrite: bool = False, progress: bool = True) -> ConversionSummary:
     """Reads a dataset of `kind` and writes it as records in `out_dir` (the CLI's work).
 
     Args:
@@ -286,6 +287,7 @@ def convert_dataset(kind: str, input_path: str, out_dir: str, *, images: str | N
         quality: JPEG quality.
         shard_size: records per shard.
         max_images: stop after this many kept images (0: all).
+        overwrite: replace a dataset already in `out_dir`.
         progress: show a progress bar.
 
     Returns:
@@ -312,7 +314,7 @@ def convert_dataset(kind: str, input_path: str, out_dir: str, *, images: str | N
     return convert_items(items, out_dir, summary, box_captions=kind in BOX_KINDS,
                          options=options, dataset=dataset, image_size=image_size, seed=seed,
                          quality=quality, shard_size=shard_size, total=total,
-                         max_images=max_images, progress=progress)
+                         max_images=max_images, overwrite=overwrite, progress=progress)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -362,6 +364,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--shard-size", type=int, default=2000, help="records per shard")
     parser.add_argument("--max-images", type=int, default=0,
                         help="stop after this many kept images (default: all)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace a converted dataset already in --out")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     return parser
 
@@ -380,7 +384,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             table=args.table, min_area=args.min_area, source=args.source, split=args.split,
             mask_suffix=args.mask_suffix, image_suffix=args.image_suffix,
             quality=args.quality, shard_size=args.shard_size, max_images=args.max_images,
-            progress=not args.no_progress)
+            overwrite=args.overwrite, progress=not args.no_progress)
     except ConversionError as e:
         _print_saved_summary(pathlib.Path(args.out))
         print(f"error: {e}", file=sys.stderr)
