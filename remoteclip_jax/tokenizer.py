@@ -139,6 +139,14 @@ class Tokenizer:
         self._symbol_byte: dict[str, int] = {}
         self._cache: dict[str, tuple[int, ...]] = {}
 
+    def __getstate__(self) -> dict:
+        # Pickles (e.g. to grain worker processes) carry only the settings; the
+        # vocabulary is reloaded lazily on the other side and the lock recreated.
+        return {"vocab_path": self.vocab_path, "cache_size": self.cache_size}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(**state)
+
     # ----------------------------------------------------------------- loading
     def _ensure_loaded(self) -> None:
         if self._loaded:
@@ -297,18 +305,20 @@ class Tokenizer:
         data = bytes(byte_of[c] for c in text)
         return data.decode("utf-8", errors="replace").replace(_END_OF_WORD, " ")
 
-    def __call__(self, texts: str | Sequence[str], context_length: int = DEFAULT_CONTEXT_LENGTH) -> np.ndarray:
+    def __call__(self, texts: str | Sequence[str], context_length: int | None = DEFAULT_CONTEXT_LENGTH) -> np.ndarray:
         """Token ids of a batch, shaped like ``open_clip.tokenize`` output.
 
         Args:
             texts: one string or a sequence of strings.
-            context_length: row length (77 for every CLIP model).
+            context_length: row length (77 for every CLIP model; None means 77).
 
         Returns:
             ``np.ndarray`` of int32, shape ``(len(texts), context_length)``.
         """
         if isinstance(texts, str):
             texts = [texts]
+        if context_length is None:
+            context_length = DEFAULT_CONTEXT_LENGTH
         if isinstance(context_length, bool) or not isinstance(context_length, (int, np.integer)) or context_length < 1:
             raise ValueError(f"tokenize: context_length must be a positive int, got {context_length!r}")
         context_length = int(context_length)

@@ -230,6 +230,22 @@ def test_malformed_vocab_names_file_and_line(tmp_path):
         Tokenizer(vocab_path=str(short)).encode("a")
 
 
+def test_tokenizer_pickles_without_its_vocabulary():
+    import pickle
+
+    tk = Tokenizer(cache_size=1234)
+    tk("warm the cache")
+    blob = pickle.dumps(tk)
+    assert len(blob) < 1000  # settings only, no vocabulary or cache
+    clone = pickle.loads(blob)
+    assert clone.cache_size == 1234 and not clone._loaded
+    np.testing.assert_array_equal(clone(CORPUS[:50]), reference(CORPUS[:50]))
+
+
+def test_context_length_none_means_77():
+    np.testing.assert_array_equal(Tokenizer()("a farm", None), reference("a farm"))
+
+
 def test_bad_inputs_raise_clear_errors():
     with pytest.raises(TypeError, match=r"texts\[1\] is int, expected str"):
         tokenize(["ok", 3])
