@@ -41,7 +41,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import math
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
 import grain
 import numpy as np
@@ -328,10 +328,6 @@ def _derived_seed(*parts: int) -> int:
 
 def _add_position(position: int, triple) -> tuple[int, int, int, int]:
     return (position, *triple)
-
-
-def _not_none(x) -> bool:
-    return x is not None
 
 
 def make_train_dataset(sources: Sequence[dict[str, Any]], *, batch_size_per_process: int,
