@@ -32,6 +32,7 @@ def smoke(c: ml_collections.ConfigDict, family: str = "vit") -> None:
     """Turns a recipe into its CPU smoke variant in place (tiny model, synthetic data, 4 steps)."""
     del c.model  # a str in the schema; the tiny model is a config dict
     c.model = dict(TINY_RESNET if family == "resnet" else TINY_VIT)
+    c.data.image_size = c.model.vision_cfg.image_size
     c.init_from = ""
     c.data.demo = True
     c.data.sources = []

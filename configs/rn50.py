@@ -34,7 +34,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.train.epochs = 32                 # RemoteCLIP
     # Training pairs: caption JSONL or record shards from remoteclip_jax.data, e.g.
     # [{"kind": "jsonl", "path": "data/rs_pairs.jsonl"}]; empty here because they are yours.
-    c.data.sources = []
+    c.data.sources = []                 # yours: RemoteCLIP's data is not shipped
     if arg == "smoke":
         smoke(c, "resnet")
     elif arg:

@@ -60,11 +60,31 @@ def initialize_distributed():
                  jax.process_count(), jax.local_device_count(), jax.device_count())
 
 
+def parse_flags(argv):
+    """absl flag parsing that turns a bad config override into one line saying what to change."""
+    try:
+        return flags.FLAGS(argv)
+    except (KeyError, AttributeError, TypeError, ValueError, flags.Error) as e:
+        bad = [a.split("=", 1)[0] for a in argv[1:] if a.startswith("--config.")]
+        detail = str(e.args[0] if e.args else e).replace("\\n", "\n").replace("\\", "")
+        detail = "; ".join(part.strip() for part in detail.splitlines() if part.strip())
+        if isinstance(e, (KeyError, AttributeError)):
+            message = (f"unknown config key in {' '.join(bad) or 'the overrides'}: {detail}; "
+                       f"see the recipe file for the keys it has")
+        else:
+            message = f"bad flag value: {detail}"
+        print(f"error: {message}", file=sys.stderr)
+        sys.exit(2)
+
+
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     if _CONFIG.value is None or _WORKDIR.value is None:
         raise app.UsageError("pass --config=configs/<recipe>.py[:arg] and --workdir=DIR")
+    if not flags.FLAGS["verbosity"].present:
+        # orbax logs every save at INFO; keep the console for the progress bar and results.
+        logging.set_verbosity(logging.WARNING)
     initialize_distributed()
 
     from remoteclip_jax.train import loop
@@ -88,4 +108,4 @@ def main(argv):
 
 if __name__ == "__main__":
     # The guard matters: grain's worker processes are spawned and re-import this module.
-    app.run(main)
+    app.run(main, flags_parser=parse_flags)

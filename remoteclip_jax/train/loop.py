@@ -37,10 +37,13 @@ class NonFiniteLossError(RuntimeError):
 
 
 def _user_errors() -> tuple:
+    from remoteclip_jax.data import grain_sources, records
+    from remoteclip_jax.evaluate.features import EvalDataError
     from remoteclip_jax.train import optim, state, step
 
     return (ConfigError, ckpt_lib.CheckpointMismatchError, sharding_lib.ShardingError,
-            optim.OptimConfigError, state.InitVariablesError, step.BatchShapeError)
+            optim.OptimConfigError, state.InitVariablesError, step.BatchShapeError,
+            grain_sources.SourceSpecError, records.EmptyDatasetError, EvalDataError)
 
 
 # Errors caused by the user's input, reported by main.py as one line.
@@ -147,14 +150,40 @@ def load_init_variables(config):
     return rc.load_openclip(str(path), model)
 
 
-def make_data_iterator(config, model, *, seed: int, epochs: int | None = None):
+def demo_sources(config, workdir) -> list:
+    """The built-in synthetic scenes as a training source, rendered once into record shards under
+    ``WORKDIR/demo_train`` (drawing a scene costs ~10x more than decoding it, and a run sees each
+    scene many times)."""
+    from remoteclip_jax.data import synthetic
+
+    num = int(config.data.get("demo_images", 2048))
+    size = int(config.data.image_size)
+    out = pathlib.Path(workdir) / "demo_train"
+    spec = {"num_images": num, "image_size": size, "seed": int(config.seed)}
+    marker = out / "demo_spec.json"
+    if jax.process_index() == 0 and not (marker.exists()
+                                         and json.loads(marker.read_text()) == spec):
+        if out.exists():
+            import shutil
+
+            shutil.rmtree(out)
+        synthetic.write_synthetic_records(out, num, size, int(config.seed),
+                                          progress=False)
+        marker.write_text(json.dumps(spec))
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices("demo_train written")
+    return [{"kind": "records", "path": str(out)}]
+
+
+def make_data_iterator(config, model, workdir, *, seed: int, epochs: int | None = None):
     """This process's iterator over its share of each global batch."""
     from remoteclip_jax.data import pipeline
 
-    sources = [dict(s) for s in config.data.sources]
+    sources = [s.to_dict() if hasattr(s, "to_dict") else dict(s) for s in config.data.sources]
     if config.data.demo and not sources:
-        sources = [{"kind": "synthetic", "num_images": int(config.data.get("demo_images", 512)),
-                    "image_size": model.image_size}]
+        sources = demo_sources(config, workdir)
     per_process = global_batch_size(config) // jax.process_count()
     return pipeline.make_train_iterator(
         sources, batch_size_per_process=per_process, image_size=model.image_size, seed=seed,
@@ -218,8 +247,13 @@ def _resolved(config, **train_updates):
     return config
 
 
-def _setup(config, workdir, *, for_training: bool) -> tuple[_Run, Any]:
-    """Builds model, mesh, data, state; restores the newest checkpoint when there is one."""
+def _setup(config, workdir, *, for_training: bool, need_checkpoint: str = ""
+           ) -> tuple[_Run, Any]:
+    """Builds model, mesh, data, state; restores the newest checkpoint when there is one.
+
+    `need_checkpoint`, when set, is the error message for a workdir without a checkpoint (checked
+    before the expensive state creation).
+    """
     from remoteclip_jax.train import state as state_lib
 
     validate_config(config)
@@ -228,10 +262,13 @@ def _setup(config, workdir, *, for_training: bool) -> tuple[_Run, Any]:
     checkpointer = ckpt_lib.Checkpointer(workdir, model_signature(config),
                                          keep=int(config.train.keep_checkpoints))
     resumed = checkpointer.check_compatible()
+    if resumed is None and need_checkpoint:
+        checkpointer.close()
+        raise ConfigError(need_checkpoint)
 
     iterator = None
     if for_training:
-        iterator = make_data_iterator(config, model, seed=int(config.seed))
+        iterator = make_data_iterator(config, model, workdir, seed=int(config.seed))
         config = _resolved(config, steps=_total_steps(config, iterator))
 
     rng = jax.random.PRNGKey(int(config.seed))
@@ -242,7 +279,7 @@ def _setup(config, workdir, *, for_training: bool) -> tuple[_Run, Any]:
         state, data_state = checkpointer.restore(resumed, state, with_data=for_training)
         if iterator is not None:
             iterator.set_state(data_state)
-        logging.info("resumed from %s step %d", checkpointer.directory, resumed)
+        _say(f"resumed from {checkpointer.directory} at step {resumed}")
     return _Run(config, model, mesh, state, checkpointer, resumed), iterator
 
 
@@ -355,20 +392,20 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
             if config.train.eval_every and step % config.train.eval_every == 0 and step != total:
                 checkpointer.wait_until_finished()
-                logger.write(step, _evaluate(run.model, state, config, workdir))
+                logger.write(step, _evaluate(run.model, state, config, workdir, step))
             if step == _PAUSE_AFTER_STEP:
                 _pause(step)
         progress.close()
         checkpointer.wait_until_finished()
-        if config.eval.datasets:
-            eval_metrics = _evaluate(run.model, state, config, workdir)
+        if has_eval(config):
+            eval_metrics = _evaluate(run.model, state, config, workdir, step)
             logger.write(step, eval_metrics)
             _print_eval(eval_metrics, primary)
         if primary:
             curve = metrics_lib.plot_loss_curve(metrics_lib.read_metrics(logger.path),
                                                 workdir / "loss_curve.png")
             if curve:
-                logging.info("loss curve: %s", curve)
+                _say(f"loss curve: {curve}")
         if config.train.get("export", True):
             export_openclip(variables_from_state(state), config, workdir / "export")
     finally:
@@ -398,13 +435,42 @@ def _progress(total, start, enabled):
                 dynamic_ncols=True)
 
 
-def _evaluate(model, state, config, workdir) -> dict:
+def eval_datasets(config, workdir) -> list:
+    """`config.eval.datasets` plus, when `config.eval.demo_images` > 0, the held-out synthetic
+    retrieval and counting sets (written under ``WORKDIR/demo_eval`` by process 0)."""
+    datasets = [d.to_dict() if hasattr(d, "to_dict") else dict(d) for d in config.eval.datasets]
+    num = int(config.eval.get("demo_images", 0) or 0)
+    if num > 0:
+        from remoteclip_jax.train import demo_eval
+
+        size = int(config.eval.get("demo_image_size", 0) or config.data.image_size)
+        out = pathlib.Path(workdir) / "demo_eval"
+        if jax.process_index() == 0:
+            entries = demo_eval.write_demo_eval_set(out, num, size)
+        if jax.process_count() > 1:
+            from jax.experimental import multihost_utils
+
+            multihost_utils.sync_global_devices("demo_eval written")
+        entries = demo_eval.write_demo_eval_set(out, num, size)  # reads the marker only
+        datasets += [entries["retrieval"], entries["count"]]
+    return datasets
+
+
+def _evaluate(model, state, config, workdir, step=None) -> dict:
     """Runs the config's evaluators; returns metrics named ``eval/...``."""
-    if not config.eval.datasets:
+    datasets = eval_datasets(config, workdir)
+    if not datasets:
         return {}
     from remoteclip_jax.evaluate import runner
 
-    results = runner.run_evaluation(model, variables_from_state(state), config.eval, str(workdir))
+    eval_config = ml_collections.ConfigDict(config.eval.to_dict())
+    with eval_config.unlocked():
+        eval_config.datasets = datasets
+    # Host copies: the evaluator shards over this process's devices itself, and a multi-process
+    # array could not be read there.
+    variables = jax.tree.map(lambda x: np.asarray(jax.device_get(_gather(x))),
+                             variables_from_state(state))
+    results = runner.run_evaluation(model, variables, eval_config, str(workdir), step=step)
     flat = {}
 
     def walk(prefix, value):
@@ -417,6 +483,11 @@ def _evaluate(model, state, config, workdir) -> dict:
 
     walk("", results)
     return flat
+
+
+def has_eval(config) -> bool:
+    """Whether the config asks for any evaluation."""
+    return bool(config.eval.datasets) or int(config.eval.get("demo_images", 0) or 0) > 0
 
 
 def _print_eval(metrics: dict, enabled: bool):
@@ -432,13 +503,13 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         Metrics named ``eval/<dataset>/<metric>``; also printed and appended to metrics.jsonl.
     """
     workdir = pathlib.Path(workdir)
-    if not config.eval.datasets:
+    if not has_eval(config):
         raise ConfigError("config.eval.datasets is empty: nothing to evaluate")
-    run, _ = _setup(config, workdir, for_training=False)
+    need = ("" if config.init_from else
+            f"{workdir}: no checkpoint to evaluate and config.init_from is empty")
+    run, _ = _setup(config, workdir, for_training=False, need_checkpoint=need)
     try:
-        if run.resumed_step is None and not config.init_from:
-            raise ConfigError(f"{workdir}: no checkpoint to evaluate and config.init_from is empty")
-        metrics = _evaluate(run.model, run.state, run.config, workdir)
+        metrics = _evaluate(run.model, run.state, run.config, workdir, run.resumed_step)
     finally:
         run.checkpointer.close()
     if jax.process_index() == 0:
@@ -456,10 +527,9 @@ def export(config: ml_collections.ConfigDict, workdir: str, export_dir: str | No
         ``{"safetensors": path, "pt": path or None, "config": path}``.
     """
     workdir = pathlib.Path(workdir)
-    run, _ = _setup(config, workdir, for_training=False)
+    run, _ = _setup(config, workdir, for_training=False,
+                    need_checkpoint=f"{workdir}: holds no checkpoint to export; train first")
     run.checkpointer.close()
-    if run.resumed_step is None:
-        raise ConfigError(f"{workdir}: holds no checkpoint to export; train first")
     return export_openclip(variables_from_state(run.state), run.config,
                            pathlib.Path(export_dir) if export_dir else workdir / "export")
 
@@ -496,8 +566,14 @@ def export_openclip(variables, config, out_dir: pathlib.Path) -> dict:
     else:
         paths["pt"] = out_dir / "open_clip_model.pt"
         torch.save({k: torch.from_numpy(v.copy()) for k, v in arrays.items()}, paths["pt"])
-    logging.info("exported OpenCLIP weights to %s", out_dir)
+    _say(f"exported OpenCLIP weights to {out_dir}")
     return {k: (str(v) if v else None) for k, v in paths.items()}
+
+
+def _say(message: str):
+    """A user-facing line on stdout (process 0 only)."""
+    if jax.process_index() == 0:
+        print(message, flush=True)
 
 
 def _gather(x):
