@@ -174,7 +174,9 @@ def random_resized_crop_params(
     return (height - h) // 2, (width - w) // 2, h, w
 
 
-def resized_crop(img: Image.Image, top: int, left: int, height: int, width: int, size: int | Sequence[int]) -> Image.Image:
+def resized_crop(
+    img: Image.Image, top: int, left: int, height: int, width: int, size: int | Sequence[int]
+) -> Image.Image:
     """Crop a box and resize it to ``size`` with PIL bicubic (torchvision's ``resized_crop``).
 
     The crop comes first, so the bicubic filter never reads pixels outside the box
