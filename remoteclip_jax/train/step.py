@@ -102,29 +102,8 @@ def _check_batch(images: jax.Array, texts: jax.Array, shards: int, accum: int) -
             f"split over {shards} devices; make it a multiple of {shards * accum}")
 
 
-def make_train_step(model: Any, config: Any, mesh: Mesh, total_steps: int | None = None
-                    ) -> Callable[[TrainState, Batch, jax.Array], tuple[TrainState, dict]]:
-    """Builds the jitted, state-donating train step.
-
-    Args:
-        model: the Flax CLIP module (`rc.create_model`); its dtype/remat set compute precision
-            and rematerialisation.
-        config: reads `loss.type`, `accum_steps`, `lock_image`, `optim.*` and, unless
-            `total_steps` is given, `train.steps` (the cosine schedule's length).
-        mesh: the training mesh.
-        total_steps: number of optimizer updates in the run.
-
-    Returns:
-        `train_step(state, batch, rng) -> (state, metrics)`, a `jax.jit` function (so `.lower`
-        works) that donates `state`. `batch = {"images": (B, H, W, 3) float32, "texts": (B, L)
-        int32}` sharded over the batch axes (`sharding.shard_batch`), B a multiple of
-        devices × accum_steps. `rng` is accepted for API stability (CLIP has no stochastic
-        layers). Metrics (float32 scalars): loss, lr (of this update), logit_scale (exp, before
-        the update), grad_norm (global L2 of the raw gradient), param_norm (after the update),
-        and logit_bias for the sigmoid loss.
-    """
-    steps = _total_steps(config, total_steps)
-    tx, schedule = optim_lib.make_optimizer(config, steps)
+def _grads_fn(model: Any, config: Any, mesh: Mesh) -> Callable:
+    """`(params, batch_stats, images, texts) -> (loss, grads, new_batch_stats)`, not jitted."""
     loss_type = str(_get(_get(config, "loss", {}), "type", "softmax"))
     accum = int(_get(config, "accum_steps", 1))
     if accum < 1:
@@ -190,12 +169,54 @@ def make_train_step(model: Any, config: Any, mesh: Mesh, total_steps: int | None
             grads["logit_bias"] = grads["logit_bias"] + g_bias
         return value, grads, new_stats
 
+    def compute(params, batch_stats, images, texts):
+        _check_batch(images, texts, shards, accum)
+        fn = one_batch if accum == 1 else accumulated
+        return fn(params, batch_stats, images, texts)
+
+    return compute
+
+
+def make_grad_fn(model: Any, config: Any, mesh: Mesh) -> Callable:
+    """Jitted `grad_fn(params, batch_stats, batch) -> (loss, grads, new_batch_stats)`.
+
+    The exact gradient the train step feeds to the optimizer (accumulation and locking
+    included); for tests and diagnostics.
+    """
+    compute = _grads_fn(model, config, mesh)
+    return jax.jit(lambda params, stats, batch: compute(params, stats, batch["images"],
+                                                        batch["texts"]))
+
+
+def make_train_step(model: Any, config: Any, mesh: Mesh, total_steps: int | None = None
+                    ) -> Callable[[TrainState, Batch, jax.Array], tuple[TrainState, dict]]:
+    """Builds the jitted, state-donating train step.
+
+    Args:
+        model: the Flax CLIP module (`rc.create_model`); its dtype/remat set compute precision
+            and rematerialisation.
+        config: reads `loss.type`, `accum_steps`, `lock_image`, `optim.*` and, unless
+            `total_steps` is given, `train.steps` (the cosine schedule's length).
+        mesh: the training mesh.
+        total_steps: number of optimizer updates in the run.
+
+    Returns:
+        `train_step(state, batch, rng) -> (state, metrics)`, a `jax.jit` function (so `.lower`
+        works) that donates `state`. `batch = {"images": (B, H, W, 3) float32, "texts": (B, L)
+        int32}` sharded over the batch axes (`sharding.shard_batch`), B a multiple of
+        devices × accum_steps. `rng` is accepted for API stability (CLIP has no stochastic
+        layers). Metrics (float32 scalars): loss, lr (of this update), logit_scale (exp, before
+        the update), grad_norm (global L2 of the raw gradient), param_norm (after the update),
+        and logit_bias for the sigmoid loss.
+    """
+    steps = _total_steps(config, total_steps)
+    tx, schedule = optim_lib.make_optimizer(config, steps)
+    compute = _grads_fn(model, config, mesh)
+
     def train_step(state: TrainState, batch: Batch, rng: jax.Array):
         del rng  # no dropout or stochastic depth in CLIP towers
-        images, texts = batch["images"], batch["texts"]
-        _check_batch(images, texts, shards, accum)
-        compute = one_batch if accum == 1 else accumulated
-        value, grads, new_stats = compute(state.params, state.batch_stats, images, texts)
+        value, grads, new_stats = compute(state.params, state.batch_stats, batch["images"],
+                                          batch["texts"])
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optim_lib.clamp_logit_scale(optax.apply_updates(state.params, updates))
         new_state = state.replace(step=state.step + 1, params=params, batch_stats=new_stats,

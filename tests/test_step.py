@@ -1,0 +1,204 @@
+"""The sharded train step: gradients, accumulation, FSDP, clamping, locking, BatchNorm, state."""
+import math
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pytest
+
+import remoteclip_jax as rc
+from configs.base import get_base_config
+from remoteclip_jax.train import loss as loss_lib
+from remoteclip_jax.train import sharding
+from remoteclip_jax.train import state as state_lib
+from remoteclip_jax.train import step as step_lib
+
+# Smaller than rc.models.TINY_VIT (short context, small vocabulary) to keep compiles short.
+MICRO_VIT = {
+    "embed_dim": 32, "quick_gelu": True,
+    "vision_cfg": {"image_size": 32, "layers": 1, "width": 64, "patch_size": 16},
+    "text_cfg": {"context_length": 12, "vocab_size": 1024, "width": 64, "heads": 2, "layers": 1},
+}
+MICRO_RESNET = {
+    "embed_dim": 32, "quick_gelu": False,
+    "vision_cfg": {"image_size": 32, "layers": [1, 1, 1, 1], "width": 16},
+    "text_cfg": {"context_length": 12, "vocab_size": 1024, "width": 64, "heads": 2, "layers": 1},
+}
+BATCH = 32
+
+
+def _config(**overrides):
+    c = get_base_config()
+    c.optim.warmup_steps = 2
+    c.optim.lr = 1e-3
+    c.train.steps = 10
+    for key, value in overrides.items():
+        target = c
+        *parents, leaf = key.split(".")
+        for p in parents:
+            target = target[p]
+        target[leaf] = value
+    return c
+
+
+def _mesh(data=-1, fsdp=1):
+    return sharding.make_mesh(ml_collections.ConfigDict({"data": data, "fsdp": fsdp}))
+
+
+def _batch(model, seed=0, n=BATCH):
+    rng = np.random.default_rng(seed)
+    size, length = model.image_size, model.context_length
+    texts = rng.integers(1, 1023, size=(n, length)).astype(np.int32)
+    ends = rng.integers(3, length, size=n)
+    for i, e in enumerate(ends):  # EOT = largest id, then padding, as the tokenizer emits
+        texts[i, e] = 1023
+        texts[i, e + 1:] = 0
+    return {"images": rng.normal(size=(n, size, size, 3)).astype(np.float32), "texts": texts}
+
+
+def _rel(a, ref):
+    a, ref = np.asarray(a, np.float64), np.asarray(ref, np.float64)
+    return float(np.max(np.abs(a - ref)) / max(np.max(np.abs(ref)), 1e-30))
+
+
+def _tree_rel(a, ref):
+    return max(jax.tree.leaves(jax.tree.map(_rel, a, ref)))
+
+
+@pytest.fixture(scope="module")
+def vit():
+    return rc.create_model(MICRO_VIT)
+
+
+@pytest.fixture(scope="module")
+def vit_state(vit):
+    """A (params, batch_stats) pair on the host, shared by tests that need a fresh state."""
+    state, _ = state_lib.create_train_state(vit, _config(), _mesh(), jax.random.PRNGKey(0))
+    return jax.device_get(state.params)
+
+
+@pytest.fixture(scope="module")
+def grad_fn(vit):
+    return step_lib.make_grad_fn(vit, _config(), _mesh())
+
+
+def test_sharded_grads_match_single_device_reference(vit, vit_state, grad_fn):
+    mesh = _mesh()
+    batch = _batch(vit)
+    value, grads, _ = grad_fn(vit_state, {}, sharding.shard_batch(batch, mesh))
+
+    # Reference: one device, the whole batch, the plain N×N loss, no shard_map, no mesh.
+    cpu = jax.devices()[0]
+
+    def reference(params):
+        img, txt, scale = vit.apply({"params": params}, batch["images"], batch["texts"])
+        return loss_lib.clip_loss(img, txt, scale)
+
+    ref_value, ref_grads = jax.jit(jax.value_and_grad(reference), device=cpu)(vit_state)
+    assert abs(float(value) - float(ref_value)) / float(ref_value) < 1e-6
+    assert _tree_rel(grads, ref_grads) < 1e-5
+
+
+def test_accumulating_four_micro_batches_equals_one_batch(vit, vit_state, grad_fn):
+    mesh = _mesh()
+    batch = sharding.shard_batch(_batch(vit, seed=1), mesh)
+    one = grad_fn(vit_state, {}, batch)
+    four = step_lib.make_grad_fn(vit, _config(accum_steps=4), mesh)(vit_state, {}, batch)
+    assert abs(float(one[0]) - float(four[0])) / float(one[0]) < 1e-6
+    assert _tree_rel(four[1], one[1]) < 1e-5
+    # Not a vacuous comparison: the gradient reaches both towers and the temperature.
+    assert float(jnp.abs(one[1]["visual"]["conv1"]["kernel"]).max()) > 0
+    assert float(jnp.abs(one[1]["logit_scale"])) > 0
+
+
+def test_fsdp_step_equals_data_parallel_step_shards_params_and_clamps(vit, vit_state):
+    batch = _batch(vit, seed=2)
+    params = dict(vit_state)
+    params["logit_scale"] = np.float32(5.0)  # above ln 100: the step must clamp it
+    results = {}
+    for data, fsdp in [(8, 1), (4, 2)]:
+        mesh = _mesh(data, fsdp)
+        config = _config(**{"mesh.data": data, "mesh.fsdp": fsdp})
+        state, shardings = state_lib.create_train_state(vit, config, mesh, jax.random.PRNGKey(0),
+                                                        init_variables={"params": params})
+        train_step = step_lib.make_train_step(vit, config, mesh)
+        state, metrics = train_step(state, sharding.shard_batch(batch, mesh),
+                                    jax.random.PRNGKey(0))
+        results[fsdp] = (jax.device_get(state.params), float(metrics["loss"]))
+        assert set(step_lib.METRICS) <= set(metrics)
+        assert float(metrics["lr"]) == pytest.approx(1e-3 / 2)  # open_clip warmup: lr·1/2
+        assert float(metrics["logit_scale"]) == pytest.approx(math.exp(5.0), rel=1e-6)
+        assert float(state.params["logit_scale"]) == pytest.approx(math.log(100.0), rel=1e-7)
+        assert int(state.step) == 1
+        if fsdp > 1:
+            embedding = state.params["token_embedding"]["embedding"]
+            assert embedding.sharding.spec[0] == "fsdp"
+            assert embedding.addressable_shards[0].data.shape == (512, 64)
+            assert shardings.params["token_embedding"]["embedding"].spec[0] == "fsdp"
+            mu = state.opt_state.inner_states["train"].inner_state[0].mu
+            assert mu["token_embedding"]["embedding"].sharding.spec[0] == "fsdp"
+    assert abs(results[1][1] - results[2][1]) < 1e-6 * results[1][1]
+    assert _tree_rel(results[2][0], results[1][0]) < 1e-5
+    moved = _rel(results[1][0]["text_projection"], params["text_projection"])
+    assert moved > 1e-5
+
+
+def test_batch_the_mesh_cannot_split_is_refused(vit, vit_state):
+    mesh = _mesh()
+    grad_fn = step_lib.make_grad_fn(vit, _config(accum_steps=4), mesh)
+    with pytest.raises(step_lib.BatchShapeError, match="multiple of 32"):
+        grad_fn(vit_state, {}, sharding.shard_batch(_batch(vit, n=16), mesh))
+    with pytest.raises(sharding.ShardingError, match="multiple of 8"):
+        sharding.shard_batch(_batch(vit, n=12), mesh)
+
+
+def test_init_variables_are_placed_and_mismatches_refused(vit, vit_state):
+    mesh = _mesh(4, 2)
+    config = _config(**{"mesh.data": 4, "mesh.fsdp": 2})
+    state, shardings = state_lib.create_train_state(vit, config, mesh, jax.random.PRNGKey(7),
+                                                    init_variables={"params": vit_state})
+    for got, want in zip(jax.tree.leaves(state.params), jax.tree.leaves(vit_state)):
+        np.testing.assert_array_equal(np.asarray(got), want)
+    assert jax.tree.structure(state) == jax.tree.structure(shardings)
+    bad = dict(vit_state)
+    bad["text_projection"] = np.zeros((64, 16), np.float32)
+    with pytest.raises(state_lib.InitVariablesError, match="text_projection"):
+        state_lib.create_train_state(vit, config, mesh, jax.random.PRNGKey(0),
+                                     init_variables={"params": bad})
+
+
+def test_sigmoid_state_has_siglip_init(vit):
+    state, _ = state_lib.create_train_state(vit, _config(**{"loss.type": "sigmoid"}), _mesh(),
+                                            jax.random.PRNGKey(0))
+    assert float(state.params["logit_scale"]) == pytest.approx(math.log(10.0))
+    assert float(state.params["logit_bias"]) == pytest.approx(-10.0)
+    assert "logit_bias" not in state_lib.model_variables(state)["params"]
+
+
+def test_resnet_batch_stats_train_and_lock_image_freezes_the_tower():
+    model = rc.create_model(MICRO_RESNET)
+    mesh = _mesh()
+    batch = sharding.shard_batch(_batch(model, seed=4), mesh)
+    after = {}
+    variables = None
+    for lock, accum in ((False, 2), (True, 1)):
+        config = _config(lock_image=lock, accum_steps=accum)
+        # The second state is placed from the first one's variables (one random init only).
+        state, _ = state_lib.create_train_state(model, config, mesh, jax.random.PRNGKey(0),
+                                                init_variables=variables)
+        before = jax.device_get((state.params, state.batch_stats))
+        variables = {"params": before[0], "batch_stats": before[1]}
+        state, metrics = step_lib.make_train_step(model, config, mesh)(
+            state, batch, jax.random.PRNGKey(0))
+        assert np.isfinite(float(metrics["loss"]))
+        after[lock] = (before, jax.device_get((state.params, state.batch_stats)))
+    (p0, s0), (p1, s1) = after[False]
+    assert _tree_rel(s1, s0) > 1e-3           # running statistics moved
+    assert _rel(p1["visual"]["conv1"]["kernel"], p0["visual"]["conv1"]["kernel"]) > 1e-5
+    (p0, s0), (p1, s1) = after[True]
+    for a, b in zip(jax.tree.leaves(p1["visual"]), jax.tree.leaves(p0["visual"])):
+        np.testing.assert_array_equal(a, b)   # no update, no weight decay
+    for a, b in zip(jax.tree.leaves(s1), jax.tree.leaves(s0)):
+        np.testing.assert_array_equal(a, b)   # BN statistics frozen
+    assert _rel(p1["text_projection"], p0["text_projection"]) > 1e-5
