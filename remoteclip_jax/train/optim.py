@@ -110,7 +110,9 @@ def lr_schedule(optim_config: Any, total_steps: int) -> optax.Schedule:
             after = jnp.float32(base)
         else:
             e = jnp.minimum(step - warmup, decay_steps)
-            after = 0.5 * (1.0 + jnp.cos(jnp.pi * e / decay_steps)) * base
+            # 0.5·(1 + cos(π·e/es)) = sin²(π·(es − e)/(2·es)): the same value, but float32 keeps
+            # its relative precision as the lr approaches 0 (no cancellation).
+            after = jnp.square(jnp.sin(0.5 * jnp.pi * (decay_steps - e) / decay_steps)) * base
         return jnp.where(step < warmup, warm, after).astype(jnp.float32)
 
     return schedule

@@ -1,0 +1,152 @@
+"""Optimizer pieces against open_clip's training code and torch.optim.AdamW."""
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import remoteclip_jax as rc
+from configs.base import get_base_config
+from remoteclip_jax.train import optim
+
+open_clip = pytest.importorskip("open_clip")
+torch = pytest.importorskip("torch")
+scheduler = pytest.importorskip("open_clip_train.scheduler")
+
+
+def open_clip_exclude(name, p):
+    """open_clip_train/main.py (v3.3.0, line 335; same in v2.x and RemoteCLIP's ITRA), verbatim."""
+    return p.ndim < 2 or "bn" in name or "ln" in name or "bias" in name or "logit_scale" in name
+
+
+def _torch_model(cfg):
+    torch.manual_seed(0)
+    cfg = rc.model_config(cfg)
+    return open_clip.model.CLIP(cfg["embed_dim"], cfg["vision_cfg"], cfg["text_cfg"],
+                                quick_gelu=cfg["quick_gelu"])
+
+
+def _mask_by_torch_name(cfg, rule):
+    """Our decay mask on the Flax tree, renamed to torch keys through the converter."""
+    model = rc.create_model(cfg)
+    size = model.image_size
+    abstract = jax.eval_shape(model.init, jax.random.PRNGKey(0), jnp.zeros((1, size, size, 3)),
+                              jnp.zeros((1, 8), jnp.int32))
+    mask = optim.decay_mask(abstract["params"], rule)
+    # Uniform arrays survive the converter's transposes, so each torch key gets its leaf's flag.
+    flags = jax.tree.map(lambda m, a: np.full(a.shape, float(m), np.float32), mask,
+                         abstract["params"])
+    state_dict = rc.to_openclip({"params": flags})
+    return {k: bool(v.reshape(-1)[0]) for k, v in state_dict.items()}
+
+
+@pytest.mark.parametrize("cfg", [rc.models.TINY_VIT, rc.models.TINY_RESNET],
+                         ids=["vit", "resnet"])
+def test_decay_mask_matches_open_clip_param_groups(cfg):
+    ours = _mask_by_torch_name(cfg, "open_clip")
+    named = dict(_torch_model(cfg).named_parameters())
+    assert set(ours) == set(named)
+    theirs = {n: not open_clip_exclude(n, p) for n, p in named.items()}
+    assert ours == theirs
+    # Not vacuous: both groups are populated, and the classic rule decays positional embeddings.
+    assert 0 < sum(ours.values()) < len(ours)
+    assert ours["positional_embedding"] and not ours["logit_scale"]
+
+
+@pytest.mark.parametrize("cfg", [rc.models.TINY_VIT, rc.models.TINY_RESNET],
+                         ids=["vit", "resnet"])
+def test_decay_mask_v3_matches_open_clip_no_weight_decay(cfg):
+    ours = _mask_by_torch_name(cfg, "open_clip_v3")
+    model = _torch_model(cfg)
+    no_wd = model.no_weight_decay()
+    theirs = {n: not (p.ndim <= 1 or n in no_wd) for n, p in model.named_parameters()}
+    assert ours == theirs
+
+
+def test_decay_mask_all_embeddings_excludes_every_embedding():
+    ours = _mask_by_torch_name(rc.models.TINY_VIT, "all_embeddings")
+    embeddings = [k for k in ours if "embedding" in k]
+    assert set(embeddings) == {"token_embedding.weight", "positional_embedding",
+                               "visual.positional_embedding", "visual.class_embedding"}
+    assert not any(ours[k] for k in embeddings)
+    assert ours["visual.proj"] and ours["transformer.resblocks.0.attn.in_proj_weight"]
+
+
+@pytest.mark.parametrize("kind,fn", [("cosine", "cosine_lr"), ("const", "const_lr")])
+def test_schedule_equals_open_clip_scheduler(kind, fn):
+    config = get_base_config()
+    config.optim.lr, config.optim.warmup_steps, config.optim.schedule = 5e-4, 7, kind
+    total = 30
+    ours = optim.lr_schedule(config.optim, total)
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.0)
+    theirs = getattr(scheduler, fn)(opt, 5e-4, 7, total)
+    for step in range(total):
+        np.testing.assert_allclose(float(ours(step)), theirs(step), rtol=1e-6, atol=0)
+
+
+def _torch_adamw_steps(params, grads_per_step, lr, wd, clip):
+    """torch AdamW with open_clip's two groups, torch.nn.utils.clip_grad_norm_."""
+    tp = {k: torch.nn.Parameter(torch.tensor(v, dtype=torch.float64)) for k, v in params.items()}
+    decay = [tp[k] for k in tp if not open_clip_exclude(k, tp[k])]
+    rest = [tp[k] for k in tp if open_clip_exclude(k, tp[k])]
+    opt = torch.optim.AdamW([{"params": rest, "weight_decay": 0.0},
+                             {"params": decay, "weight_decay": wd}],
+                            lr=lr, betas=(0.9, 0.98), eps=1e-6)
+    for grads in grads_per_step:
+        for k, g in grads.items():
+            tp[k].grad = torch.tensor(g, dtype=torch.float64)
+        if clip:
+            torch.nn.utils.clip_grad_norm_(list(tp.values()), clip, norm_type=2.0)
+        opt.step()
+    return {k: v.detach().numpy() for k, v in tp.items()}
+
+
+@pytest.mark.parametrize("clip", [0.0, 0.5])
+def test_adamw_updates_equal_torch_adamw(clip):
+    rng = np.random.default_rng(0)
+    params = {"w": rng.normal(size=(4, 3)), "bias": rng.normal(size=(3,)),
+              "logit_scale": np.array(2.0)}
+    grads = [{k: rng.normal(size=v.shape) for k, v in params.items()} for _ in range(4)]
+    config = get_base_config()
+    config.optim.lr, config.optim.warmup_steps, config.optim.schedule = 1e-2, 0, "const"
+    config.optim.weight_decay, config.optim.grad_clip_norm = 0.1, clip
+    tx, _ = optim.make_optimizer(config, total_steps=10)
+    ours = jax.tree.map(jnp.float32, params)
+    state = tx.init(ours)
+    for g in grads:
+        updates, state = tx.update(jax.tree.map(jnp.float32, g), state, ours)
+        ours = jax.tree.map(lambda p, u: p + u, ours, updates)
+    theirs = _torch_adamw_steps(params, grads, 1e-2, 0.1, clip)
+    for k in params:
+        np.testing.assert_allclose(np.asarray(ours[k]), theirs[k], rtol=1e-5, atol=1e-6)
+
+
+def test_lock_image_gives_the_image_tower_no_update():
+    config = get_base_config()
+    config.lock_image = True
+    config.optim.warmup_steps = 0
+    tx, _ = optim.make_optimizer(config, total_steps=10)
+    params = {"visual": {"proj": jnp.ones((2, 2))}, "text_projection": jnp.ones((2, 2)),
+              "logit_scale": jnp.float32(1.0)}
+    updates, _ = tx.update(jax.tree.map(jnp.ones_like, params), tx.init(params), params)
+    assert float(jnp.abs(updates["visual"]["proj"]).max()) == 0.0
+    assert float(jnp.abs(updates["text_projection"]).min()) > 0.0
+
+
+def test_clamp_logit_scale_to_open_clip_range():
+    clamped = optim.clamp_logit_scale({"logit_scale": jnp.float32(5.0), "x": jnp.ones(2)})
+    assert float(clamped["logit_scale"]) == pytest.approx(math.log(100.0))
+    assert float(optim.clamp_logit_scale({"logit_scale": jnp.float32(-1.0)})["logit_scale"]) == 0.0
+
+
+def test_unknown_optimizer_settings_are_refused():
+    config = get_base_config()
+    config.optim.schedule = "linear"
+    with pytest.raises(optim.OptimConfigError, match="config.optim.schedule"):
+        optim.make_optimizer(config, 10)
+    config = get_base_config()
+    with config.unlocked():
+        config.optim.wd_exclude = "nothing"
+    with pytest.raises(optim.OptimConfigError, match="config.optim.wd_exclude"):
+        optim.make_optimizer(config, 10)
