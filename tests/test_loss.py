@@ -122,3 +122,18 @@ def test_mesh_that_does_not_fit_the_devices_is_refused():
         _mesh(3, 2)
     with pytest.raises(sharding.ShardingError, match="config.mesh.fsdp"):
         _mesh(-1, 3)
+
+
+def test_losses_equal_open_clip_loss_modules():
+    torch = pytest.importorskip("torch")
+    open_clip_loss = pytest.importorskip("open_clip.loss")
+    mesh = _mesh(8, 1)
+    img, txt = _features(3, 8 * N_PER_DEVICE)
+    ti, tt = torch.from_numpy(img), torch.from_numpy(txt)
+    theirs = open_clip_loss.ClipLoss()(ti, tt, torch.tensor(20.0, dtype=torch.float64)).item()
+    ours, _ = _sharded_value_and_grads(mesh, "softmax", img, txt, 20.0, 0.0)
+    assert abs(float(ours) - theirs) / theirs < 1e-6
+    theirs = open_clip_loss.SigLipLoss()(ti, tt, torch.tensor(10.0, dtype=torch.float64),
+                                         torch.tensor(-7.0, dtype=torch.float64)).item()
+    ours, _ = _sharded_value_and_grads(mesh, "sigmoid", img, txt, 10.0, -7.0)
+    assert abs(float(ours) - theirs) / theirs < 1e-6
