@@ -156,7 +156,7 @@ def main(argv=None):
             print(f"run_evaluation: {len(datasets)} entries, ~{n_img} images, wall {wall:.1f} s")
             print(pathlib.Path(tmp, "eval", "results.md").read_text())
             for k in sorted(out):
-                if k.endswith(("mean_recall", "/top1")):
+                if k.endswith(("mean_recall", "top1")):
                     print(f"  {k} = {out[k]:.2f}")
     return 0
 

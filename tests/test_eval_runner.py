@@ -42,18 +42,18 @@ def test_end_to_end_on_shared_samples(tiny, shared_data, tmp_path):
     ]
     out = run_evaluation(model, variables, {"datasets": datasets, "batch_size": 64}, str(tmp_path / "w"), step=7)
     for key in ("eval/rsicd_aid/i2t_R@1", "eval/rsicd_aid/mean_recall", "eval/ucm/t2i_R@10",
-                "eval/aid/top1", "eval/aid/top5", "eval/aid_linear_probe/top1", "eval/aid_knn/top1",
-                "eval/aid_fewshot/4shot_mean", "eval/dota_count/top1"):
+                "eval/aid/top1", "eval/aid/top5", "eval/aid/linear_probe_top1", "eval/aid/knn_top1",
+                "eval/aid/fewshot_4shot_mean", "eval/dota_count/top1"):
         assert key in out and np.isfinite(out[key]), key
     ev = tmp_path / "w" / "eval"
     assert json.loads((ev / "results.json").read_text()) == pytest.approx(out)
     details = json.loads((ev / "details.json").read_text())
-    assert details["datasets"]["ucm"]["num_images"] == 9
-    assert details["datasets"]["aid"]["num_images"] == 10          # 2 test images x 5 classes
-    assert len(details["datasets"]["aid"]["templates"]) == 5
+    assert details["datasets"]["ucm/retrieval"]["num_images"] == 9
+    assert details["datasets"]["aid/zeroshot"]["num_images"] == 10          # 2 test images x 5 classes
+    assert len(details["datasets"]["aid/zeroshot"]["templates"]) == 5
     md = (ev / "results.md").read_text()
     assert "| rsicd_aid | model |" in md and "Zero-shot" in md and "4-shot" in md
-    assert (ev / "plots" / "aid_confusion.png").stat().st_size > 0
+    assert (ev / "plots" / "aid_zeroshot_confusion.png").stat().st_size > 0
     assert (ev / "plots" / "fewshot.png").stat().st_size > 0
     assert json.loads((ev / "history.jsonl").read_text().splitlines()[-1])["step"] == 7
 
@@ -107,10 +107,10 @@ def test_bad_input_is_named_and_finished_results_are_kept(tiny, shared_data, tmp
 
 def test_markdown_table_layout():
     details = {"step": None, "errors": {}, "datasets": {
-        "rsicd": {"kind": "retrieval", "metrics": {"i2t_R@1": 1.0, "i2t_R@5": 2.0, "i2t_R@10": 3.0, "t2i_R@1": 4.0,
+        "rsicd/retrieval": {"name": "rsicd", "kind": "retrieval", "metrics": {"i2t_R@1": 1.0, "i2t_R@5": 2.0, "i2t_R@10": 3.0, "t2i_R@1": 4.0,
                                                     "t2i_R@5": 5.0, "t2i_R@10": 6.0, "mean_recall": 3.5}},
-        "aid": {"kind": "zeroshot", "metrics": {"top1": 50.0}},
-        "eurosat": {"kind": "zeroshot", "metrics": {"top1": 30.0}}}}
+        "aid/zeroshot": {"name": "aid", "kind": "zeroshot", "metrics": {"top1": 50.0}},
+        "eurosat/zeroshot": {"name": "eurosat", "kind": "zeroshot", "metrics": {"top1": 30.0}}}}
     md = markdown_tables(details, "RemoteCLIP-B32")
     assert "| rsicd | RemoteCLIP-B32 | 1.00 | 2.00 | 3.00 | 4.00 | 5.00 | 6.00 | 3.50 |" in md
     assert "| Method | aid | eurosat | Average |" in md

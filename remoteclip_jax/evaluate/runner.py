@@ -21,10 +21,13 @@ N files per class) for quick runs, and ``train_fraction`` (0.8).
 
 Outputs, rewritten after every dataset so a crash keeps what was finished:
 
-* ``eval/results.json``: flat ``{"eval/<name>/<metric>": value}``;
+* ``eval/results.json``: flat ``{"eval/<name>/<metric>": value}``. Retrieval, zero-shot and
+  counting metrics keep their names (``eval/rsicd/i2t_R@1``, ``eval/aid/top1``); probe metrics are
+  prefixed by their kind (``eval/aid/linear_probe_top1``, ``eval/aid/knn_top1``,
+  ``eval/aid/fewshot_4shot_mean``), so one name can carry every task;
 * ``eval/details.json``: per-class accuracies, confusion matrices, few-shot episodes, C, errors;
 * ``eval/results.md``: Markdown tables laid out like the RemoteCLIP paper's;
-* ``eval/plots/<name>_confusion.png``, ``eval/plots/fewshot.png``;
+* ``eval/plots/<name>_zeroshot_confusion.png``, ``<name>_count_confusion.png``, ``fewshot.png``;
 * ``eval/history.jsonl``: one line per call with ``step`` and the metrics;
 * ``eval/cache/``: resumable feature cache (``keep_feature_cache=False`` deletes it when done).
 
@@ -131,7 +134,7 @@ def _eval_zeroshot(ctx, entry, name):
     m = zeroshot.classification_metrics(zeroshot.zeroshot_logits(img, cls), labels[idx], len(classes))
     conf = m.pop("confusion")
     per_class = dict(zip(readable, m.pop("per_class")))
-    plots.plot_confusion(conf, readable, ctx.out_dir / "plots" / f"{name}_confusion.png",
+    plots.plot_confusion(conf, readable, ctx.out_dir / "plots" / f"{name}_zeroshot_confusion.png",
                          f"{name} zero-shot (top-1 {m['top1']:.2f}%)")
     return m, {"per_class": per_class, "confusion": conf.tolist(), "classnames": readable,
                "templates": list(templates), "num_images": int(len(idx))}
@@ -174,7 +177,7 @@ def _eval_count(ctx, entry, name):
     m = counting.count_metrics(preds, [it.count for it in items])
     conf = m.pop("confusion")
     plots.plot_confusion(conf, [str(n) for n in counting.COUNTS],
-                         ctx.out_dir / "plots" / f"{name}_confusion.png", f"{name} counting (top-1 {m['top1']:.2f}%)")
+                         ctx.out_dir / "plots" / f"{name}_count_confusion.png", f"{name} counting (top-1 {m['top1']:.2f}%)")
     return m, {"confusion": conf.tolist(), "num_images": len(items)}
 
 
@@ -217,15 +220,18 @@ def run_evaluation(model, variables, eval_config, workdir, step: int | None = No
     details: dict = {"step": step, "datasets": {}, "errors": {}, "seconds": {}}
     fewshot_curves = {}
     model_name = str(_get(eval_config, "model_name", "model"))
-    names = set()
+    seen = set()
     for entry in entries:
         kind, name = entry.get("kind"), entry.get("name")
         if kind not in KINDS:
             raise ValueError(f"eval dataset {name!r}: kind must be one of {KINDS}, got {kind!r}")
         if not name:
             raise ValueError(f"eval dataset of kind {kind!r} needs a name")
-        key = name if name not in names else f"{name}_{kind}"
-        names.add(key)
+        key = f"{name}/{kind}"
+        if key in seen:
+            raise ValueError(f"eval dataset {name!r} of kind {kind!r} is listed twice")
+        seen.add(key)
+        prefix = "" if kind in ("retrieval", "zeroshot", "count") else f"{kind}_"
         t0 = time.perf_counter()
         try:
             metrics, extra = _EVALUATORS[kind](ctx, entry, name)
@@ -235,10 +241,10 @@ def run_evaluation(model, variables, eval_config, workdir, step: int | None = No
             _write(out_dir, results, details, fewshot_curves, model_name)
             continue
         details["seconds"][key] = round(time.perf_counter() - t0, 3)
-        details["datasets"][key] = {"kind": kind, "metrics": metrics, **extra}
-        results.update({f"eval/{key}/{m}": float(v) for m, v in metrics.items()})
+        details["datasets"][key] = {"name": name, "kind": kind, "metrics": metrics, **extra}
+        results.update({f"eval/{name}/{prefix}{m}": float(v) for m, v in metrics.items()})
         if kind == "fewshot":
-            fewshot_curves[key] = {int(k): v for k, v in extra["fewshot"].items()}
+            fewshot_curves[name] = {int(k): v for k, v in extra["fewshot"].items()}
         logging.info("eval %s (%s) in %.1fs: %s", key, kind, details["seconds"][key],
                      ", ".join(f"{m}={v:.2f}" for m, v in metrics.items()))
         _write(out_dir, results, details, fewshot_curves, model_name)
@@ -281,8 +287,8 @@ def _fmt(v) -> str:
 def markdown_tables(details: dict, model_name: str = "model") -> str:
     """Markdown tables in the RemoteCLIP paper's layout (one per task present)."""
     by_kind: dict[str, list] = {}
-    for name, d in details["datasets"].items():
-        by_kind.setdefault(d["kind"], []).append((name, d))
+    for key, d in details["datasets"].items():
+        by_kind.setdefault(d["kind"], []).append((d.get("name", key.split("/")[0]), d))
     lines = [f"# Evaluation{'' if details.get('step') is None else ' at step ' + str(details['step'])}", ""]
     if "retrieval" in by_kind:
         lines += ["## Cross-modal retrieval", "",
