@@ -63,6 +63,11 @@ def default_preprocess(image_size: int) -> Callable:
     return image_transform(image_size, train=False)
 
 
+def _is_writer() -> bool:
+    import jax
+    return jax.process_index() == 0
+
+
 def _get(cfg, key, default=None):
     try:
         v = cfg.get(key, default)
@@ -134,8 +139,9 @@ def _eval_zeroshot(ctx, entry, name):
     m = zeroshot.classification_metrics(zeroshot.zeroshot_logits(img, cls), labels[idx], len(classes))
     conf = m.pop("confusion")
     per_class = dict(zip(readable, m.pop("per_class")))
-    plots.plot_confusion(conf, readable, ctx.out_dir / "plots" / f"{name}_zeroshot_confusion.png",
-                         f"{name} zero-shot (top-1 {m['top1']:.2f}%)")
+    if _is_writer():
+        plots.plot_confusion(conf, readable, ctx.out_dir / "plots" / f"{name}_zeroshot_confusion.png",
+                             f"{name} zero-shot (top-1 {m['top1']:.2f}%)")
     return m, {"per_class": per_class, "confusion": conf.tolist(), "classnames": readable,
                "templates": list(templates), "num_images": int(len(idx))}
 
@@ -176,8 +182,10 @@ def _eval_count(ctx, entry, name):
     preds = counting.count_predictions(img, dict(zip(cats, pf)), items)
     m = counting.count_metrics(preds, [it.count for it in items])
     conf = m.pop("confusion")
-    plots.plot_confusion(conf, [str(n) for n in counting.COUNTS],
-                         ctx.out_dir / "plots" / f"{name}_count_confusion.png", f"{name} counting (top-1 {m['top1']:.2f}%)")
+    if _is_writer():
+        plots.plot_confusion(conf, [str(n) for n in counting.COUNTS],
+                             ctx.out_dir / "plots" / f"{name}_count_confusion.png",
+                             f"{name} counting (top-1 {m['top1']:.2f}%)")
     return m, {"confusion": conf.tolist(), "num_images": len(items)}
 
 
@@ -205,13 +213,15 @@ def run_evaluation(model, variables, eval_config, workdir, step: int | None = No
     Returns:
         Flat metrics ``{"eval/<name>/<metric>": float}``.
     """
+    import jax
     if tokenize is None:
         from remoteclip_jax.tokenizer import tokenize
     preprocess_id = "custom" if preprocess is not None else f"default{model.image_size}"
     preprocess = preprocess or default_preprocess(model.image_size)
     out_dir = pathlib.Path(workdir) / "eval"
     out_dir.mkdir(parents=True, exist_ok=True)
-    cache_dir = out_dir / "cache"
+    # Processes extract on their own devices; separate caches keep their files apart.
+    cache_dir = out_dir / "cache" / (f"p{jax.process_index()}" if jax.process_count() > 1 else "")
     extractor = FeatureExtractor(model, variables, int(_get(eval_config, "batch_size", 256)), mesh=mesh,
                                  num_workers=int(_get(eval_config, "num_workers", 4)))
     ctx = _Context(extractor, preprocess, tokenize, out_dir, cache_dir, preprocess_id)
@@ -249,8 +259,9 @@ def run_evaluation(model, variables, eval_config, workdir, step: int | None = No
                      ", ".join(f"{m}={v:.2f}" for m, v in metrics.items()))
         _write(out_dir, results, details, fewshot_curves, model_name)
     _write(out_dir, results, details, fewshot_curves, model_name)
-    with open(out_dir / "history.jsonl", "a", encoding="utf-8") as f:
-        f.write(json.dumps({"step": step, "time": time.time(), "metrics": results}) + "\n")
+    if jax.process_index() == 0:
+        with open(out_dir / "history.jsonl", "a", encoding="utf-8") as f:
+            f.write(json.dumps({"step": step, "time": time.time(), "metrics": results}) + "\n")
     if not bool(_get(eval_config, "keep_feature_cache", True)):
         shutil.rmtree(cache_dir, ignore_errors=True)
     if details["errors"] and raise_on_error:
@@ -265,6 +276,8 @@ def _atomic_text(path: pathlib.Path, text: str):
 
 
 def _write(out_dir, results, details, fewshot_curves, model_name="model"):
+    if not _is_writer():     # every process computes the same metrics; one writes them
+        return
     _atomic_text(out_dir / "results.json", json.dumps(results, indent=1, sort_keys=True))
     _atomic_text(out_dir / "details.json", json.dumps(details, indent=1, default=_jsonable))
     _atomic_text(out_dir / "results.md", markdown_tables(details, model_name))
