@@ -20,7 +20,6 @@ Keep it short on shared machines: the defaults run in a few minutes on 2 CPU cor
 from __future__ import annotations
 
 import argparse
-import os
 import pathlib
 import sys
 import tempfile
