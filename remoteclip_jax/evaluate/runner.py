@@ -6,7 +6,7 @@
 Dataset entries (dicts) by ``kind``:
 
 * ``retrieval``: ``name``, ``path`` (.json Karpathy / .jsonl / .csv GeoRSCLIP), ``images`` (image
-  root, default the file's folder), ``split`` (default "test"; "all" for CSV), ``skip_missing``.
+  root; default: paths as the caption file gives them, resolved by ``data.readers``), ``split`` (default "test"; "all" for CSV), ``skip_missing``.
 * ``zeroshot``: ``name``, ``path`` (image folder ``<class>/<image>``), ``templates``
   ("paper" default | "remoteclip" | "georsclip" | list), ``class_embedding`` ("openai" default |
   "average"), ``split`` ("test" default = paper 80/20 split; "all"), ``classnames`` (overrides
