@@ -23,6 +23,7 @@ def add_recipe_keys(c: ml_collections.ConfigDict) -> None:
     # Global batch; 0 = batch_size_per_device x devices (RemoteCLIP's per-GPU convention).
     c.data.batch_size = 0
     c.data.demo_images = 2048          # size of the built-in synthetic scene set (data.demo)
+    c.data.demo_max_categories = 0     # keep only demo scenes with <= this many categories (0: all)
     c.train.export = True              # write OpenCLIP .safetensors/.pt to WORKDIR/export at the end
     # Peak FLOP/s per device for MFU; 0 = look up the device kind (TPU/GPU table; none for CPU).
     c.train.peak_tflops_per_device = 0.0

@@ -49,7 +49,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.train.log_every = 20
     c.train.checkpoint_every = 300
     c.eval.batch_size = 256
-    c.eval.num_workers = 0
+    c.eval.num_workers = 2             # image-loading threads of the evaluator
     c.eval.datasets = [{"kind": "retrieval", "name": "rsicd_aid_val",
                         "path": str(DATA / "rsicd_aid" / "val.jsonl"), "split": "val"}]
     if arg == "smoke":

@@ -151,25 +151,15 @@ def load_init_variables(config):
 
 
 def demo_sources(config, workdir) -> list:
-    """The built-in synthetic scenes as a training source, rendered once into record shards under
-    ``WORKDIR/demo_train`` (drawing a scene costs ~10x more than decoding it, and a run sees each
-    scene many times)."""
-    from remoteclip_jax.data import synthetic
+    """The built-in synthetic scenes as a training source (record shards rendered once under
+    ``WORKDIR/demo_train`` by process 0; see `demo_data`)."""
+    from remoteclip_jax.train import demo_data
 
-    num = int(config.data.get("demo_images", 2048))
-    size = int(config.data.image_size)
     out = pathlib.Path(workdir) / "demo_train"
-    spec = {"num_images": num, "image_size": size, "seed": int(config.seed)}
-    marker = out / "demo_spec.json"
-    if jax.process_index() == 0 and not (marker.exists()
-                                         and json.loads(marker.read_text()) == spec):
-        if out.exists():
-            import shutil
-
-            shutil.rmtree(out)
-        synthetic.write_synthetic_records(out, num, size, int(config.seed),
-                                          progress=False)
-        marker.write_text(json.dumps(spec))
+    args = (out, int(config.data.get("demo_images", 2048)), int(config.data.image_size),
+            int(config.seed), int(config.data.get("demo_max_categories", 0)))
+    if jax.process_index() == 0:
+        demo_data.write_demo_train_records(*args)
     if jax.process_count() > 1:
         from jax.experimental import multihost_utils
 
@@ -279,7 +269,8 @@ def _setup(config, workdir, *, for_training: bool, need_checkpoint: str = ""
         state, data_state = checkpointer.restore(resumed, state, with_data=for_training)
         if iterator is not None:
             iterator.set_state(data_state)
-        _say(f"resumed from {checkpointer.directory} at step {resumed}")
+        _say(f"{'resuming from' if for_training else 'restored'} {checkpointer.directory} "
+             f"step {resumed}")
     return _Run(config, model, mesh, state, checkpointer, resumed), iterator
 
 
@@ -441,17 +432,19 @@ def eval_datasets(config, workdir) -> list:
     datasets = [d.to_dict() if hasattr(d, "to_dict") else dict(d) for d in config.eval.datasets]
     num = int(config.eval.get("demo_images", 0) or 0)
     if num > 0:
-        from remoteclip_jax.train import demo_eval
+        from remoteclip_jax.train import demo_data
 
         size = int(config.eval.get("demo_image_size", 0) or config.data.image_size)
         out = pathlib.Path(workdir) / "demo_eval"
+        max_categories = int(config.data.get("demo_max_categories", 0))
         if jax.process_index() == 0:
-            entries = demo_eval.write_demo_eval_set(out, num, size)
+            entries = demo_data.write_demo_eval_set(out, num, size, max_categories=max_categories)
         if jax.process_count() > 1:
             from jax.experimental import multihost_utils
 
             multihost_utils.sync_global_devices("demo_eval written")
-        entries = demo_eval.write_demo_eval_set(out, num, size)  # reads the marker only
+        entries = demo_data.write_demo_eval_set(out, num, size,  # reads the marker only
+                                                max_categories=max_categories)
         datasets += [entries["retrieval"], entries["count"]]
     return datasets
 
@@ -554,7 +547,8 @@ def export_openclip(variables, config, out_dir: pathlib.Path) -> dict:
 
     paths = {"safetensors": out_dir / "open_clip_model.safetensors",
              "config": out_dir / "open_clip_config.json", "pt": None}
-    arrays = {k: np.ascontiguousarray(v) for k, v in state_dict.items()}
+    # np.array keeps 0-d arrays 0-d (logit_scale is a scalar; ascontiguousarray would make it 1-d).
+    arrays = {k: np.array(v, order="C") for k, v in state_dict.items()}
     save_file(arrays, str(paths["safetensors"]),
               metadata={"model_cfg": json.dumps(signature["model"]),
                         "quick_gelu": str(signature["quick_gelu"])})
