@@ -65,13 +65,13 @@ def num_batch_shards(mesh: Mesh) -> int:
     return int(np.prod([mesh.shape[a] for a in BATCH_AXES]))
 
 
-def batch_sharding(mesh: Mesh, ndim: int = 1) -> NamedSharding:
-    """Sharding of an array whose leading dimension is the batch."""
-    del ndim  # trailing dimensions are replicated implicitly
+def batch_sharding(mesh: Mesh) -> NamedSharding:
+    """Sharding of an array whose leading dimension is the batch (other dims replicated)."""
     return NamedSharding(mesh, BATCH_SPEC)
 
 
 def replicated(mesh: Mesh) -> NamedSharding:
+    """Sharding of an array every device holds whole."""
     return NamedSharding(mesh, P())
 
 
