@@ -2,14 +2,12 @@
 import importlib.util
 import pathlib
 import re
-import subprocess
-import sys
-
 import jax
 import pytest
 
 from remoteclip_jax import checkpoint as ckpt
 from remoteclip_jax.train import loop
+from tests.cli_helpers import run_main
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 RECIPES = ["rn50", "vitb32", "vitl14"]
@@ -93,13 +91,8 @@ def test_workdir_of_another_model_is_refused_before_training(tmp_path):
     assert not (tmp_path / "metrics.jsonl").exists()
 
 
-def _main(*args):
-    return subprocess.run([sys.executable, "-m", "remoteclip_jax.main", *args], cwd=ROOT,
-                          capture_output=True, text=True, timeout=300)
-
-
 def test_cli_refuses_unknown_config_key_in_one_line(tmp_path):
-    out = _main("--config=configs/vitb32.py:smoke", "--config.optim.lrr=1e-5",
+    out = run_main("--config=configs/vitb32.py:smoke", "--config.optim.lrr=1e-5",
                 f"--workdir={tmp_path}")
     assert out.returncode == 2
     assert out.stderr.strip().splitlines()[-1].startswith("error: unknown config key")

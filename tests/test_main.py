@@ -1,25 +1,15 @@
 """The CLI end to end on a tiny model: train, then --mode=eval and --mode=export round trips."""
 import json
-import os
-import pathlib
 import shutil
-import subprocess
-import sys
 
 import jax
 import numpy as np
 import pytest
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
+from tests.cli_helpers import run_main
+
 REQUIRED = ("train/loss", "train/lr", "train/logit_scale", "train/grad_norm", "train/param_norm",
             "train/pairs_per_s", "train/mfu")
-
-
-def run_main(*args, devices=2, timeout=400):
-    env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}",
-           "JAX_PLATFORMS": "cpu", "JAX_DEFAULT_MATMUL_PRECISION": "highest"}
-    return subprocess.run([sys.executable, "-m", "remoteclip_jax.main", *args], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=timeout)
 
 
 @pytest.fixture(scope="module")
