@@ -51,3 +51,17 @@ def test_global_batch_defaults_to_per_device_times_devices():
     assert loop.global_batch_size(config, device_count=8) == 2 * 8
     config.data.batch_size = 24
     assert loop.global_batch_size(config, device_count=8) == 24
+
+
+def test_flop_count_for_mfu_is_per_device_share_of_the_global_step():
+    import jax
+    import jax.numpy as jnp
+    from jax.sharding import NamedSharding, PartitionSpec as P
+
+    mesh = jax.make_mesh((8,), ("data",), axis_types=(jax.sharding.AxisType.Auto,))
+    step = jax.jit(lambda state, batch, rng: (state, {"loss": (batch @ state).sum()}))
+    state = jax.device_put(jnp.ones((128, 256)), NamedSharding(mesh, P()))
+    batch = jax.device_put(jnp.ones((64, 128)), NamedSharding(mesh, P("data")))
+    _, flops = loop._compile_step(step, state, batch, jax.random.PRNGKey(0))
+    matmul = 2 * 64 * 128 * 256  # global multiply-adds x 2, split over 8 devices
+    assert matmul / 8 <= flops <= 1.1 * matmul / 8

@@ -275,7 +275,10 @@ def _setup(config, workdir, *, for_training: bool, need_checkpoint: str = ""
 
 
 def _compile_step(train_step, state, batch, rng):
-    """AOT-compiles the step once; returns (callable, FLOPs per step or None)."""
+    """AOT-compiles the step once; returns (callable, FLOPs per step per device or None).
+
+    XLA's cost analysis of an SPMD-partitioned program counts one device's share.
+    """
     try:
         compiled = train_step.lower(state, batch, rng).compile()
     except AttributeError:  # not a jax.jit function: call it as is, no FLOP count
@@ -355,6 +358,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
             step_rng = jax.random.fold_in(rng, step)
             if compiled is None:
                 compiled, flops_per_step = _compile_step(train_step, state, batch, step_rng)
+                if flops_per_step:
+                    _say(f"train step: {flops_per_step * jax.device_count() / global_batch / 1e9:.3g}"
+                         f" GFLOP per pair (XLA count)")
                 window_t0 = time.perf_counter()
             state, raw = compiled(state, batch, step_rng)
             update = metrics_lib.step_metrics(raw)
@@ -366,8 +372,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
                 elapsed = time.perf_counter() - window_t0
                 n_steps = step - window_start + 1
                 values["train/pairs_per_s"] = global_batch * n_steps / elapsed
-                values["train/mfu"] = (flops_per_step * n_steps / elapsed
-                                       / (peak * jax.device_count())
+                values["train/mfu"] = (flops_per_step * n_steps / elapsed / peak
                                        if flops_per_step and peak else None)
                 _check_finite(step, values, checkpointer, window_start)
                 logger.write(step, values)
