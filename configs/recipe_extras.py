@@ -22,6 +22,11 @@ def add_recipe_keys(c: ml_collections.ConfigDict) -> None:
     """Adds the training-application keys that the shared schema leaves out."""
     # Global batch; 0 = batch_size_per_device x devices (RemoteCLIP's per-GPU convention).
     c.data.batch_size = 0
+    # Command-line friendly lists (ml_collections cannot override a list from the command line):
+    # a JSON list that, when set, replaces data.sources / eval.datasets, e.g.
+    # --config.data.sources_json='[{"kind": "records", "path": "/data/rs_records"}]'
+    c.data.sources_json = ""
+    c.eval.datasets_json = ""
     c.data.demo_images = 2048          # size of the built-in synthetic scene set (data.demo)
     c.data.demo_max_categories = 0     # keep only demo scenes with <= this many categories (0: all)
     c.train.export = True              # write OpenCLIP .safetensors/.pt to WORKDIR/export at the end

@@ -1,7 +1,8 @@
 """RemoteCLIP ViT-B/32: continual pretraining of every parameter from OpenAI CLIP weights.
 
     python -m remoteclip_jax.main --config=configs/vitb32.py --workdir=runs/vitb32 \
-        --config.init_from=/path/to/ViT-B-32.pt --config.data.sources='[...]'
+        --config.init_from=/path/to/ViT-B-32.pt \
+        --config.data.sources_json='[{"kind": "records", "path": "data/rs_records"}]'
     python -m remoteclip_jax.main --config=configs/vitb32.py:smoke --workdir=/tmp/smoke   # CPU, seconds
 
 "RemoteCLIP" below = the paper (Liu et al. 2024) and its training code (ITRA, an open_clip fork).

@@ -1,7 +1,8 @@
 """RemoteCLIP ViT-L/14: continual pretraining of every parameter from OpenAI CLIP weights.
 
     python -m remoteclip_jax.main --config=configs/vitl14.py --workdir=runs/vitl14 \
-        --config.init_from=/path/to/ViT-L-14.pt --config.data.sources='[...]'
+        --config.init_from=/path/to/ViT-L-14.pt \
+        --config.data.sources_json='[{"kind": "records", "path": "data/rs_records"}]'
     python -m remoteclip_jax.main --config=configs/vitl14.py:smoke --workdir=/tmp/smoke   # CPU, seconds
 
 "RemoteCLIP" below = the paper (Liu et al. 2024) and its training code (ITRA, an open_clip fork).

@@ -97,3 +97,15 @@ def test_cli_refuses_unknown_config_key_in_one_line(tmp_path):
     assert out.returncode == 2
     assert out.stderr.strip().splitlines()[-1].startswith("error: unknown config key")
     assert 'Did you mean "lr"' in out.stderr and "Traceback" not in out.stderr
+
+
+def test_sources_and_eval_datasets_can_be_given_as_json_on_the_command_line():
+    c = load("vitb32")
+    c.data.sources_json = '[{"kind": "jsonl", "path": "a.jsonl"}]'
+    assert loop.train_sources(c) == [{"kind": "jsonl", "path": "a.jsonl"}]
+    c.data.sources_json = '{"kind": "jsonl"}'
+    with pytest.raises(loop.ConfigError, match="config.data.sources_json: must be a JSON list"):
+        loop.train_sources(c)
+    c.data.sources_json = "[{'kind': 1}]"
+    with pytest.raises(loop.ConfigError, match="not valid JSON"):
+        loop.train_sources(c)

@@ -85,7 +85,7 @@ def validate_config(config: ml_collections.ConfigDict, device_count: int | None 
         raise ConfigError("config.train.log_every and config.train.checkpoint_every must be >= 1")
     if config.train.keep_checkpoints < 1:
         raise ConfigError("config.train.keep_checkpoints must be >= 1")
-    if not config.data.sources and not config.data.demo:
+    if not train_sources(config) and not config.data.demo:
         raise ConfigError("no training data: set config.data.sources (a list of {kind, path}) or "
                           "config.data.demo=True")
     device_count = device_count or jax.device_count()
@@ -104,6 +104,29 @@ def validate_config(config: ml_collections.ConfigDict, device_count: int | None 
     if global_batch % process_count:
         raise ConfigError(f"global batch {global_batch} cannot be split over {process_count} "
                           f"processes; make it a multiple of {process_count}")
+
+
+def _json_list(config, section: str, key: str) -> list | None:
+    """`config.<section>.<key>` parsed as a JSON list of dicts, or None when unset."""
+    text = config[section].get(key, "")
+    if not text:
+        return None
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"config.{section}.{key}: not valid JSON ({e})") from None
+    if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+        raise ConfigError(f"config.{section}.{key}: must be a JSON list of objects, e.g. "
+                          '[{"kind": "jsonl", "path": "train.jsonl"}]')
+    return value
+
+
+def train_sources(config) -> list:
+    """`config.data.sources`, or the list in `config.data.sources_json` when that is set."""
+    given = _json_list(config, "data", "sources_json")
+    if given is not None:
+        return given
+    return [s.to_dict() if hasattr(s, "to_dict") else dict(s) for s in config.data.sources]
 
 
 def global_batch_size(config, device_count: int | None = None) -> int:
@@ -171,7 +194,7 @@ def make_data_iterator(config, model, workdir, *, seed: int, epochs: int | None 
     """This process's iterator over its share of each global batch."""
     from remoteclip_jax.data import pipeline
 
-    sources = [s.to_dict() if hasattr(s, "to_dict") else dict(s) for s in config.data.sources]
+    sources = train_sources(config)
     if config.data.demo and not sources:
         sources = demo_sources(config, workdir)
     per_process = global_batch_size(config) // jax.process_count()
@@ -434,7 +457,9 @@ def _progress(total, start, enabled):
 def eval_datasets(config, workdir) -> list:
     """`config.eval.datasets` plus, when `config.eval.demo_images` > 0, the held-out synthetic
     retrieval and counting sets (written under ``WORKDIR/demo_eval`` by process 0)."""
-    datasets = [d.to_dict() if hasattr(d, "to_dict") else dict(d) for d in config.eval.datasets]
+    datasets = _json_list(config, "eval", "datasets_json")
+    if datasets is None:
+        datasets = [d.to_dict() if hasattr(d, "to_dict") else dict(d) for d in config.eval.datasets]
     num = int(config.eval.get("demo_images", 0) or 0)
     if num > 0:
         from remoteclip_jax.train import demo_data
@@ -485,7 +510,8 @@ def _evaluate(model, state, config, workdir, step=None) -> dict:
 
 def has_eval(config) -> bool:
     """Whether the config asks for any evaluation."""
-    return bool(config.eval.datasets) or int(config.eval.get("demo_images", 0) or 0) > 0
+    return (bool(config.eval.datasets) or bool(config.eval.get("datasets_json", ""))
+            or int(config.eval.get("demo_images", 0) or 0) > 0)
 
 
 def _print_eval(metrics: dict, enabled: bool):
