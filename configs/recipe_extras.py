@@ -29,7 +29,7 @@ def add_recipe_keys(c: ml_collections.ConfigDict) -> None:
     c.eval.datasets_json = ""
     c.data.demo_images = 2048          # size of the built-in synthetic scene set (data.demo)
     c.data.demo_max_categories = 0     # keep only demo scenes with <= this many categories (0: all)
-    c.train.export = True              # write OpenCLIP .safetensors/.pt to WORKDIR/export at the end
+    c.train.export = True              # write OpenCLIP weights to WORKDIR/export at the end
     # Peak FLOP/s per device for MFU; 0 = look up the device kind (TPU/GPU table; none for CPU).
     c.train.peak_tflops_per_device = 0.0
 

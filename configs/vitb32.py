@@ -3,7 +3,7 @@
     python -m remoteclip_jax.main --config=configs/vitb32.py --workdir=runs/vitb32 \
         --config.init_from=/path/to/ViT-B-32.pt \
         --config.data.sources_json='[{"kind": "records", "path": "data/rs_records"}]'
-    python -m remoteclip_jax.main --config=configs/vitb32.py:smoke --workdir=/tmp/smoke   # CPU, seconds
+    python -m remoteclip_jax.main --config=configs/vitb32.py:smoke --workdir=/tmp/smoke  # CPU
 
 "RemoteCLIP" below = the paper (Liu et al. 2024) and its training code (ITRA, an open_clip fork).
 """

@@ -1,4 +1,4 @@
-"""The training loop's guards: a non-finite loss stops the run and keeps the last good checkpoint."""
+"""Training-loop guards: a non-finite loss stops the run, keeping the last good checkpoint."""
 import json
 
 import numpy as np

@@ -33,7 +33,8 @@ def test_two_processes_match_one_process_with_the_same_global_batch(tmp_path):
         logs.append(open(tmp_path / f"process_{pid}.txt", "w"))
         procs.append(subprocess.Popen(
             main_command("--config=configs/vitb32.py:smoke", f"--workdir={workdir}",
-                         f"--config.train.steps={STEPS}", f"--config.data.batch_size={GLOBAL_BATCH}",
+                         f"--config.train.steps={STEPS}",
+                         f"--config.data.batch_size={GLOBAL_BATCH}",
                          "--config.train.export=False", f"--coordinator_address=127.0.0.1:{port}",
                          "--num_processes=2", f"--process_id={pid}"),
             cwd=ROOT, env=cli_env(1), stdout=logs[-1],

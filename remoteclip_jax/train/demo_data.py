@@ -1,4 +1,4 @@
-"""The demo's data: built-in synthetic scenes, rendered once to files the pipeline and evaluators read.
+"""The demo's data: built-in synthetic scenes, rendered once into files for training and eval.
 
 `configs/demo.py` trains on the procedural scenes of `remoteclip_jax.data.synthetic` and must show
 retrieval and counting far above chance with no download. This module

@@ -326,8 +326,8 @@ def _check_finite(step, window: dict, checkpointer, first_step: int):
         kept = (f"the last good checkpoint is step {last} in {checkpointer.directory}"
                 if last is not None else "no checkpoint was written")
         raise NonFiniteLossError(
-            f"step {step}: {', '.join(bad)} became non-finite ({window.get('train/loss')}) in steps "
-            f"{first_step}..{step}; stopped, {kept}. Lower --config.optim.lr, raise "
+            f"step {step}: {', '.join(bad)} became non-finite ({window.get('train/loss')}) "
+            f"in steps {first_step}..{step}; stopped, {kept}. Lower --config.optim.lr, raise "
             f"--config.optim.warmup_steps or set --config.optim.grad_clip_norm=1.0")
 
 
@@ -382,8 +382,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
             if compiled is None:
                 compiled, flops_per_step = _compile_step(train_step, state, batch, step_rng)
                 if flops_per_step:
-                    _say(f"train step: {flops_per_step * jax.device_count() / global_batch / 1e9:.3g}"
-                         f" GFLOP per pair (XLA count)")
+                    per_pair = flops_per_step * jax.device_count() / global_batch
+                    _say(f"train step: {per_pair / 1e9:.3g} GFLOP per pair (XLA count)")
                 window_t0 = time.perf_counter()
             state, raw = compiled(state, batch, step_rng)
             update = metrics_lib.step_metrics(raw)
