@@ -221,3 +221,17 @@ def test_resnet_batch_stats_train_and_lock_image_freezes_the_tower():
     p1, s1 = jax.device_get((state.params, state.batch_stats))
     assert _tree_rel(s1, s0) > 1e-3
     assert _rel(p1["visual"]["conv1"]["kernel"], p0["visual"]["conv1"]["kernel"]) > 1e-5
+
+
+def test_sigmoid_accumulation_equals_one_batch_including_logit_bias(vit, vit_state):
+    mesh = _mesh()
+    params = dict(vit_state)
+    params["logit_scale"] = np.float32(math.log(10.0))
+    params["logit_bias"] = np.float32(-10.0)
+    batch = sharding.shard_batch(_batch(vit, seed=5), mesh)
+    one = step_lib.make_grad_fn(vit, _config(**{"loss.type": "sigmoid"}), mesh)(params, {}, batch)
+    two = step_lib.make_grad_fn(vit, _config(**{"loss.type": "sigmoid", "accum_steps": 2}),
+                                mesh)(params, {}, batch)
+    assert abs(float(one[0]) - float(two[0])) / float(one[0]) < 1e-6
+    assert _tree_rel(two[1], one[1]) < 1e-5
+    assert float(jnp.abs(one[1]["logit_bias"])) > 0
