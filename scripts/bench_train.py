@@ -1,4 +1,4 @@
-"""Train-step throughput and peak memory: remoteclip_jax vs open_clip PyTorch, same machine, same run.
+"""Train-step throughput and peak memory: remoteclip_jax vs open_clip PyTorch, same machine and run.
 
     python scripts/bench_train.py                       # ViT-B-32, batch 32, float32, 3 timed steps
     python scripts/bench_train.py --steps 5 --dtype bfloat16 --peak-tflops 989   # e.g. on an H100
@@ -250,8 +250,9 @@ def main(argv=None) -> int:
         extra = (f", compile {r['compile_s']:.1f} s, init {r['init_s']:.1f} s"
                  if fw == "jax" else f", {r['threads']} threads")
         if fw == "jax" and r.get("xla_step_mib"):
-            extra += (f"\n         (XLA: the step needs {r['xla_step_mib']:.0f} MiB incl. state; peak RSS "
-                      f"was {r['peak_rss_before_steps_mib']:.0f} MiB before the first step)")
+            extra += (f"\n         (XLA: the step needs {r['xla_step_mib']:.0f} MiB incl. state; "
+                      f"peak RSS was {r['peak_rss_before_steps_mib']:.0f} MiB before the first "
+                      f"step)")
         print(f"  {fw:6s} {args.batch / r['step_s']:8.2f} pairs/s  {r['step_s']:.3f} s/step  "
               f"({r['cpu_s']:.2f} CPU-s/step)  {mem}  loss {r['loss']:.4f}{extra}")
     if "jax" in results and "torch" in results:

@@ -56,8 +56,8 @@ def test_decay_mask_matches_open_clip_param_groups(cfg):
 
 @pytest.mark.parametrize("cfg", [rc.models.TINY_VIT, rc.models.TINY_RESNET],
                          ids=["vit", "resnet"])
-def test_decay_mask_v3_matches_open_clip_no_weight_decay(cfg):
-    ours = _mask_by_torch_name(cfg, "open_clip_v3")
+def test_decay_mask_head_matches_open_clip_no_weight_decay(cfg):
+    ours = _mask_by_torch_name(cfg, "open_clip_head")
     model = _torch_model(cfg)
     no_wd = model.no_weight_decay()
     theirs = {n: not (p.ndim <= 1 or n in no_wd) for n, p in model.named_parameters()}

@@ -6,7 +6,7 @@ the parameters exactly as `torch.optim.AdamW` with open_clip's two parameter gro
 
 * torch AdamW: p ← p − lr·wd·p − lr·m̂/(√v̂ + ε) = optax `scale_by_adam` (ε outside the root),
   `add_decayed_weights`, `scale_by_learning_rate`.
-* Weight decay mask: see `decay_mask` (rules "open_clip", "open_clip_v3", "all_embeddings").
+* Weight decay mask: see `decay_mask` (rules "open_clip", "open_clip_head", "all_embeddings").
 * Schedule: `cosine_lr` / `const_lr`, evaluated at the 0-based step count *before* the update.
 * Clipping: `torch.nn.utils.clip_grad_norm_` (coefficient max_norm / (‖g‖ + 1e-6), capped at 1),
   over the trainable parameters only.
@@ -22,20 +22,21 @@ import jax
 import jax.numpy as jnp
 import optax
 
-WD_RULES = ("open_clip", "open_clip_v3", "all_embeddings")
+WD_RULES = ("open_clip", "open_clip_head", "all_embeddings")
 SCHEDULES = ("cosine", "const")
 MAX_LOGIT_SCALE = math.log(100.0)
 IMAGE_TOWER = "visual"  # top-level key of the image tower, as open_clip's `model.visual`
 
-# open_clip <= 2.x main.py (and RemoteCLIP's ITRA):
+# open_clip's main.py (v2.x and the installed v3.3.0, open_clip_train/main.py:335; RemoteCLIP's
+# ITRA fork has the same line):
 #   exclude = lambda n, p: p.ndim < 2 or "bn" in n or "ln" in n or "bias" in n or "logit_scale" in n
 # Flax paths keep the torch module names (`ln_1`, `bn1`, `in_proj/bias`, ...), so the substring
 # test on "/"-joined Flax paths selects the same parameters (pinned in tests/test_optim.py through
 # the converter).
 _OPEN_CLIP_SUBSTRINGS = ("bn", "ln", "bias", "logit_scale")
-# open_clip 3.x: `p.ndim <= 1` or in `CLIP.no_weight_decay()` (text positional embedding plus the
-# ViT's `no_weight_decay()`; ModifiedResNet declares none).
-_OPEN_CLIP_V3_NAMES = ("positional_embedding", "visual/positional_embedding",
+# open_clip's development head (open_clip_train/optim.py, after v3.3.0): `p.ndim <= 1` or in the
+# model's `no_weight_decay()` (text positional embedding plus the ViT's; ModifiedResNet has none).
+_OPEN_CLIP_HEAD_NAMES = ("positional_embedding", "visual/positional_embedding",
                        "visual/class_embedding")
 
 
@@ -58,21 +59,23 @@ def decay_mask(params: Any, rule: str = "open_clip") -> Any:
         params: the parameter tree (arrays or ShapeDtypeStructs).
         rule: "open_clip" — open_clip's `main.py` lambda verbatim (ndim < 2 or a name containing
             bn/ln/bias/logit_scale; RemoteCLIP trained with this; positional and token embeddings
-            are decayed, `class_embedding` is not). "open_clip_v3" — open_clip 3.x: ndim ≤ 1 or
-            one of the model's `no_weight_decay()` names (text and ViT positional embeddings,
-            ViT class embedding). "all_embeddings" — "open_clip" plus every `*embedding*`
-            parameter (token, positional, class, attention-pool positional).
+            are decayed, `class_embedding` is not). "open_clip_head" — open_clip's development
+            head (after v3.3.0): ndim ≤ 1 or one of the model's `no_weight_decay()` names (text
+            and ViT positional embeddings, ViT class embedding). "all_embeddings" — "open_clip"
+            plus every `*embedding*` parameter (token, positional, class, attention-pool
+            positional).
 
     Returns:
         A tree of bools with the structure of `params`.
     """
     if rule not in WD_RULES:
-        raise OptimConfigError(f"config.optim.wd_exclude={rule!r} is unknown; use one of {WD_RULES}")
+        raise OptimConfigError(
+            f"config.optim.wd_exclude={rule!r} is unknown; use one of {WD_RULES}")
 
     def decays(path, p):
         name = _path_name(path)
-        if rule == "open_clip_v3":
-            return not (p.ndim <= 1 or name in _OPEN_CLIP_V3_NAMES)
+        if rule == "open_clip_head":
+            return not (p.ndim <= 1 or name in _OPEN_CLIP_HEAD_NAMES)
         excluded = p.ndim < 2 or any(s in name for s in _OPEN_CLIP_SUBSTRINGS)
         if rule == "all_embeddings":
             excluded = excluded or "embedding" in name
@@ -151,7 +154,8 @@ def make_optimizer(config: Any, total_steps: int) -> tuple[optax.GradientTransfo
     schedule = lr_schedule(oc, total_steps)
     rule = str(_get(oc, "wd_exclude", "open_clip"))
     if rule not in WD_RULES:
-        raise OptimConfigError(f"config.optim.wd_exclude={rule!r} is unknown; use one of {WD_RULES}")
+        raise OptimConfigError(
+            f"config.optim.wd_exclude={rule!r} is unknown; use one of {WD_RULES}")
     clip_norm = float(_get(oc, "grad_clip_norm", 0.0) or 0.0)
     if clip_norm < 0:
         raise OptimConfigError(f"config.optim.grad_clip_norm={clip_norm} must be >= 0 (0 = off)")

@@ -48,8 +48,8 @@ def make_mesh(mesh_config: Any, devices: Sequence[jax.Device] | None = None) -> 
     data = int(mesh_config.data)
     if fsdp < 1 or n % fsdp:
         raise ShardingError(
-            f"config.mesh.fsdp={fsdp} must be >= 1 and divide the {n} devices; set config.mesh.fsdp "
-            f"to a divisor of {n}")
+            f"config.mesh.fsdp={fsdp} must be >= 1 and divide the {n} devices; set "
+            f"config.mesh.fsdp to a divisor of {n}")
     if data == -1:
         data = n // fsdp
     if data * fsdp != n:

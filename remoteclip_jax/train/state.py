@@ -140,7 +140,8 @@ def create_train_state(model: Any, config: Any, mesh: Mesh, rng: jax.Array,
     if "batch_stats" in abstract_vars:
         given["batch_stats"] = init_variables.get("batch_stats")
         if given["batch_stats"] is None:
-            raise InitVariablesError("init variables lack 'batch_stats' but the model has BatchNorm")
+            raise InitVariablesError(
+                "init variables lack 'batch_stats' but the model has BatchNorm")
         _check_tree(given["batch_stats"], abstract_vars["batch_stats"], "batch_stats")
     if "logit_bias" in init_variables["params"]:
         given["params"]["logit_bias"] = init_variables["params"]["logit_bias"]
