@@ -2,7 +2,9 @@
 import importlib.util
 import pathlib
 import re
+
 import jax
+import numpy as np
 import pytest
 
 from remoteclip_jax import checkpoint as ckpt
@@ -109,3 +111,22 @@ def test_sources_and_eval_datasets_can_be_given_as_json_on_the_command_line():
     c.data.sources_json = "[{'kind': 1}]"
     with pytest.raises(loop.ConfigError, match="not valid JSON"):
         loop.train_sources(c)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["rn50", "vitl14", "rsicd_aid"])
+def test_smoke_variant_trains_end_to_end(name, tmp_path):
+    c = load(name, "smoke")
+    c.train.export = False
+    out = loop.train_and_evaluate(c, tmp_path)
+    assert np.isfinite(out["train/loss"])
+
+
+@pytest.mark.slow
+def test_rsicd_aid_tiny_trains_on_real_pairs_and_evaluates(shared_data, tmp_path, monkeypatch):
+    monkeypatch.setenv("REMOTECLIP_SHARED_DATA", str(shared_data))
+    c = load("rsicd_aid", "tiny")
+    c.train.export = False
+    out = loop.train_and_evaluate(c, tmp_path)
+    assert np.isfinite(out["train/loss"])
+    assert 0 <= out["eval/rsicd_aid_val_tiny/mean_recall"] <= 100

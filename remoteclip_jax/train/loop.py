@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-from absl import logging
+from absl import flags, logging
 
 from remoteclip_jax import checkpoint as ckpt_lib
 from remoteclip_jax.train import metrics as metrics_lib
@@ -269,6 +269,9 @@ def _setup(config, workdir, *, for_training: bool, need_checkpoint: str = ""
     """
     from remoteclip_jax.train import state as state_lib
 
+    if not flags.FLAGS.is_parsed():
+        # grain reads absl flags even outside absl.app.run (STACK.md 4.11).
+        flags.FLAGS.mark_as_parsed()
     validate_config(config)
     mesh = sharding_lib.make_mesh(config.mesh)
     model = build_model(config)
