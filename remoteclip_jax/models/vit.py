@@ -8,7 +8,32 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from remoteclip_jax.models.layers import Dtype, LayerNorm, Transformer, normal_init, uniform_init
+from remoteclip_jax.models.layers import (Dtype, Initializer, LayerNorm, Transformer,
+                                          f32_accumulating_dot, normal_init, uniform_init)
+
+
+class PatchEmbed(nn.Module):
+    """torch Conv2d(3, width, kernel=stride=patch, bias=False) as patchify + one matmul.
+
+    Same parameter as `nn.Conv` (`kernel`, (p, p, 3, width)), so checkpoints are unchanged.
+    XLA:CPU runs a bf16 convolution as an upcast float32 one; the bf16 dot goes to YNNPACK.
+    """
+
+    features: int
+    patch_size: int
+    dtype: Dtype
+    kernel_init: Initializer
+
+    @nn.compact
+    def __call__(self, images: jax.Array) -> jax.Array:
+        p = self.patch_size
+        n, h, w, c = images.shape
+        gh, gw = h // p, w // p  # 'VALID': pixels that do not fill a patch are dropped
+        kernel = self.param("kernel", self.kernel_init, (p, p, c, self.features), jnp.float32)
+        x = images[:, :gh * p, :gw * p].astype(self.dtype).reshape(n, gh, p, gw, p, c)
+        x = x.transpose(0, 1, 3, 2, 4, 5).reshape(n, gh, gw, p * p * c)  # (kh, kw, c) = HWIO order
+        flat = kernel.reshape(p * p * c, self.features).astype(self.dtype)
+        return f32_accumulating_dot(x, flat, (((3,), (0,)), ((), ())))
 
 
 class VisionTransformer(nn.Module):
@@ -28,9 +53,7 @@ class VisionTransformer(nn.Module):
         del train  # no batch statistics in a ViT
         p, w = self.patch_size, self.width
         scale = w ** -0.5
-        x = nn.Conv(w, (p, p), strides=(p, p), padding="VALID", use_bias=False, dtype=self.dtype,
-                    kernel_init=uniform_init(1 / math.sqrt(3 * p * p)), name="conv1")(
-                        images.astype(self.dtype))
+        x = PatchEmbed(w, p, self.dtype, uniform_init(1 / math.sqrt(3 * p * p)), name="conv1")(images)
         n, gh, gw, _ = x.shape
         x = x.reshape(n, gh * gw, w)  # row-major patch order, as torch's flatten of NCHW
         cls = self.param("class_embedding", normal_init(scale), (w,), jnp.float32)
