@@ -164,3 +164,33 @@ def test_presets_pick_the_published_activation():
     assert rc.model_config("GeoRSCLIP-ViT-B-32")["quick_gelu"] is True
     assert rc.model_config("GeoRSCLIP-ViT-H-14")["quick_gelu"] is False
     assert dataclasses.asdict(rc.PRESETS["RemoteCLIP-ViT-L-14"])["model"] == "ViT-L-14-quickgelu"
+
+
+def _all_eqns(jaxpr):
+    """Every equation of a jaxpr, nested ones (pjit, remat, custom_vjp) included."""
+    for eqn in jaxpr.eqns:
+        yield eqn
+        for param in eqn.params.values():
+            for sub in param if isinstance(param, (tuple, list)) else (param,):
+                inner = getattr(sub, "jaxpr", sub)
+                if hasattr(inner, "eqns"):
+                    yield from _all_eqns(inner)
+
+
+@pytest.mark.parametrize("config", [TINY_VIT, TINY_RESNET], ids=["vit", "resnet"])
+def test_bfloat16_matmuls_take_bf16_operands_and_accumulate_in_float32(config):
+    """The property that makes bf16 fast on XLA:CPU (scripts/xla_cpu_flags.md): no bf16 -> bf16 dots."""
+    model = rc.create_model(config, dtype=jnp.bfloat16)
+    s = model.image_size
+    images, texts = jnp.zeros((2, s, s, 3)), jnp.zeros((2, 77), jnp.int32)
+    variables = jax.eval_shape(model.init, jax.random.PRNGKey(0), images, texts)
+    bf16 = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, jnp.bfloat16), variables)
+    for method, x in (("encode_image", images), ("encode_text", texts)):
+        jaxpr = jax.make_jaxpr(lambda v, x: model.apply(v, x, method=method))(bf16, x)
+        dots = [e for e in _all_eqns(jaxpr.jaxpr) if e.primitive.name == "dot_general"]
+        # The projections (weights of 32+ rows), not the batched attention products.
+        big = [e for e in dots if e.invars[1].aval.ndim == 2 and e.invars[1].aval.shape[0] >= 32]
+        assert big, method
+        for eqn in big:
+            assert {v.aval.dtype for v in eqn.invars} == {jnp.dtype(jnp.bfloat16)}, (method, eqn)
+            assert eqn.outvars[0].aval.dtype == jnp.float32, (method, eqn)

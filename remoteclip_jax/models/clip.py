@@ -83,7 +83,8 @@ class CLIP(nn.Module):
         x = self.ln_final(x)
         # The end-of-text token has the largest id, so argmax finds it (open_clip pool_type='argmax').
         pooled = x[jnp.arange(x.shape[0]), jnp.argmax(texts, axis=-1)]
-        return (pooled @ self.text_projection.astype(pooled.dtype)).astype(jnp.float32)
+        return jnp.matmul(pooled, self.text_projection.astype(pooled.dtype),
+                          preferred_element_type=jnp.float32)
 
     def __call__(self, images: jax.Array, texts: jax.Array, train: bool = False):
         """Returns (normalised image features, normalised text features, exp(logit_scale))."""

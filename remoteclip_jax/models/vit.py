@@ -66,4 +66,4 @@ class VisionTransformer(nn.Module):
         x = LayerNorm(name="ln_post")(x)
         pooled = x[:, 0]
         proj = self.param("proj", normal_init(scale), (w, self.output_dim), jnp.float32)
-        return pooled @ proj.astype(pooled.dtype)
+        return jnp.matmul(pooled, proj.astype(pooled.dtype), preferred_element_type=jnp.float32)
