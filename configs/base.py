@@ -30,6 +30,12 @@ def get_base_config() -> ml_collections.ConfigDict:
     c.optim.b2 = 0.98             # open_clip --beta2 for ViT
     c.optim.eps = 1e-6            # open_clip --eps for ViT
     c.optim.grad_clip_norm = 0.0  # 0 = off (open_clip --grad-clip-norm default None)
+    # Which parameters get no weight decay. "all_embeddings" (default): biases, norms, logit_scale,
+    # and all embeddings (token, positional, class), as the issue specifies. "open_clip": the
+    # rule of open_clip's / ITRA's main.py that RemoteCLIP trained with (ndim < 2, or bn/ln/bias/
+    # logit_scale in the name: positional and token embeddings do decay). "open_clip_head":
+    # newer open_clip's no_weight_decay() (adds the positional embeddings).
+    c.optim.wd_exclude = "all_embeddings"
     c.accum_steps = 1             # open_clip --accum-freq (feature-cached, full-batch negatives)
 
     c.mesh = ml_collections.ConfigDict()

@@ -83,6 +83,7 @@ def test_per_step_losses_follow_open_clip_training():
     config = get_base_config()
     config.optim.lr, config.optim.warmup_steps, config.optim.weight_decay = LR, WARMUP, WD
     config.optim.grad_clip_norm = CLIP
+    config.optim.wd_exclude = "open_clip"  # the parameter groups of open_clip's main.py, as above
     config.train.steps = STEPS
     mesh = sharding.make_mesh(config.mesh)
     model = rc.create_model(CFG)

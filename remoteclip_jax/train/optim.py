@@ -141,7 +141,7 @@ def make_optimizer(config: Any, total_steps: int) -> tuple[optax.GradientTransfo
     """AdamW as open_clip builds it, from the config.
 
     Reads `config.optim.{lr, warmup_steps, schedule, weight_decay, b1, b2, eps, grad_clip_norm,
-    wd_exclude}` (wd_exclude defaults to "open_clip") and `config.lock_image`.
+    wd_exclude}` (wd_exclude defaults to "all_embeddings") and `config.lock_image`.
 
     Args:
         config: the training ConfigDict.
@@ -152,7 +152,7 @@ def make_optimizer(config: Any, total_steps: int) -> tuple[optax.GradientTransfo
     """
     oc = config.optim
     schedule = lr_schedule(oc, total_steps)
-    rule = str(_get(oc, "wd_exclude", "open_clip"))
+    rule = str(_get(oc, "wd_exclude", "all_embeddings"))
     if rule not in WD_RULES:
         raise OptimConfigError(
             f"config.optim.wd_exclude={rule!r} is unknown; use one of {WD_RULES}")
