@@ -2,8 +2,10 @@
 
     python -m remoteclip_jax.main --config=configs/demo.py --workdir=/tmp/demo
 
-A few minutes on a laptop CPU; then it prints retrieval recall and counting accuracy on held-out
-synthetic scenes (chance: mean recall ≈ 1.2 % for 400 images, counting 10 %). The scenes are
+A few minutes on a laptop CPU; then it prints retrieval recall and counting accuracy on 400
+held-out synthetic scenes. Measured on a shared 2-core CPU (~6.5 CPU-minutes): counting top-1
+33 % (chance 10 %, always answering the most common count 13 %; mean abs. error 1.2), retrieval
+mean recall 15.7 % (chance 1.3 %). The scenes are
 procedurally drawn (`remoteclip_jax.data.synthetic`), not real imagery: the demo shows that the
 whole path — data, sharded training, checkpoints, evaluation, export — works, nothing more.
 `--config=configs/demo.py:smoke` is the seconds-long variant the tests run.
@@ -39,9 +41,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.data.image_size = 64
     c.data.batch_size = 128            # global batch, whatever the device count
     c.optim.lr = 2e-3                  # a tiny model from scratch tolerates more than 5e-4
-    c.optim.warmup_steps = 30
+    c.optim.warmup_steps = 50
     c.optim.weight_decay = 0.05        # RemoteCLIP
-    c.train.steps = 400
+    c.train.steps = 700
     c.train.log_every = 10
     c.train.checkpoint_every = 100
     c.eval.batch_size = 200
