@@ -5,9 +5,9 @@
 A few minutes on a laptop CPU; then it prints retrieval recall and counting accuracy on 400
 held-out synthetic scenes. Measured on a shared 2-core CPU (~6.5 CPU-minutes): counting top-1
 33 % (chance 10 %, always answering the most common count 13 %; mean abs. error 1.2), retrieval
-mean recall 15.7 % (chance 1.3 %). The scenes are
-procedurally drawn (`remoteclip_jax.data.synthetic`), not real imagery: the demo shows that the
-whole path — data, sharded training, checkpoints, evaluation, export — works, nothing more.
+mean recall 15.7 % (chance 1.3 %). The scenes are procedurally drawn
+(`remoteclip_jax.data.synthetic`), not real imagery: the demo shows that the whole path — data,
+sharded training, checkpoints, evaluation, export — works, nothing more.
 `--config=configs/demo.py:smoke` is the seconds-long variant the tests run.
 """
 import pathlib
