@@ -6,8 +6,9 @@ Trains on `shared/data/rsicd_aid/train.jsonl` (7,946 images, 5 captions each; on
 image per epoch) and evaluates text-image retrieval on `val.jsonl` (1,027 images / 5,135
 captions) as the RemoteCLIP paper does (R@1/5/10 both ways and their mean). Measured on a shared
 2-core CPU: 24 min wall under load, 15 CPU-minutes; val mean recall 6.37 % (chance 0.52 %),
-t2i R@10 16.0 %, i2t R@10 6.9 %. The data folder defaults to `../shared/data` beside the repository;
-`REMOTECLIP_SHARED_DATA` or `--config.data.sources` / `--config.eval.datasets` point elsewhere.
+t2i R@10 16.0 %, i2t R@10 6.9 %. The data folder defaults to `../shared/data` beside the
+repository; `REMOTECLIP_SHARED_DATA` or `--config.data.sources_json` / `--config.eval.datasets_json`
+point elsewhere.
 """
 import os
 import pathlib
