@@ -109,7 +109,7 @@ class FeatureExtractor:
         def load(i0, i1):
             def one(p):
                 return np.asarray(preprocess(load_image(p)), np.float32)
-            with concurrent.futures.ThreadPoolExecutor(self.num_workers) as pool:
+            with concurrent.futures.ThreadPoolExecutor(max(1, self.num_workers)) as pool:
                 return np.stack(list(pool.map(one, paths[i0:i1])))
 
         key = self._key("image", paths, preprocess_id)

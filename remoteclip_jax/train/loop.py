@@ -414,7 +414,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
             if config.train.eval_every and step % config.train.eval_every == 0 and step != total:
                 checkpointer.wait_until_finished()
-                logger.write(step, _evaluate(run.model, state, config, workdir, step))
+                # A bad eval dataset must not stop training: it is reported and skipped.
+                logger.write(step, _evaluate(run.model, state, config, workdir, step,
+                                             raise_on_error=False))
             if step == _PAUSE_AFTER_STEP:
                 _pause(step)
         progress.close()
@@ -482,7 +484,7 @@ def eval_datasets(config, workdir) -> list:
     return datasets
 
 
-def _evaluate(model, state, config, workdir, step=None) -> dict:
+def _evaluate(model, state, config, workdir, step=None, raise_on_error=True) -> dict:
     """Runs the config's evaluators; returns metrics named ``eval/...``."""
     datasets = eval_datasets(config, workdir)
     if not datasets:
@@ -496,7 +498,8 @@ def _evaluate(model, state, config, workdir, step=None) -> dict:
     # array could not be read there.
     variables = jax.tree.map(lambda x: np.asarray(jax.device_get(_gather(x))),
                              variables_from_state(state))
-    results = runner.run_evaluation(model, variables, eval_config, str(workdir), step=step)
+    results = runner.run_evaluation(model, variables, eval_config, str(workdir), step=step,
+                                    raise_on_error=raise_on_error)
     flat = {}
 
     def walk(prefix, value):
