@@ -49,3 +49,37 @@ def smoke(c: ml_collections.ConfigDict, family: str = "vit") -> None:
     c.train.log_every = 1
     c.train.checkpoint_every = 2
     c.eval.datasets = []
+
+
+def remoteclip_recipe(config_file: str, model: str, init_from: str, family: str,
+                      arg: str | None) -> ml_collections.ConfigDict:
+    """The RemoteCLIP recipe shared by rn50/vitb32/vitl14: continual pretraining of every
+    parameter from OpenAI CLIP weights, with RemoteCLIP's training defaults.
+
+    Args:
+      config_file: the recipe's file name, for error messages.
+      model: open_clip model name (QuickGELU: OpenAI CLIP ran it, and RemoteCLIP keeps it).
+      init_from: the OpenAI CLIP checkpoint that openai/CLIP publishes for this model.
+      family: "vit" or "resnet", the tiny model family of the smoke variant.
+      arg: the variant after the colon in --config=FILE:ARG ("smoke" or None).
+    """
+    from configs import base
+    c = base.get_base_config()
+    add_recipe_keys(c)
+    c.model = model
+    c.init_from = init_from
+    c.optim.lr = 5e-4                   # RemoteCLIP
+    c.optim.weight_decay = 0.05         # RemoteCLIP
+    c.optim.schedule = "cosine"         # RemoteCLIP / open_clip: linear warmup, then cosine decay
+    c.optim.warmup_steps = 10000        # open_clip default --warmup
+    c.data.batch_size_per_device = 64   # RemoteCLIP: 64 pairs per GPU
+    c.data.image_size = 224             # RemoteCLIP / OpenAI CLIP
+    c.train.epochs = 32                 # RemoteCLIP
+    # Training pairs: caption JSONL or record shards from remoteclip_jax.data, e.g.
+    # [{"kind": "jsonl", "path": "data/rs_pairs.jsonl"}]; empty here because they are yours.
+    c.data.sources = []                 # yours: RemoteCLIP's data is not shipped
+    if arg == "smoke":
+        smoke(c, family)
+    elif arg:
+        raise ValueError(f"configs/{config_file}: unknown variant {arg!r}; use 'smoke' or nothing")
+    return c

@@ -13,29 +13,9 @@ import sys
 import ml_collections
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # so `configs` imports
-from configs import base  # noqa: E402
-from configs.recipe_extras import add_recipe_keys, smoke  # noqa: E402
+from configs.recipe_extras import remoteclip_recipe  # noqa: E402
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-    c = base.get_base_config()
-    add_recipe_keys(c)
-    # OpenAI CLIP ran QuickGELU; RemoteCLIP continues from those weights, so the activation stays.
-    c.model = "ViT-B-32-quickgelu"
-    # RemoteCLIP starts from OpenAI CLIP: the ViT-B-32.pt that openai/CLIP publishes.
-    c.init_from = "ViT-B-32.pt"
-    c.optim.lr = 5e-4                   # RemoteCLIP
-    c.optim.weight_decay = 0.05         # RemoteCLIP
-    c.optim.schedule = "cosine"         # RemoteCLIP / open_clip: linear warmup, then cosine decay
-    c.optim.warmup_steps = 10000        # open_clip default --warmup
-    c.data.batch_size_per_device = 64   # RemoteCLIP: 64 pairs per GPU
-    c.data.image_size = 224             # RemoteCLIP / OpenAI CLIP
-    c.train.epochs = 32                 # RemoteCLIP
-    # Training pairs: caption JSONL or record shards from remoteclip_jax.data, e.g.
-    # [{"kind": "jsonl", "path": "data/rs_pairs.jsonl"}]; empty here because they are yours.
-    c.data.sources = []                 # yours: RemoteCLIP's data is not shipped
-    if arg == "smoke":
-        smoke(c, "vit")
-    elif arg:
-        raise ValueError(f"configs/vitb32.py: unknown variant {arg!r}; use 'smoke' or nothing")
+    c = remoteclip_recipe("vitb32.py", "ViT-B-32-quickgelu", "ViT-B-32.pt", "vit", arg)
     return c

@@ -36,7 +36,10 @@ def test_recipes_carry_remoteclip_defaults(name):
 
 @pytest.mark.parametrize("name", RECIPES)
 def test_every_recipe_default_names_its_source(name):
-    lines = (ROOT / "configs" / f"{name}.py").read_text().splitlines()
+    # The RemoteCLIP recipes share their defaults through configs/recipe_extras.py.
+    extras = (ROOT / "configs" / "recipe_extras.py").read_text()
+    lines = [*(ROOT / "configs" / f"{name}.py").read_text().splitlines(),
+             *extras[extras.index("def remoteclip_recipe"):].splitlines()]
     settings = [ln for ln in lines if re.match(r"\s+c\.(optim|data|train)\.\w+ = ", ln)
                 and "smoke" not in ln]
     assert settings
