@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from remoteclip_jax.data.types import AnnotatedImage, Box
-from remoteclip_jax.evaluate.counting import (EvalDataError, count_captions, count_metrics,
+from remoteclip_jax.evaluate.counting import (EvalDataError, count_caption, count_captions, count_metrics,
                                               count_predictions, dota_images, manifest_rows,
                                               read_count_manifest, write_manifest, CountItem)
 
@@ -59,3 +59,9 @@ def test_dota_manifest_from_shared_data(shared_data, tmp_path):
     write_manifest(rows, str(tmp_path / "c.jsonl"))
     assert len(read_count_manifest(str(tmp_path / "c.jsonl"))) == len(rows)
     assert json.loads((tmp_path / "c.jsonl").read_text().splitlines()[0])["count"] == rows[0]["count"]
+
+
+def test_digit_template_matches_box_to_caption_numbers():
+    template = "There {be} {digits} {objects} in the picture."
+    assert count_caption("storage tank", 1, template) == "There is 1 storage tank in the picture."
+    assert count_caption("storage tank", 7, template) == "There are 7 storage tanks in the picture."

@@ -8,7 +8,9 @@ Caption form (default): "There is one tennis court in the picture." / "There are
 courts in the picture." ... "There are ten tennis courts in the picture.": numbers spelled out as
 words, with verb and plural agreeing (the RemoteCLIP paper shows spelled-out counts in this
 "There are ... " form; its exact template was not released, so this is our reconstruction).
-Another template can be given with ``{be}``, ``{number}`` and ``{objects}`` placeholders.
+Another template can be given with ``{be}``, ``{number}`` (the word), ``{digits}`` and
+``{objects}`` placeholders; "There {be} {digits} {objects} in the picture." matches the digits
+that Box-to-Caption writes, for models trained on B2C captions.
 
 RemoteCount's 947 DOTA images were never released, so counts come from a **manifest**, a JSONL
 file with one object per line::
@@ -51,7 +53,8 @@ def count_caption(category: str, n: int, template: str = DEFAULT_TEMPLATE) -> st
     """The caption stating ``n`` objects of ``category`` (number as a word, plural agreement)."""
     from remoteclip_jax.data.class_names import pluralize
     objects = category if n == 1 else pluralize(category)
-    return template.format(be="is" if n == 1 else "are", number=NUMBER_WORDS[n - 1], objects=objects)
+    return template.format(be="is" if n == 1 else "are", number=NUMBER_WORDS[n - 1], digits=n,
+                           objects=objects)
 
 
 def count_captions(category: str, template: str = DEFAULT_TEMPLATE) -> list[str]:
