@@ -5,9 +5,10 @@ import numpy as np
 import pytest
 
 from remoteclip_jax.data.types import AnnotatedImage, Box
-from remoteclip_jax.evaluate.counting import (EvalDataError, count_caption, count_captions, count_metrics,
-                                              count_predictions, dota_images, manifest_rows,
-                                              read_count_manifest, write_manifest, CountItem)
+from remoteclip_jax.evaluate.counting import (CountItem, EvalDataError, count_caption,
+                                              count_captions, count_metrics, count_predictions,
+                                              dota_images, manifest_rows, read_count_manifest,
+                                              write_manifest)
 
 
 def test_captions_differ_only_in_the_count():
