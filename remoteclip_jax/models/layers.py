@@ -38,8 +38,12 @@ def quick_gelu(x: jax.Array) -> jax.Array:
 
 
 def exact_gelu(x: jax.Array) -> jax.Array:
-    """torch.nn.GELU() is the erf form; flax's default gelu is the tanh approximation."""
-    return jax.nn.gelu(x, approximate=False)
+    """torch.nn.GELU(): x (1 + erf(x / sqrt 2)) / 2, torch's own formula.
+
+    Not flax's default gelu (the tanh approximation, 5e-4 off), nor `jax.nn.gelu(x,
+    approximate=False)`, which evaluates erfc and runs ~1.5x slower on XLA:CPU.
+    """
+    return x * (0.5 + 0.5 * jax.lax.erf(x * math.sqrt(0.5)))
 
 
 def f32_accumulating_dot(lhs, rhs, dimension_numbers, precision=None, preferred_element_type=None):
