@@ -15,14 +15,15 @@ _EXPORTS = {
     "create_model": "remoteclip_jax.models",
     "list_models": "remoteclip_jax.models",
     "model_config": "remoteclip_jax.models",
-    "load_openclip": "remoteclip_jax.convert",
-    "to_openclip": "remoteclip_jax.convert",
-    "CheckpointError": "remoteclip_jax.convert",
+    "load_openclip": "remoteclip_jax.weights.openclip",
+    "to_openclip": "remoteclip_jax.weights.openclip",
+    "CheckpointError": "remoteclip_jax.weights.openclip",
     "tokenize": "remoteclip_jax.tokenizer",
     "image_transform": "remoteclip_jax.transforms",
-    "PRESETS": "remoteclip_jax.presets",
+    "PRESETS": "remoteclip_jax.weights.presets",
+    "UserError": "remoteclip_jax.errors",
 }
-_SUBMODULES = {"models", "convert", "tokenizer", "transforms", "presets", "data", "train", "evaluate"}
+_SUBMODULES = {"models", "weights", "tokenizer", "transforms", "data", "train", "evaluate", "errors"}
 
 __all__ = sorted(_EXPORTS) + sorted(_SUBMODULES)
 

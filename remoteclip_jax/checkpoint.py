@@ -11,6 +11,7 @@ activation), so a run refuses to resume from a workdir that holds another model'
 """
 from __future__ import annotations
 
+from remoteclip_jax.errors import UserError
 import base64
 import dataclasses
 import json
@@ -25,7 +26,7 @@ STATE_ITEM = "state"
 DATA_ITEM = "data"
 
 
-class CheckpointMismatchError(ValueError):
+class CheckpointMismatchError(UserError, ValueError):
     """The workdir holds a checkpoint that this run cannot resume from."""
 
 

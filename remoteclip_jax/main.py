@@ -106,6 +106,12 @@ def main(argv):
         sys.exit(3)
 
 
+def main_cli(argv: list[str]) -> int:
+    """Runs the absl entry point with `argv` (``remoteclip-jax train|eval|export`` land here)."""
+    app.run(main, argv=argv, flags_parser=parse_flags)
+    return 0
+
+
 if __name__ == "__main__":
     # The guard matters: grain's worker processes are spawned and re-import this module.
     app.run(main, flags_parser=parse_flags)

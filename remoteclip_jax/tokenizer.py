@@ -20,6 +20,7 @@ joins or splits); and padding is one vectorised numpy scatter.
 """
 from __future__ import annotations
 
+from remoteclip_jax.errors import UserError
 import gzip
 import html
 import itertools
@@ -69,7 +70,7 @@ _PIECE_RE = regex.compile(
 _NEEDS_FULL_CLEAN = std_re.compile(r"[^\t\n\x20-\x25\x27-\x7e]")
 
 
-class VocabError(ValueError):
+class VocabError(UserError, ValueError):
     """The BPE vocabulary file is missing or malformed (message names file and line)."""
 
 

@@ -4,7 +4,7 @@
 
 Writes synthetic DOTA-style scenes (random boxes) to a temporary directory, then times
 (a) the reference: open, decode, shrink and JPEG-encode each image with PIL, nothing else, and
-(b) `remoteclip_jax.data.convert` on the same files (reading labels, B2C, records, summary).
+(b) `remoteclip_jax.data.convert_annotations` on the same files (reading labels, B2C, records, summary).
 Prints both in images/s and their ratio: the overhead of everything but the image work.
 """
 from __future__ import annotations
@@ -17,7 +17,7 @@ import time
 import numpy as np
 from PIL import Image
 
-from remoteclip_jax.data import convert, records
+from remoteclip_jax.data import convert_annotations as convert, records
 
 
 def _write_scenes(root: pathlib.Path, count: int, size: int, seed: int = 0) -> None:

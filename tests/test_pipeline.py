@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from remoteclip_jax import tokenizer, transforms
-from remoteclip_jax.data import grain_sources, pipeline, records, synthetic
+from remoteclip_jax.data import sources as grain_sources, pipeline, records, synthetic
 
 SIZE = 32  # model input side in these tests: small keeps the suite fast
 

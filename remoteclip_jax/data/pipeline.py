@@ -47,7 +47,7 @@ import grain
 import numpy as np
 from PIL import Image
 
-from remoteclip_jax.data import grain_sources
+from remoteclip_jax.data import sources as grain_sources
 from remoteclip_jax.data.records import EmptyDatasetError
 
 # Stream ids for np.random.default_rng seeds, so caption and augmentation draws never collide.
@@ -400,7 +400,7 @@ def make_train_iterator(sources: Sequence[dict[str, Any]], *, batch_size_per_pro
 
     Args:
         sources: source dicts (``kind``, ``path``, ``weight``, ``split``; see
-            `remoteclip_jax.data.grain_sources`).
+            `remoteclip_jax.data.sources`).
         batch_size_per_process: examples per batch on this host (global batch / process_count).
         image_size: model input side; images get open_clip's train transform
             (RandomResizedCrop scale 0.9-1.0, bicubic, normalised).
@@ -566,7 +566,7 @@ def make_eval_dataset(source: dict[str, Any], *, image_size: int, batch_size: in
     Every image of the source appears exactly once over all processes; ``index`` says which.
 
     Args:
-        source: a source dict (see `remoteclip_jax.data.grain_sources`); ``weight`` is ignored.
+        source: a source dict (see `remoteclip_jax.data.sources`); ``weight`` is ignored.
         image_size: model input side (open_clip eval transform: resize shortest side, bicubic,
             centre crop, normalise).
         batch_size: images per batch on this process.

@@ -36,6 +36,7 @@ numpy/PIL/msgpack only: this module runs inside grain workers and must not impor
 """
 from __future__ import annotations
 
+from remoteclip_jax.errors import UserError
 import collections
 import dataclasses
 import io
@@ -62,7 +63,7 @@ _WRITER_OPTIONS = "group_size:1"
 _READER_OPTIONS = "readahead_buffer_size:0"
 
 
-class RecordFormatError(ValueError):
+class RecordFormatError(UserError, ValueError):
     """A record, shard or manifest is missing or malformed. The message names the file."""
 
 

@@ -12,6 +12,7 @@ the rest. Changing the parameters, the inputs or the preprocessing changes the k
 """
 from __future__ import annotations
 
+from remoteclip_jax.errors import UserError
 import concurrent.futures
 import hashlib
 import json
@@ -26,7 +27,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 from tqdm import tqdm
 
 
-class EvalDataError(ValueError):
+class EvalDataError(UserError, ValueError):
     """Bad evaluation input; the message names the file (and line) and what is wrong."""
 
 

@@ -5,6 +5,7 @@ A config is an open_clip-style dict: `embed_dim`, `vision_cfg`, `text_cfg` and `
 """
 from __future__ import annotations
 
+from remoteclip_jax.errors import UserError
 import copy
 from typing import Any
 
@@ -50,7 +51,7 @@ TINY_RESNET: dict[str, Any] = {
 }
 
 
-class UnknownModelError(ValueError):
+class UnknownModelError(UserError, ValueError):
     pass
 
 
@@ -63,7 +64,7 @@ def model_config(name_or_config: str | dict) -> dict[str, Any]:
     if isinstance(name_or_config, str):
         if name_or_config not in MODEL_CONFIGS:
             # Presets (RemoteCLIP-ViT-B-32, ...) name a checkpoint family; resolve them here too.
-            from remoteclip_jax.presets import PRESETS
+            from remoteclip_jax.weights.presets import PRESETS
             if name_or_config in PRESETS:
                 return model_config(PRESETS[name_or_config].model)
             raise UnknownModelError(

@@ -8,6 +8,7 @@ every `train.eval_every` steps and at the end, and finally exports the weights i
 """
 from __future__ import annotations
 
+from remoteclip_jax.errors import UserError
 import dataclasses
 import json
 import math
@@ -28,7 +29,7 @@ from remoteclip_jax.train import metrics as metrics_lib
 from remoteclip_jax.train import sharding as sharding_lib
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """A config value that cannot work; the message names the key and what to set it to."""
 
 
@@ -37,7 +38,7 @@ class NonFiniteLossError(RuntimeError):
 
 
 def _user_errors() -> tuple:
-    from remoteclip_jax.data import grain_sources, records
+    from remoteclip_jax.data import sources as grain_sources, records
     from remoteclip_jax.evaluate.features import EvalDataError
     from remoteclip_jax.train import optim, state, step
 

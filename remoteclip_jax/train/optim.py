@@ -15,6 +15,7 @@ the parameters exactly as `torch.optim.AdamW` with open_clip's two parameter gro
 """
 from __future__ import annotations
 
+from remoteclip_jax.errors import UserError
 import math
 from typing import Any
 
@@ -40,7 +41,7 @@ _OPEN_CLIP_HEAD_NAMES = ("positional_embedding", "visual/positional_embedding",
                        "visual/class_embedding")
 
 
-class OptimConfigError(ValueError):
+class OptimConfigError(UserError, ValueError):
     """An optimizer setting that cannot work; the message names the config key to change."""
 
 

@@ -10,6 +10,7 @@ rely on the compiler's propagation; the contrastive loss places its collectives 
 """
 from __future__ import annotations
 
+from remoteclip_jax.errors import UserError
 from typing import Any, Sequence
 
 import jax
@@ -25,7 +26,7 @@ BATCH_SPEC = P(BATCH_AXES)
 FSDP_MIN_SIZE = 2 ** 16
 
 
-class ShardingError(ValueError):
+class ShardingError(UserError, ValueError):
     """A mesh or batch shape that the devices cannot realise; the message says what to change."""
 
 

@@ -7,6 +7,7 @@ pattern). Checkpoint weights (from `rc.load_openclip`) are placed shard by shard
 """
 from __future__ import annotations
 
+from remoteclip_jax.errors import UserError
 import math
 from typing import Any
 
@@ -41,7 +42,7 @@ class TrainState:
     opt_state: Any
 
 
-class InitVariablesError(ValueError):
+class InitVariablesError(UserError, ValueError):
     """Checkpoint variables whose tree does not match the model's; names the offending paths."""
 
 

@@ -25,6 +25,7 @@ runs in eval mode (open_clip `freeze_bn_stats`) and gets no gradient at all.
 """
 from __future__ import annotations
 
+from remoteclip_jax.errors import UserError
 from typing import Any, Callable
 
 import jax
@@ -41,7 +42,7 @@ Batch = dict  # {"images": (B, H, W, 3) float32, "texts": (B, L) int32}
 METRICS = ("loss", "lr", "logit_scale", "grad_norm", "param_norm")
 
 
-class BatchShapeError(ValueError):
+class BatchShapeError(UserError, ValueError):
     """A batch the mesh and accumulation cannot split; the message says what to change."""
 
 

@@ -1,6 +1,7 @@
 """The error readers raise for bad annotation files: it names the file, the line and the fault."""
 from __future__ import annotations
 
+from remoteclip_jax.errors import UserError
 import os
 from collections.abc import Callable
 
@@ -9,7 +10,7 @@ from collections.abc import Callable
 OnError = Callable[["AnnotationError"], None]
 
 
-class AnnotationError(ValueError):
+class AnnotationError(UserError, ValueError):
     """A malformed annotation. `str(err)` is `path:line: reason` (`path: reason` without a line).
 
     Attributes:

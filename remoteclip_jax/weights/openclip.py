@@ -7,10 +7,11 @@ The Flax modules mirror open_clip's torch modules name for name, so the table is
     transposed, Conv weights go OIHW -> HWIO, norm weights become `scale`, BatchNorm running
     statistics live in the `batch_stats` collection, `in_proj_weight` becomes `in_proj/kernel`.
 
-CLI: `python -m remoteclip_jax.convert import|export ...` (see `main`).
+CLI: `python -m remoteclip_jax.weights.openclip import|export ...` (see `main`).
 """
 from __future__ import annotations
 
+from remoteclip_jax.errors import UserError
 import argparse
 import json
 import os
@@ -26,7 +27,7 @@ _JOINED = re.compile(r"^(%s)_(\d+)$" % "|".join(_CONTAINERS))
 _DROPPED = {"input_resolution", "context_length", "vocab_size", "attn_mask"}
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UserError, ValueError):
     """A checkpoint that cannot be read, or that does not fit the named model."""
 
 
@@ -121,7 +122,7 @@ def read_state_dict(path: str) -> dict[str, np.ndarray]:
     try:
         import torch  # noqa: F401
     except ImportError:
-        from remoteclip_jax import torch_pickle
+        from remoteclip_jax.weights import torch_pickle
         try:
             return normalize_state_dict(torch_pickle.load(path), path)
         except torch_pickle.TorchFileError as e:
@@ -333,7 +334,7 @@ def load_orbax(directory: str) -> tuple[dict, dict]:
     meta_path = os.path.join(directory, "model.json")
     if not os.path.exists(meta_path):
         raise CheckpointError(f"{directory}: no model.json; not a directory written by "
-                              "`python -m remoteclip_jax.convert import`")
+                              "`python -m remoteclip_jax.weights.openclip import`")
     with open(meta_path) as f:
         meta = json.load(f)
     from remoteclip_jax.models import create_model
@@ -354,7 +355,7 @@ def load_orbax(directory: str) -> tuple[dict, dict]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m remoteclip_jax.convert",
+        prog="python -m remoteclip_jax.weights.openclip",
         description="Convert OpenCLIP checkpoints to Flax/orbax and back.")
     sub = parser.add_subparsers(dest="command", required=True)
     imp = sub.add_parser("import", help="OpenCLIP .pt/.bin/.safetensors -> orbax directory")

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from remoteclip_jax.data import convert, records
+from remoteclip_jax.data import convert_annotations as convert, records
 from remoteclip_jax.data.b2c import box_to_captions
 from remoteclip_jax.data.records import RecordSource
 from remoteclip_jax.data.types import Box
@@ -188,7 +188,7 @@ def test_b2c_options_from_the_command_line(tmp_path):
 def test_cli_runs_as_a_module(tmp_path):
     _dota_tree(tmp_path / "dota")
     result = subprocess.run(
-        [sys.executable, "-m", "remoteclip_jax.data.convert", "dota", "--input",
+        [sys.executable, "-m", "remoteclip_jax.data.convert_annotations", "dota", "--input",
          str(tmp_path / "dota/labelTxt"), "--out", str(tmp_path / "o"), "--image-size", "32"],
         capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr

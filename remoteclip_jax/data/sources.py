@@ -23,6 +23,7 @@ numpy/PIL only: must not import jax (grain workers).
 """
 from __future__ import annotations
 
+from remoteclip_jax.errors import UserError
 import glob
 import json
 import os
@@ -35,7 +36,7 @@ SOURCE_KINDS = ("records", "caption_json", "jsonl", "webdataset", "synthetic")
 IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp", "tif", "tiff", "bmp")
 
 
-class SourceSpecError(ValueError):
+class SourceSpecError(UserError, ValueError):
     """A source dict is malformed (unknown kind, missing path, ...)."""
 
 

@@ -1,13 +1,13 @@
 """Convert remote-sensing annotations into the training record format (RemoteCLIP's data scaling).
 
-    python -m remoteclip_jax.data.convert dota --input DOTA/labelTxt --out data/dota
-    python -m remoteclip_jax.data.convert dior --input DIOR/Annotations/HBB --out data/dior
-    python -m remoteclip_jax.data.convert coco --input NWPU/instances.json --images NWPU/images \\
+    python -m remoteclip_jax.data.convert_annotations dota --input DOTA/labelTxt --out data/dota
+    python -m remoteclip_jax.data.convert_annotations dior --input DIOR/Annotations/HBB --out data/dior
+    python -m remoteclip_jax.data.convert_annotations coco --input NWPU/instances.json --images NWPU/images \\
         --out data/nwpu
-    python -m remoteclip_jax.data.convert masks --input LoveDA/ann_dir --table loveda \\
+    python -m remoteclip_jax.data.convert_annotations masks --input LoveDA/ann_dir --table loveda \\
         --out data/loveda
-    python -m remoteclip_jax.data.convert captions --input RSICD/dataset_rsicd.json --out data/rsicd
-    python -m remoteclip_jax.data.convert webdataset --input RS5M/shards --out data/rs5m
+    python -m remoteclip_jax.data.convert_annotations captions --input RSICD/dataset_rsicd.json --out data/rsicd
+    python -m remoteclip_jax.data.convert_annotations webdataset --input RS5M/shards --out data/rs5m
 
 Detection and segmentation data get five Box-to-Caption captions per image (masks go through
 Mask-to-Box first); caption data keeps its own captions. Each kept image is stored as JPEG bytes
@@ -19,6 +19,7 @@ kept and skipped images (with the paths of missing and corrupt ones) is printed 
 """
 from __future__ import annotations
 
+from remoteclip_jax.errors import UserError
 import argparse
 import dataclasses
 import json
@@ -46,7 +47,7 @@ _MAX_LISTED = 1000
 _MAX_IMAGE_PIXELS = 1_000_000_000
 
 
-class ConversionError(RuntimeError):
+class ConversionError(UserError, RuntimeError):
     """The conversion cannot produce a dataset (e.g. nothing was kept)."""
 
 
@@ -320,7 +321,7 @@ def convert_dataset(kind: str, input_path: str, out_dir: str, *, images: str | N
 def build_parser() -> argparse.ArgumentParser:
     """The CLI's argument parser."""
     parser = argparse.ArgumentParser(
-        prog="python -m remoteclip_jax.data.convert",
+        prog="python -m remoteclip_jax.data.convert_annotations",
         description="Convert remote-sensing annotations to image-caption records "
                     "(B2C captions for boxes and masks).")
     parser.add_argument("kind", choices=KINDS, help=(

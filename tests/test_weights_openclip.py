@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 import remoteclip_jax as rc
-from remoteclip_jax import torch_pickle
-from remoteclip_jax.convert import CheckpointError, read_state_dict
+from remoteclip_jax.weights import torch_pickle
+from remoteclip_jax.weights.openclip import CheckpointError, read_state_dict
 from remoteclip_jax.models import TINY_RESNET, TINY_VIT
 from tests.openclip_reference import build_openclip, max_relative_error, reference_inputs, torch
 
@@ -122,7 +122,7 @@ def test_cli_import_then_export_round_trips(tmp_path):
     full = build_openclip(config_name)
     torch.save(full.state_dict(), tmp_path / "remoteclip.pt")
     del reference
-    run = lambda *args: subprocess.run([sys.executable, "-m", "remoteclip_jax.convert", *args],
+    run = lambda *args: subprocess.run([sys.executable, "-m", "remoteclip_jax.weights.openclip", *args],
                                        capture_output=True, text=True, timeout=300)
     result = run("import", str(tmp_path / "remoteclip.pt"), "--model", "RemoteCLIP-ViT-B-32",
                  "--out", str(tmp_path / "orbax"))

@@ -7,6 +7,7 @@ with a message that says what the file is.
 """
 from __future__ import annotations
 
+from remoteclip_jax.errors import UserError
 import collections
 import io
 import pickle
@@ -24,7 +25,7 @@ _STORAGE_DTYPES = {
 
 
 
-class TorchFileError(ValueError):
+class TorchFileError(UserError, ValueError):
     """The file is not a torch-saved state dict we can read; the message says what it is."""
 
 

@@ -1,0 +1,77 @@
+"""The `remoteclip-jax` command: one entry point, one sub-command per job.
+
+    remoteclip-jax train --config=configs/vitb32.py --workdir=runs/vitb32 [--config.KEY=VALUE ...]
+    remoteclip-jax eval --config=configs/paper_suite.py --workdir=runs/eval --config.init_from=...
+    remoteclip-jax export --config=... --workdir=runs/vitb32
+    remoteclip-jax convert-data dota --input DOTA/labelTxt --out data/dota
+    remoteclip-jax SUBCOMMAND --help
+
+Every sub-command lives in its own module, which has ``main(argv) -> int`` and builds its own
+parser (named ``remoteclip-jax SUBCOMMAND``). This file only dispatches and owns the one rule the
+commands share: an error caused by the user's input (`remoteclip_jax.errors.UserError`) is printed
+as one line on stderr with exit code 2, never as a traceback.
+"""
+from __future__ import annotations
+
+import importlib
+import sys
+
+# name -> (module with main(argv), one-line help). Modules are imported only when their command
+# runs, so `remoteclip-jax --help` and light commands start fast.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "train": ("remoteclip_jax.main", "train a recipe (resumes from --workdir automatically)"),
+    "eval": ("remoteclip_jax.main", "evaluate a workdir's newest checkpoint or config.init_from"),
+    "export": ("remoteclip_jax.main", "write a workdir's newest checkpoint as OpenCLIP weights"),
+    "import-weights": ("remoteclip_jax.weights.cli", "an OpenCLIP checkpoint -> a model directory"),
+    "export-weights": ("remoteclip_jax.weights.cli", "a model directory -> OpenCLIP weights"),
+    "convert-data": ("remoteclip_jax.data.convert_annotations",
+                     "detection/segmentation/caption annotations -> training record shards"),
+    "count-manifest": ("remoteclip_jax.evaluate.counting",
+                       "DOTA labels -> a RemoteCount-style counting manifest"),
+}
+# Commands served by the absl entry point: the sub-command becomes its --mode.
+_ABSL_MODES = ("train", "eval", "export")
+
+
+def _usage() -> str:
+    width = max(map(len, COMMANDS))
+    rows = "\n".join(f"  {name:<{width}}  {text}" for name, (_, text) in COMMANDS.items())
+    return ("usage: remoteclip-jax SUBCOMMAND [ARGS ...]\n\nsub-commands:\n" + rows +
+            "\n\n`remoteclip-jax SUBCOMMAND --help` lists a sub-command's arguments.")
+
+
+def run_command(name: str, argv: list[str]) -> int:
+    """Runs sub-command `name` with its arguments; user errors become one line and exit code 2."""
+    from remoteclip_jax.errors import UserError, one_line
+
+    module = importlib.import_module(COMMANDS[name][0])
+    try:
+        if name in _ABSL_MODES:
+            return int(module.main_cli([f"remoteclip-jax {name}", f"--mode={name}", *argv]) or 0)
+        if module.__name__ == "remoteclip_jax.weights.cli":
+            return int(module.main([name, *argv]) or 0)
+        return int(module.main(argv) or 0)
+    except UserError as e:
+        print(f"error: {one_line(e)}", file=sys.stderr)
+        return 2
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(_usage())
+        return 0 if argv else 2
+    name, rest = argv[0], argv[1:]
+    if name not in COMMANDS:
+        import difflib
+
+        near = difflib.get_close_matches(name, COMMANDS, n=1)
+        hint = f"; did you mean {near[0]!r}?" if near else ""
+        print(f"error: unknown sub-command {name!r}{hint} (see `remoteclip-jax --help`)",
+              file=sys.stderr)
+        return 2
+    return run_command(name, rest)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
