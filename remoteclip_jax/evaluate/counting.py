@@ -35,7 +35,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from remoteclip_jax.evaluate.features import EvalDataError
+from remoteclip_jax.errors import EvalDataError
 
 NUMBER_WORDS = ("one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten")
 DEFAULT_TEMPLATE = "There {be} {number} {objects} in the picture."

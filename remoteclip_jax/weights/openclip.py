@@ -306,6 +306,33 @@ def save_state_dict(state_dict: Mapping[str, np.ndarray], path: str) -> None:
     torch.save({k: torch.from_numpy(np.array(v)) for k, v in state_dict.items()}, path)
 
 
+def write_openclip_dir(variables: Mapping, name: str | dict, out_dir) -> dict:
+    """Writes `variables` as ``open_clip_model.safetensors`` (+ ``.pt`` when torch is installed)
+    and ``open_clip_config.json`` (the model config, activation included) in `out_dir`.
+
+    Returns:
+        ``{"safetensors": path, "pt": path or None, "config": path}``.
+    """
+    from remoteclip_jax.models import model_config
+
+    out_dir = os.fspath(out_dir)
+    os.makedirs(out_dir, exist_ok=True)
+    state_dict = to_openclip(variables, name)
+    paths = {"safetensors": os.path.join(out_dir, "open_clip_model.safetensors"),
+             "config": os.path.join(out_dir, "open_clip_config.json"), "pt": None}
+    save_state_dict(state_dict, paths["safetensors"])
+    with open(paths["config"], "w", encoding="utf-8") as f:
+        json.dump({"model_cfg": model_config(name)}, f, indent=2)
+    try:
+        import torch  # noqa: F401  (optional: the .pt most OpenCLIP users load)
+    except ImportError:
+        pass
+    else:
+        paths["pt"] = os.path.join(out_dir, "open_clip_model.pt")
+        save_state_dict(state_dict, paths["pt"])
+    return paths
+
+
 # ---------------------------------------------------------------------------------------------
 # Orbax storage of converted weights, with the metadata the weights cannot carry.
 

@@ -58,8 +58,18 @@ def _find_part(parts: dict[str, bytes], kinds: tuple[str, ...]) -> str | None:
     return next((ext for ext in parts if ext.rsplit(".", 1)[-1] in kinds), None)
 
 
-def _sample(key: str, parts: dict[str, bytes], shard: pathlib.Path, source: str
-            ) -> AnnotatedImage:
+def sample_parts(key: str, parts: dict[str, bytes], shard: str | os.PathLike) -> tuple[str, list[str]]:
+    """The image member's extension and the captions of one sample (its members by extension).
+
+    The one caption parser for webdataset samples: conversion (`iter_webdataset`) and the
+    training/evaluation source (`remoteclip_jax.data.sources.WebDatasetSource`) both use it.
+    Captions come from ``.txt`` (the whole text) and ``.json`` (caption keys and ``captions``),
+    whitespace-collapsed, blank and repeated ones dropped.
+
+    Raises:
+        AnnotationError: no image member, undecodable text, invalid JSON or no caption.
+    """
+    shard = pathlib.Path(shard)
     image_suffix = _find_part(parts, IMAGE_SUFFIXES)
     if image_suffix is None:
         raise AnnotationError(shard, None, f"sample '{key}' has no image "
@@ -76,6 +86,12 @@ def _sample(key: str, parts: dict[str, bytes], shard: pathlib.Path, source: str
     captions = [c for i, c in enumerate(captions) if c and c not in captions[:i]]
     if not captions:
         raise AnnotationError(shard, None, f"sample '{key}' has no caption (.txt or .json)")
+    return image_suffix, captions
+
+
+def _sample(key: str, parts: dict[str, bytes], shard: pathlib.Path, source: str
+            ) -> AnnotatedImage:
+    image_suffix, captions = sample_parts(key, parts, shard)
     return AnnotatedImage(path=f"{shard}#{key}.{image_suffix}", captions=captions,
                           source=source, image_id=key, data=parts[image_suffix])
 
