@@ -69,38 +69,12 @@ def parse_flags(argv):
         detail = str(e.args[0] if e.args else e).replace("\\n", "\n").replace("\\", "")
         detail = "; ".join(part.strip() for part in detail.splitlines() if part.strip())
         if isinstance(e, (KeyError, AttributeError)):
-            message = (f"unknown config key in {' '.join(bad) or 'the overrides'}: {detail}"
-                       f"{_nearest_key(argv, bad)}")
+            message = (f"unknown config key in {' '.join(bad) or 'the overrides'}: {detail}; "
+                       f"see the recipe file for the keys it has")
         else:
             message = f"bad flag value: {detail}"
         print(f"error: {message}", file=sys.stderr)
         sys.exit(2)
-
-
-def _nearest_key(argv, bad) -> str:
-    """"; did you mean --config.x.y?" for the first override whose key the recipe lacks."""
-    import difflib
-
-    config_arg = next((a.split("=", 1)[1] for a in argv if a.startswith("--config=")), None)
-    if not config_arg or not bad:
-        return "; see the recipe file for the keys it has"
-    try:
-        _CONFIG.value  # noqa: B018  (the file was loaded before the failing override)
-    except Exception:  # the flag itself failed: no config to search
-        return ""
-    from remoteclip_jax import config as schema
-
-    keys = [f"--config.{k}" for k in _flatten(schema.get_base_config().to_dict())]
-    near = difflib.get_close_matches(bad[0], keys, n=1, cutoff=0.6)
-    return f"; did you mean {near[0]}?" if near else "; see the recipe file for the keys it has"
-
-
-def _flatten(tree, prefix=""):
-    for key, value in tree.items():
-        if isinstance(value, dict) and value:
-            yield from _flatten(value, f"{prefix}{key}.")
-        else:
-            yield f"{prefix}{key}"
 
 
 def main(argv):

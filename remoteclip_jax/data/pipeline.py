@@ -102,7 +102,12 @@ def _item_key(item: dict[str, Any] | None, fallback: str) -> str:
 
 
 def _skip(key: str, error: BaseException | str) -> dict[str, Any]:
-    reason = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
+    from remoteclip_jax.errors import UserError
+
+    if isinstance(error, str) or isinstance(error, UserError):
+        reason = str(error)  # already says which file and what is wrong
+    else:
+        reason = f"{type(error).__name__}: {error}"
     return {"_skip": (key, reason)}
 
 
@@ -330,7 +335,8 @@ def make_train_dataset(sources: Sequence[dict[str, Any]], *, batch_size_per_proc
                        epochs: int | None = None, num_threads: int = 2,
                        per_worker_buffer_size: int = 2, mean: Sequence[float] | None = None,
                        std: Sequence[float] | None = None,
-                       with_metadata: bool = False) -> grain.IterDataset:
+                       with_metadata: bool = False,
+                       where: Sequence[str] | None = None) -> grain.IterDataset:
     """The training pipeline as a grain ``IterDataset``; see `make_train_iterator`."""
     if not sources:
         raise EmptyDatasetError("no training sources given")
@@ -339,14 +345,15 @@ def make_train_dataset(sources: Sequence[dict[str, Any]], *, batch_size_per_proc
     if batch_size_per_process < 1:
         raise ValueError(f"batch_size_per_process must be >= 1, got {batch_size_per_process}")
     built, names, views = [], [], []
-    for spec in sources:
-        spec = source_registry.normalize_spec(spec)
+    where = list(where or [f"source {i}" for i in range(len(sources))])
+    for spec, place in zip(sources, where):
+        spec = source_registry.normalize_spec(spec, place)
         weight = float(spec["weight"])
         if weight < 0 or not math.isfinite(weight):
-            raise source_registry.SourceSpecError(f"source {spec!r}: weight must be >= 0")
+            raise source_registry.SourceSpecError(f"{place}.weight={weight}: must be >= 0")
         if weight == 0:
             continue
-        source = source_registry.build_source(spec)
+        source = source_registry.build_source(spec, place)
         if len(source) == 0:
             raise EmptyDatasetError(f"{source_registry.source_name(spec)}: empty source")
         if round(weight * len(source)) == 0:

@@ -18,8 +18,9 @@ Kinds and the keys each one reads (every key and its default: `SOURCE_DEFAULTS`)
     count_manifest path                      counting JSONL: {"image", "category", "count"}
     synthetic      num_images, image_size, seed, max_categories, spell_counts   built-in scenes
 
-plus ``weight`` (training only: uses of each item per epoch) and ``exclude`` (a de-duplication
-exclusion list; items whose image path or id it lists are dropped).
+plus ``weight`` (training only: uses of each item per epoch), ``exclude`` (a de-duplication
+exclusion list; items whose image path or id it lists are dropped) and, for the kinds that list
+images in an annotation file, ``skip_missing`` (drop items whose image file is absent).
 
 numpy/PIL only: this runs inside grain workers, which must not import jax.
 """
@@ -42,6 +43,7 @@ SOURCE_DEFAULTS: dict[str, Any] = {
     "image_root": "",     # folder image paths are relative to ("" = the annotation file's)
     "weight": 1.0,        # training: uses of each item per epoch (0.5 = a random half)
     "exclude": "",        # exclusion list (`remoteclip-jax dedup`): listed images are dropped
+    "skip_missing": False,  # file kinds: drop items whose image file is absent (partial copies)
     "csv_separator": "",  # csv: "" = detect from the header ("\t" in RemoteCLIP's files)
     "csv_image_key": "",  # csv: image column ("" = filepath or filename)
     "csv_caption_key": "",  # csv: caption column ("" = title)
@@ -57,13 +59,13 @@ SOURCE_DEFAULTS: dict[str, Any] = {
 _COMMON = {"kind", "weight", "exclude"}
 KIND_KEYS: dict[str, set[str]] = {
     "records": {"path", "split"},
-    "caption_json": {"path", "split", "image_root"},
-    "jsonl": {"path", "split", "image_root"},
-    "csv": {"path", "image_root", "csv_separator", "csv_image_key", "csv_caption_key",
+    "caption_json": {"path", "split", "image_root", "skip_missing"},
+    "jsonl": {"path", "split", "image_root", "skip_missing"},
+    "csv": {"path", "image_root", "skip_missing", "csv_separator", "csv_image_key", "csv_caption_key",
             "encoding"},
     "webdataset": {"path"},
     "image_folder": {"path", "classes", "max_per_class"},
-    "count_manifest": {"path"},
+    "count_manifest": {"path", "skip_missing"},
     "synthetic": {"num_images", "image_size", "seed", "max_categories", "spell_counts"},
 }
 SOURCE_KINDS = tuple(KIND_KEYS)
@@ -146,7 +148,7 @@ def _annotated_items(images) -> list[dict[str, Any]]:
     for im in images:
         item = {"path": str(im.path), "captions": list(im.captions), "image_id": im.image_id,
                 "label": im.label}
-        if getattr(im, "data", None) is not None:
+        if getattr(im, "data", None):  # bytes read with the annotation (webdataset members)
             item["image"] = im.data
         if getattr(im, "counts", None):
             item["counts"] = dict(im.counts)
@@ -285,8 +287,16 @@ class WebDatasetSource:
                 f.seek(offset)
                 parts[ext] = f.read(size)
         image_ext, captions = sample_parts(key, parts, file)
-        return {"image": parts[image_ext], "captions": captions, "image_id": key,
+        item = {"image": parts[image_ext], "captions": captions, "image_id": key,
                 "_key": f"{file}:{key}"}
+        meta = next((parts[e] for e in parts if e.rsplit(".", 1)[-1] == "json"), None)
+        if meta is not None:  # optional class label and object counts beside the captions
+            import json
+
+            meta = json.loads(meta)
+            if isinstance(meta, dict):
+                item.update({k: meta[k] for k in ("label", "counts") if k in meta})
+        return item
 
 
 def _synthetic(spec: dict[str, Any]):
@@ -341,4 +351,6 @@ def build_source(spec: dict[str, Any], where: str = "source"):
         items = _read_caption_file(kind, spec)
     if spec["exclude"]:
         items = _excluded(items, spec["exclude"], name)
+    if spec["skip_missing"]:
+        items = [it for it in items if "image" in it or os.path.isfile(it["path"])]
     return ListSource(items, name + (f" (split {spec['split']!r})" if spec["split"] else ""))

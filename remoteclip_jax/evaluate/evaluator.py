@@ -85,13 +85,9 @@ class Evaluator:
         self.batch_size = max(local, -(-int(config.eval.batch_size) // local) * local)
         self.num_workers = int(config.eval.num_workers)
         self._shard = lambda x: sharding_lib.shard_batch(x, mesh)
-        replicated = NamedSharding(mesh, P())
-
-        def encoder(method):
-            return jax.jit(lambda v, x: model.apply(v, x, method=method), out_shardings=replicated)
-
-        self.encode_image = encoder("encode_image")
-        self.encode_text = encoder("encode_text")
+        self._replicated = NamedSharding(mesh, P())
+        self._batch = NamedSharding(mesh, sharding_lib.BATCH_SPEC)
+        self.encode_image = self.encode_text = None   # jitted at the first call (see _encoders)
         self._tokenize = lambda texts: tokenize(texts, model.context_length)
         self._datasets: dict[str, _Dataset | EvalDataError] = {}
         self._prepared: dict[str, Any] = {}
@@ -168,6 +164,23 @@ class Evaluator:
         return out
 
     # -- encoding (every call) ---------------------------------------------------------------
+    def _encoders(self, variables) -> None:
+        """Jits both encoders once, for the shardings the variables have (FSDP-sharded
+        parameters stay sharded inside the program instead of being gathered first)."""
+        if self.encode_image is not None:
+            return
+        shardings = jax.tree.map(
+            lambda x: x.sharding if isinstance(x, jax.Array) and isinstance(x.sharding, NamedSharding)
+            and x.sharding.mesh == self.mesh
+            else self._replicated, variables)
+
+        def encoder(method):
+            return jax.jit(lambda v, x: self.model.apply(v, x, method=method),
+                           in_shardings=(shardings, self._batch), out_shardings=self._replicated)
+
+        self.encode_image = encoder("encode_image")
+        self.encode_text = encoder("encode_text")
+
     def image_features(self, variables, ds: _Dataset, desc: str = "images") -> np.ndarray:
         """(N, E) float32 unnormalised features of every image of `ds`, in source order."""
         from tqdm import tqdm
@@ -182,7 +195,9 @@ class Evaluator:
             bad += [i for i in index[(~mask) & (index >= 0)]]
         if bad:
             reason = ds.data.stats.skipped[0][1] if ds.data.stats.skipped else "unreadable"
-            raise EvalDataError(f"{ds.keys[bad[0]]}: {reason} ({len(bad)} unreadable images)")
+            if not reason.startswith(ds.keys[bad[0]]):
+                reason = f"{ds.keys[bad[0]]}: {reason}"
+            raise EvalDataError(f"{reason} ({len(bad)} of {len(ds.keys)} images unreadable)")
         return feats
 
     def text_features(self, variables, tokens: np.ndarray) -> np.ndarray:
@@ -208,6 +223,7 @@ class Evaluator:
         curves: dict = {}
         memo: dict[str, np.ndarray] = {}
         fingerprint = _fingerprint(variables) if self.cache else None
+        self._encoders(variables)
         for name, entry in self.entries.items():
             t0 = time.perf_counter()
             try:

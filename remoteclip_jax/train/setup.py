@@ -76,10 +76,11 @@ def make_data_iterator(config, model, *, seed: int, epochs: int | None = None):
     """This process's iterator over its share of each global batch."""
     from remoteclip_jax.data import pipeline
 
-    sources = list(schema.source_entries(config).values())
+    entries = schema.source_entries(config)
     per_process = schema.global_batch_size(config, jax.device_count()) // jax.process_count()
     return pipeline.make_train_iterator(
-        sources, batch_size_per_process=per_process, image_size=model.image_size, seed=seed,
+        list(entries.values()), where=[f"config.data.sources.{n}" for n in entries],
+        batch_size_per_process=per_process, image_size=model.image_size, seed=seed,
         context_length=model.context_length, num_workers=int(config.data.num_workers),
         process_index=jax.process_index(), process_count=jax.process_count(), epochs=epochs)
 
