@@ -4,7 +4,7 @@ over the datasets of a config and writes WORKDIR/eval/."""
 from remoteclip_jax.evaluate.counting import count_captions, count_metrics, read_count_manifest
 from remoteclip_jax.evaluate.features import EvalDataError, FeatureExtractor
 from remoteclip_jax.evaluate.probes import fewshot, knn_classify, linear_probe
-from remoteclip_jax.evaluate.retrieval import retrieval_metrics
+from remoteclip_jax.evaluate.retrieval import retrieval_metric_bounds, retrieval_metrics, retrieval_report
 from remoteclip_jax.evaluate.runner import run_evaluation
 from remoteclip_jax.evaluate.templates import get_templates
 from remoteclip_jax.evaluate.zeroshot import (class_embeddings, classification_metrics,
@@ -12,5 +12,5 @@ from remoteclip_jax.evaluate.zeroshot import (class_embeddings, classification_m
 
 __all__ = ["EvalDataError", "FeatureExtractor", "class_embeddings", "classification_metrics",
            "count_captions", "count_metrics", "fewshot", "get_templates", "knn_classify",
-           "linear_probe", "read_count_manifest", "retrieval_metrics", "run_evaluation",
+           "linear_probe", "read_count_manifest", "retrieval_metric_bounds", "retrieval_metrics", "retrieval_report", "run_evaluation",
            "zeroshot_classifier", "zeroshot_logits"]
