@@ -51,7 +51,7 @@ class CountItem:
 
 def count_caption(category: str, n: int, template: str = DEFAULT_TEMPLATE) -> str:
     """The caption stating ``n`` objects of ``category`` (number as a word, plural agreement)."""
-    from remoteclip_jax.data.class_names import pluralize
+    from remoteclip_jax.data.classnames import pluralize
     objects = category if n == 1 else pluralize(category)
     return template.format(be="is" if n == 1 else "are", number=NUMBER_WORDS[n - 1], digits=n,
                            objects=objects)

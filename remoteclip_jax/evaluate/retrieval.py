@@ -36,6 +36,8 @@ import dataclasses
 
 import numpy as np
 
+from remoteclip_jax.evaluate.choices import check_choice
+
 KS = (1, 5, 10)
 TIE_RULES = ("pessimistic", "optimistic", "expected")
 METRIC_NAMES = tuple(f"i2t_R@{k}" for k in KS) + tuple(f"t2i_R@{k}" for k in KS) + ("mean_recall",)
@@ -62,8 +64,7 @@ class TieStats:
 
 
 def _check_ties(ties: str):
-    if ties not in TIE_RULES:
-        raise ValueError(f"ties must be one of {TIE_RULES}, got {ties!r}")
+    check_choice("ties", ties, TIE_RULES)
 
 
 def hit_probability(stats: TieStats, k: int, ties: str = "expected") -> np.ndarray:
@@ -114,6 +115,16 @@ def _row_stats(sims: np.ndarray, right: np.ndarray) -> tuple[np.ndarray, np.ndar
     best = np.where(right, sims, -np.inf).max(axis=1, keepdims=True)
     above, equal = sims > best, sims == best
     return ((above & ~right).sum(1), (equal & ~right).sum(1), (equal & right).sum(1))
+
+
+def tie_stats_from_scores(scores, right) -> TieStats:
+    """`TieStats` of score rows (queries x candidates) given a same-shape bool mask of right
+    candidates; every row needs at least one right candidate."""
+    scores = np.asarray(scores)
+    right = np.asarray(right, bool)
+    if not right.any(axis=1).all():
+        raise ValueError("every query needs at least one right candidate")
+    return TieStats(*(np.asarray(x, np.int64) for x in _row_stats(scores, right)))
 
 
 def tie_statistics(image_features, text_features, text_to_image,
