@@ -259,3 +259,17 @@ def test_ucm_repeated_captions_cap_the_pessimistic_rule(shared_data):
     assert pess["i2t_R@1"] - 1e-9 <= topk["i2t_R@1"] <= opt["i2t_R@1"] + 1e-9
     mc = _monte_carlo(img, txt, t2i, trials=200, seed=7, ks=(1,))["i2t_R@1"]
     assert abs(mc.mean() - exp["i2t_R@1"]) <= 4.5 * mc.std(ddof=1) / np.sqrt(len(mc)) + 1e-9
+
+
+def test_caption_keys_make_repeated_captions_tie_despite_last_bit_noise():
+    img, txt, t2i = _tie_free_case()
+    txt = txt.astype(np.float64)
+    first = np.flatnonzero(t2i == 0)[0]
+    txt[first] = img[0]                                # image 0's best caption ...
+    txt[t2i == 1] = txt[first]                         # ... repeated as all of image 1's captions
+    keys = [tuple(row) for row in txt]                 # equal rows <-> equal "caption text"
+    noisy = txt * (1 + 1e-12 * np.random.default_rng(0).normal(size=txt.shape))
+    assert retrieval_metrics(img, noisy, t2i, caption_keys=keys) == pytest.approx(
+        retrieval_metrics(img, txt, t2i), abs=1e-12)
+    assert retrieval_metric_bounds(img, noisy, t2i, caption_keys=keys) == retrieval_metric_bounds(img, txt, t2i)
+    assert tie_sensitive(retrieval_metric_bounds(img, txt, t2i))    # the repeats do tie

@@ -27,8 +27,11 @@ identical embeddings and exact ties are common there. Three rules, selected with
 
 Any one tie order reproduces a score between the pessimistic and the optimistic one;
 ``retrieval_metric_bounds`` returns that interval, so a results table can show when the rule
-matters. Identical feature rows are scored once and shared, so identical captions (or images)
-always tie exactly, whatever the matrix-product kernel does with row position.
+matters. Identical feature rows are scored once and shared, so identical embeddings always tie
+exactly, whatever the matrix-product kernel does with row position. An encoder run in batches can
+still give the same caption slightly different features in different batch positions (last-bit
+float differences); pass ``caption_keys`` (e.g. the caption strings) and captions with equal keys
+share one embedding, the first one's, so repeated captions tie as the same text should.
 """
 from __future__ import annotations
 
@@ -127,8 +130,21 @@ def tie_stats_from_scores(scores, right) -> TieStats:
     return TieStats(*(np.asarray(x, np.int64) for x in _row_stats(scores, right)))
 
 
-def tie_statistics(image_features, text_features, text_to_image,
-                   chunk: int = 1024) -> tuple[TieStats, TieStats]:
+def share_rows(features, keys) -> np.ndarray:
+    """``features`` with every row replaced by the row of the first entry holding the same key."""
+    features = np.asarray(features)
+    if keys is None:
+        return features
+    keys = list(keys)
+    if len(keys) != len(features):
+        raise ValueError(f"{len(keys)} keys for {len(features)} feature rows")
+    first: dict = {}
+    index = np.array([first.setdefault(k, i) for i, k in enumerate(keys)], np.int64)
+    return features[index]
+
+
+def tie_statistics(image_features, text_features, text_to_image, chunk: int = 1024,
+                   caption_keys=None) -> tuple[TieStats, TieStats]:
     """Tie-aware standing of the right answer for every image query and every caption query.
 
     Args:
@@ -136,12 +152,13 @@ def tie_statistics(image_features, text_features, text_to_image,
         text_features: (N_txt, E) array, any scale.
         text_to_image: (N_txt,) ints, index of caption j's image.
         chunk: query rows scored at once (bounds memory).
+        caption_keys: optional (N_txt,) hashables; captions with equal keys share one embedding.
 
     Returns:
         (i2t, t2i): ``TieStats`` with one entry per image that has a caption (in image order),
         and one per caption.
     """
-    img, txt, t2i = _validated(image_features, text_features, text_to_image)
+    img, txt, t2i = _validated(image_features, share_rows(text_features, caption_keys), text_to_image)
     n_img, n_txt = img.shape[0], txt.shape[0]
     # Score each distinct row once, so equal features give bit-equal scores.
     img_u, img_of = np.unique(img, axis=0, return_inverse=True)
@@ -185,7 +202,7 @@ def _metrics_from_stats(i2t: TieStats, t2i: TieStats, ties: str, ks) -> dict[str
 
 
 def retrieval_metrics(image_features, text_features, text_to_image, ties: str = "expected",
-                      ks=KS) -> dict[str, float]:
+                      ks=KS, caption_keys=None) -> dict[str, float]:
     """Recall@k in both directions and their mean, in percent.
 
     Args:
@@ -194,19 +211,22 @@ def retrieval_metrics(image_features, text_features, text_to_image, ties: str = 
         text_to_image: (N_txt,) index of caption j's image; any number of captions per image.
         ties: "expected" (default), "pessimistic" or "optimistic"; see the module docstring.
         ks: recall cut-offs (default 1, 5, 10).
+        caption_keys: optional (N_txt,) keys, e.g. the caption strings: equal keys share the
+            first one's embedding, so repeated captions tie exactly.
 
     Returns:
         {"i2t_R@1", "i2t_R@5", "i2t_R@10", "t2i_R@1", "t2i_R@5", "t2i_R@10", "mean_recall"}.
     """
     _check_ties(ties)
-    i2t, t2i = tie_statistics(image_features, text_features, text_to_image)
+    i2t, t2i = tie_statistics(image_features, text_features, text_to_image, caption_keys=caption_keys)
     return _metrics_from_stats(i2t, t2i, ties, ks)
 
 
-def retrieval_metric_bounds(image_features, text_features, text_to_image,
-                            ks=KS) -> dict[str, tuple[float, float]]:
-    """The interval every tie order lands in: {metric: (pessimistic, optimistic)}, in percent."""
-    i2t, t2i = tie_statistics(image_features, text_features, text_to_image)
+def retrieval_metric_bounds(image_features, text_features, text_to_image, ks=KS,
+                            caption_keys=None) -> dict[str, tuple[float, float]]:
+    """The interval every tie order lands in: {metric: (pessimistic, optimistic)}, in percent.
+    Arguments as for ``retrieval_metrics``."""
+    i2t, t2i = tie_statistics(image_features, text_features, text_to_image, caption_keys=caption_keys)
     lo = _metrics_from_stats(i2t, t2i, "pessimistic", ks)
     hi = _metrics_from_stats(i2t, t2i, "optimistic", ks)
     return {name: (lo[name], hi[name]) for name in lo}
@@ -218,11 +238,11 @@ def tie_sensitive(bounds: dict[str, tuple[float, float]], tolerance: float = 1e-
 
 
 def retrieval_report(image_features, text_features, text_to_image, ties: str = "expected",
-                     ks=KS) -> tuple[dict[str, float], dict]:
+                     ks=KS, caption_keys=None) -> tuple[dict[str, float], dict]:
     """Metrics under one tie rule plus what a results table needs to show tie sensitivity.
 
     Args:
-        image_features, text_features, text_to_image: as for ``retrieval_metrics``.
+        image_features, text_features, text_to_image, caption_keys: as for ``retrieval_metrics``.
         ties: rule for the returned metrics.
         ks: recall cut-offs.
 
@@ -233,7 +253,7 @@ def retrieval_report(image_features, text_features, text_to_image, ties: str = "
         ties a wrong one), "num_images", "num_captions".
     """
     _check_ties(ties)
-    i2t, t2i = tie_statistics(image_features, text_features, text_to_image)
+    i2t, t2i = tie_statistics(image_features, text_features, text_to_image, caption_keys=caption_keys)
     metrics = _metrics_from_stats(i2t, t2i, ties, ks)
     lo = _metrics_from_stats(i2t, t2i, "pessimistic", ks)
     hi = _metrics_from_stats(i2t, t2i, "optimistic", ks)
