@@ -14,6 +14,17 @@ def _plt():
     return plt
 
 
+def _save_line_plot(plt, fig, ax, path, title):
+    """Title, grid and legend of a line plot, then write it as PNG and free the figure."""
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    pathlib.Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
 def plot_confusion(confusion, labels, path, title: str = ""):
     """Row-normalised confusion matrix (true rows, predicted columns) saved as PNG."""
     plt = _plt()
@@ -49,13 +60,7 @@ def plot_fewshot(curves: dict, path, title: str = "few-shot linear probe"):
     ax.set_xscale("log", base=2)
     ax.set_xlabel("labelled images per class")
     ax.set_ylabel("top-1 accuracy (%)")
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    pathlib.Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    _save_line_plot(plt, fig, ax, path, title)
 
 
 def plot_count_topk(curves: dict, path, title: str = "RemoteCount top-k accuracy"):
@@ -75,10 +80,4 @@ def plot_count_topk(curves: dict, path, title: str = "RemoteCount top-k accuracy
     ax.set_xlabel("k (true count among the k best captions)")
     ax.set_ylabel("top-k accuracy (%)")
     ax.set_ylim(0, 100)
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    pathlib.Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    _save_line_plot(plt, fig, ax, path, title)
