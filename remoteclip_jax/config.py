@@ -25,27 +25,42 @@ from remoteclip_jax.data.sources import SOURCE_DEFAULTS, SourceSpecError, neares
 from remoteclip_jax.errors import UserError
 
 # The evaluation tasks, each with the task keys it reads (beside the source keys).
+_SPLIT = {"train_fraction", "split_order"}
 TASK_KEYS: dict[str, set[str]] = {
     "retrieval": {"ties"},
-    "zeroshot": {"templates", "class_embedding", "classnames", "subset", "train_fraction"},
-    "linear_probe": {"Cs", "val_fraction", "sample_seed", "train_fraction", "protocol"},
-    "knn": {"k", "temperature", "train_fraction"},
-    "fewshot": {"shots", "episodes", "C", "sample_seed", "train_fraction", "protocol"},
-    "count": {"template"},
+    "zeroshot": {"templates", "class_embedding", "classnames", "subset", "ties"} | _SPLIT,
+    "linear_probe": {"Cs", "val_fraction", "sample_seed", "protocol", "itra_mode", "epochs"} | _SPLIT,
+    "knn": {"k", "temperature"} | _SPLIT,
+    "fewshot": {"shots", "episodes", "C", "sample_seed", "protocol", "itra_mode", "epochs",
+                "pool"} | _SPLIT,
+    "count": {"template", "ties"},
 }
 EVAL_DEFAULTS: dict[str, Any] = {
     "task": "",                # one of TASK_KEYS
-    # retrieval: how exactly tied similarities rank: "expected" (mean over random tie orders),
+    # retrieval/zeroshot/count: how exactly tied scores rank: "expected" (the mean over random
+    # tie orders; torch.topk, which the reference code uses, breaks ties arbitrarily),
     # "pessimistic" (a tied wrong item first) or "optimistic".
     "ties": "expected",
-    "templates": "paper",      # zeroshot: "paper" | "remoteclip" | "georsclip" | a "{}" template
-    "class_embedding": "openai",  # zeroshot: "openai" (mean of normalised) | "average" (raw mean)
+    # zeroshot: "remoteclip" (RemoteCLIP's per-dataset prompt sets) | "paper" | "georsclip" |
+    # a list of "{}" templates.
+    "templates": "remoteclip",
+    # zeroshot: "average" (mean of raw prompt features, then normalised: ITRA and GeoRSCLIP) |
+    # "openai" (mean of normalised prompt features, OpenAI CLIP's notebook).
+    "class_embedding": "average",
     "classnames": {},          # zeroshot: {class folder: readable name} overrides
     "subset": "test",          # zeroshot: "test" = the paper's held-out 20% per class | "all"
     "train_fraction": 0.8,     # classification: share of each class (by file name) for train
+    # classification: the order files are split in: "sorted" (by name) | "listing" (the file
+    # system's order, as ITRA's glob gives it: not reproducible across machines).
+    "split_order": "sorted",
     "Cs": (0.1, 1.0, 10.0, 100.0, 1000.0),  # linear_probe: C grid, chosen on a split of train
     "val_fraction": 0.2,       # linear_probe: share of train held out to choose C
-    "protocol": "clean",       # linear_probe/fewshot: "clean" (C chosen on train) | "itra"
+    # linear_probe/fewshot: "clean" (sklearn logistic regression, C chosen on a split of train)
+    # | "itra" (ITRA's SGD probe, which picks its best epoch on test accuracy: labelled so).
+    "protocol": "clean",
+    "itra_mode": "pytorch",    # protocol itra: "pytorch" | "sklearn" | "sklearn-search"
+    "epochs": 1000,            # protocol itra, pytorch mode: SGD epochs (ITRA: 1000)
+    "pool": "cumulative",      # fewshot itra: "cumulative" (ITRA's code as written) | "per_class"
     "sample_seed": 0,          # linear_probe/fewshot: validation split / episode sampling
     "k": 20,                   # knn: neighbours
     "temperature": 0.07,       # knn: vote weight exp(similarity / temperature)
@@ -177,7 +192,9 @@ _CHOICES = {
 _ENTRY_SECTIONS = ("data.sources", "evals")
 _CHOICES_EVAL = {"ties": ("expected", "pessimistic", "optimistic"),
                  "class_embedding": ("openai", "average"), "subset": ("test", "all"),
-                 "protocol": ("clean", "itra")}
+                 "protocol": ("clean", "itra"), "split_order": ("sorted", "listing"),
+                 "itra_mode": ("pytorch", "sklearn", "sklearn-search"),
+                 "pool": ("cumulative", "per_class")}
 
 
 def _plain(value):

@@ -5,7 +5,7 @@ import re
 import numpy as np
 import pytest
 
-from remoteclip_jax.data import b2c, class_names
+from remoteclip_jax.data import b2c, classnames
 from remoteclip_jax.data.b2c import B2COptions, box_to_captions, count_objects
 from remoteclip_jax.data.types import Box
 
@@ -93,8 +93,8 @@ def test_counts_above_threshold_become_vague_quantifiers():
     ("person", "", "person", "people"),
 ])
 def test_class_names_normalise_and_pluralise(raw, dataset, singular, plural):
-    assert class_names.normalize_class_name(raw, dataset) == singular
-    assert class_names.pluralize(singular) == plural
+    assert classnames.normalize_class_name(raw, dataset) == singular
+    assert classnames.pluralize(singular) == plural
 
 
 @pytest.mark.parametrize("noun, article", [
@@ -102,7 +102,7 @@ def test_class_names_normalise_and_pluralise(raw, dataset, singular, plural):
     ("university", "a"), ("hour", "an"), ("ship", "a"), ("airport", "an"),
 ])
 def test_indefinite_article_follows_sound(noun, article):
-    assert class_names.indefinite_article(noun) == article
+    assert classnames.indefinite_article(noun) == article
 
 
 def test_single_object_takes_an_article_and_singular_verb():

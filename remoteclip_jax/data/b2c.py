@@ -21,11 +21,11 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from remoteclip_jax.data import class_names
+from remoteclip_jax.data import classnames
 from remoteclip_jax.data.types import Box
 
 # Classes never captioned by default (segmentation "no object" labels).
-DEFAULT_IGNORE = class_names.NON_OBJECT_CLASSES
+DEFAULT_IGNORE = classnames.NON_OBJECT_CLASSES
 # Amorphous classes from segmentation masks, phrased as places, with the word used for each.
 DEFAULT_STUFF = {
     "building": "buildings", "buildings": "buildings", "road": "roads", "roads": "roads",
@@ -101,12 +101,12 @@ def captioned_boxes(boxes: Sequence[Box], options: B2COptions | None = None,
 
 
 def _kept_names(boxes: Sequence[Box], options: B2COptions, dataset: str) -> list[tuple[Box, str]]:
-    ignore = {class_names.normalize_class_name(c) for c in options.ignore_classes}
+    ignore = {classnames.normalize_class_name(c) for c in options.ignore_classes}
     kept = []
     for box in boxes:
         if box.difficult and not options.include_difficult:
             continue
-        name = class_names.normalize_class_name(box.category, dataset)
+        name = classnames.normalize_class_name(box.category, dataset)
         if name and name not in ignore:
             kept.append((box, name))
     return kept
@@ -134,11 +134,11 @@ def count_phrase(name: str, count: int, rng: np.random.Generator,
     """"a ship", "3 ships" or "many ships" (a vague quantifier above the threshold)."""
     options = options or B2COptions()
     if count == 1:
-        return f"{class_names.indefinite_article(name)} {name}"
+        return f"{classnames.indefinite_article(name)} {name}"
     if count > options.many_threshold:
         word = options.vague_quantifiers[int(rng.integers(len(options.vague_quantifiers)))]
-        return f"{word} {class_names.pluralize(name)}"
-    return f"{count} {class_names.pluralize(name)}"
+        return f"{word} {classnames.pluralize(name)}"
+    return f"{count} {classnames.pluralize(name)}"
 
 
 def _join(items: Sequence[str]) -> str:
@@ -193,8 +193,8 @@ def _count_caption(all_counts: Sequence[tuple[str, int]], describer: _Describer)
     chosen = [all_counts[i] for i in rng.choice(len(all_counts), size=k, replace=False)]
     things = [(n, c) for n, c in chosen if n not in describer.stuff]
     if len(things) == 2 and len(chosen) == 2 and rng.random() < options.both_probability:
-        a, b = (class_names.pluralize(n) if c > 1 else
-                f"{class_names.indefinite_article(n)} {n}" for n, c in things)
+        a, b = (classnames.pluralize(n) if c > 1 else
+                f"{classnames.indefinite_article(n)} {n}" for n, c in things)
         text = options.both_template.format(a=a, b=b)
         return text[:1].upper() + text[1:]
     phrases, singular = describer.phrases(chosen)

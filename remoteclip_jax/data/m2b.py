@@ -14,11 +14,11 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 from scipy import ndimage
 
-from remoteclip_jax.data import class_names
+from remoteclip_jax.data import classnames
 from remoteclip_jax.data.types import Box
 
 # Normalised class names that never become boxes by default.
-DEFAULT_IGNORE = class_names.NON_OBJECT_CLASSES
+DEFAULT_IGNORE = classnames.NON_OBJECT_CLASSES
 # Default minimum component size in pixels: drops specks left by annotation tools, keeps a car
 # at 10 cm GSD (~800 px) or a small building at 30 cm GSD (~150 px).
 DEFAULT_MIN_AREA = 100
@@ -61,11 +61,11 @@ def mask_to_boxes(mask: np.ndarray, class_table: Mapping[int, str] | Sequence[st
     if unknown and strict:
         raise ValueError(f"mask holds class indices {unknown} missing from the class table "
                          f"(known: {sorted(table)})")
-    ignored = {class_names.normalize_class_name(name) for name in ignore}
+    ignored = {classnames.normalize_class_name(name) for name in ignore}
     boxes = []
     for index in (int(v) for v in present):
         name = table.get(index)
-        if name is None or class_names.normalize_class_name(name, dataset) in ignored:
+        if name is None or classnames.normalize_class_name(name, dataset) in ignored:
             continue
         labels, count = ndimage.label(mask == index, structure=_EIGHT_CONNECTED)
         areas = np.bincount(labels.ravel(), minlength=count + 1)

@@ -40,9 +40,9 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 from remoteclip_jax import config as schema
 from remoteclip_jax.data import pipeline, sources as source_registry
 from remoteclip_jax.errors import EvalDataError, UserError
-from remoteclip_jax.evaluate import counting, plots, probes, report, splits, zeroshot
-from remoteclip_jax.evaluate.classnames import readable_classnames
-from remoteclip_jax.evaluate.retrieval import retrieval_metrics
+from remoteclip_jax.data.classnames import resolve_classnames
+from remoteclip_jax.evaluate import counting, itra_probes, plots, probes, report, splits, zeroshot
+from remoteclip_jax.evaluate.retrieval import retrieval_report
 from remoteclip_jax.evaluate.templates import get_templates
 
 
@@ -134,7 +134,7 @@ class Evaluator:
                 t2i += [i] * len(caps)
             if not captions:
                 raise EvalDataError(f"{where}: no captions to retrieve")
-            return {"tokens": self._tokenize(captions), "t2i": np.asarray(t2i)}
+            return {"tokens": self._tokenize(captions), "t2i": np.asarray(t2i), "captions": captions}
         if task == "count":
             questions = [(i, cat, n) for i, c in enumerate(ds.counts)
                          for cat, n in sorted(c.items()) if 1 <= n <= 10]
@@ -149,14 +149,16 @@ class Evaluator:
                                 "source, or records/caption files whose items carry a label)")
         classes = sorted(set(ds.labels))
         labels = np.asarray([classes.index(lab) for lab in ds.labels])
-        train, test = splits.paper_split(ds.keys, labels, entry["train_fraction"])
+        train, test = splits.paper_split(ds.keys, labels, entry["train_fraction"],
+                                         order=entry["split_order"])
         out = {"classes": classes, "labels": labels, "train": train, "test": test}
         if task == "zeroshot":
             if entry["subset"] == "all":
                 out["test"] = np.arange(len(labels))
-            readable = readable_classnames(classes, entry["name"], entry["classnames"] or None)
-            templates = get_templates(entry["templates"], entry["name"])
-            out.update(readable=readable, templates=list(templates),
+            readable, name_sources = resolve_classnames(classes, entry["name"],
+                                                        dict(entry["classnames"]) or None)
+            templates = get_templates(_plain(entry["templates"]), entry["name"])
+            out.update(readable=readable, name_sources=name_sources, templates=list(templates),
                        tokens=self._tokenize(zeroshot.build_prompts(readable, templates)))
         elif not len(train) or not len(test):
             raise EvalDataError(f"{where}: the {entry['train_fraction']:.0%} split leaves no "
@@ -270,6 +272,11 @@ class Evaluator:
         return feats
 
 
+def _plain(value):
+    """Config values as plain Python (lists for tuples and ConfigDict lists)."""
+    return list(value) if isinstance(value, (list, tuple)) else value
+
+
 def _one_line(e: BaseException) -> str:
     from remoteclip_jax.errors import one_line
     return one_line(e)
@@ -300,8 +307,9 @@ def _fingerprint(variables) -> str:
 
 def _retrieval(ev, variables, entry, prep, image_feats):
     txt = ev.text_features(variables, prep["tokens"])
-    m = retrieval_metrics(image_feats, txt, prep["t2i"], ties=entry["ties"] if entry["ties"] != "expected" else "pessimistic")  # TODO(merge)
-    return m, {"num_images": len(image_feats), "num_captions": len(txt), "ties": entry["ties"]}
+    # Identical captions (UCM and Sydney repeat many) share one embedding, so they tie exactly.
+    return retrieval_report(image_feats, txt, prep["t2i"], ties=entry["ties"],
+                            caption_keys=prep["captions"])
 
 
 def _zeroshot(ev, variables, entry, prep, image_feats):
@@ -310,14 +318,15 @@ def _zeroshot(ev, variables, entry, prep, image_feats):
                                     entry["class_embedding"])
     idx = prep["test"]
     m = zeroshot.classification_metrics(zeroshot.zeroshot_logits(image_feats[idx], cls),
-                                        prep["labels"][idx], len(classes))
+                                        prep["labels"][idx], len(classes), ties=entry["ties"])
     conf = m.pop("confusion")
     per_class = dict(zip(readable, m.pop("per_class")))
     if report.is_writer():
         plots.plot_confusion(conf, readable, ev.out_dir / "plots" / f"{entry['name']}_zeroshot_confusion.png",
                              f"{entry['name']} zero-shot (top-1 {m['top1']:.2f}%)")
     return m, {"per_class": per_class, "confusion": conf.tolist(), "classnames": readable,
-               "templates": prep["templates"], "num_images": int(len(idx))}
+               "classname_sources": prep["name_sources"], "templates": prep["templates"],
+               "num_images": int(len(idx)), "ties": entry["ties"]}
 
 
 def _split(prep, feats):
@@ -326,9 +335,15 @@ def _split(prep, feats):
 
 
 def _linear_probe(ev, variables, entry, prep, feats):
-    r = probes.linear_probe(*_split(prep, feats), Cs=tuple(entry["Cs"]),
-                            val_fraction=entry["val_fraction"], seed=entry["sample_seed"])
-    return {"top1": r["top1"], "C": r["C"]}, {"val_top1": {str(k): v for k, v in r["val_top1"].items()}}
+    if entry["protocol"] == "itra":
+        r = itra_probes.itra_linear_probe(*_split(prep, feats), mode=entry["itra_mode"],
+                                          seed=entry["sample_seed"], epochs=entry["epochs"])
+        metrics = {"top1": r["top1"]}
+    else:
+        r = probes.linear_probe(*_split(prep, feats), Cs=tuple(entry["Cs"]),
+                                val_fraction=entry["val_fraction"], seed=entry["sample_seed"])
+        metrics = {"top1": r["top1"], "C": r["C"]}
+    return metrics, {k: v for k, v in r.items() if k not in metrics}
 
 
 def _knn(ev, variables, entry, prep, feats):
@@ -338,27 +353,35 @@ def _knn(ev, variables, entry, prep, feats):
 
 
 def _fewshot(ev, variables, entry, prep, feats):
-    r = probes.fewshot(*_split(prep, feats), shots=tuple(entry["shots"]),
-                       episodes=entry["episodes"], C=entry["C"], seed=entry["sample_seed"])
+    if entry["protocol"] == "itra":
+        r = itra_probes.itra_fewshot(*_split(prep, feats), shots=tuple(entry["shots"]),
+                                     episodes=entry["episodes"], mode=entry["itra_mode"],
+                                     pool=entry["pool"], seed=entry["sample_seed"],
+                                     epochs=entry["epochs"])
+    else:
+        r = probes.fewshot(*_split(prep, feats), shots=tuple(entry["shots"]),
+                           episodes=entry["episodes"], C=entry["C"], seed=entry["sample_seed"])
     m = {}
     for k, v in r.items():
         m[f"{k}shot_mean"], m[f"{k}shot_std"] = v["mean"], v["std"]
-    return m, {"fewshot": {str(k): v for k, v in r.items()}}
+    return m, {"fewshot": {str(k): v for k, v in r.items()}, "protocol": entry["protocol"]}
 
 
 def _count(ev, variables, entry, prep, feats):
     cats, questions = prep["cats"], prep["questions"]
     pf = ev.text_features(variables, prep["tokens"]).reshape(len(cats), 10, -1)
     items = [counting.CountItem(str(i), cat, n) for i, cat, n in questions]
-    img = feats[[i for i, _, _ in questions]]
-    preds = counting.count_predictions(img, dict(zip(cats, pf)), items)
-    m = counting.count_metrics(preds, [n for _, _, n in questions])
-    conf = m.pop("confusion")
+    scores = counting.count_scores(feats[[i for i, _, _ in questions]], dict(zip(cats, pf)), items)
+    m, details = counting.count_report(scores, [n for _, _, n in questions], ties=entry["ties"])
+    conf = details.pop("confusion")
     if report.is_writer():
+        name = entry["name"]
         plots.plot_confusion(conf, [str(n) for n in counting.COUNTS],
-                             ev.out_dir / "plots" / f"{entry['name']}_count_confusion.png",
-                             f"{entry['name']} counting (top-1 {m['top1']:.2f}%)")
-    return m, {"confusion": conf.tolist(), "num_images": len(questions)}
+                             ev.out_dir / "plots" / f"{name}_count_confusion.png",
+                             f"{name} counting (top-1 {m['top1']:.2f}%)")
+        plots.plot_count_topk({name: details["topk_curve"]},
+                              ev.out_dir / "plots" / f"{name}_count_topk.png")
+    return m, {**details, "confusion": conf.tolist(), "num_images": len(questions)}
 
 
 _TASKS = {"retrieval": _retrieval, "zeroshot": _zeroshot, "linear_probe": _linear_probe,
