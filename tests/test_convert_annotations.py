@@ -58,7 +58,7 @@ def test_dota_conversion_records_summary_and_provenance(tmp_path):
     assert a["ann_ids"] == ["A:3", "A:4", "A:5"]
     assert a["counts"] == {"harbor": 1, "ship": 2}
     assert a["boxes"][0] == {"category": "ship", "x0": 45.0, "y0": 45.0, "x1": 55.0, "y1": 55.0,
-                             "difficult": False, "ann_id": "A:3"}
+                             "difficult": False, "ann_id": "A:3", "region": False}
     # Captions are B2C's on the original frame, seeded per image id.
     boxes = [Box("ship", 90, 90, 110, 110, ann_id="A:3"), Box("ship", 0, 0, 10, 10, ann_id="A:4"),
              Box("harbor", 180, 0, 199, 10, True, "A:5")]
