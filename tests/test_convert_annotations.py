@@ -137,7 +137,9 @@ def test_masks_captions_and_webdataset_kinds(tmp_path):
     record = RecordSource(tmp_path / "m")[0]
     assert record["counts"] == {"building": 1, "car": 2} and record["source"] == "potsdam"
     assert record["ann_ids"] == ["2:0", "5:0", "5:1"]
-    assert any("2 cars" in c for c in record["captions"])
+    # Mask regions are quantities of places, never digits.
+    assert any("places with cars" in c for c in record["captions"])
+    assert not any(ch.isdigit() for c in record["captions"] for ch in c)
     assert any("a place with buildings" in c for c in record["captions"])
 
     # captions: a Karpathy JSON; the captions are kept, blank sentences dropped.
