@@ -130,7 +130,7 @@ def test_levir_class_ids_and_names(tmp_path):
     (tmp_path / "labels").mkdir()
     (tmp_path / "labels" / "train_1.txt").write_text("1 10 10 50 40\n2,5,5,9,9\noiltank 0 0 8 8\n")
     [item] = readers.read_levir(tmp_path / "labels")
-    assert [b.category for b in item.boxes] == ["airplane", "ship", "oiltank"]
+    assert [b.category for b in item.boxes] == ["airplane", "ship", "oil tank"]
     assert item.boxes[1].x1 == 9
     (tmp_path / "labels" / "train_1.txt").write_text("4 1 1 2 2\n")
     with pytest.raises(AnnotationError, match=r"train_1.txt:1: unknown class '4'"):

@@ -18,9 +18,10 @@ from remoteclip_jax.data.readers._text import check_box, parse_numbers, read_per
 from remoteclip_jax.data.readers.errors import AnnotationError, OnError
 from remoteclip_jax.data.types import AnnotatedImage, Box
 
-CATEGORIES = {1: "airplane", 2: "ship", 3: "oiltank"}
+# The ids carry no spelling of their own, so the names are plain English ("oil tank").
+CATEGORIES = {1: "airplane", 2: "ship", 3: "oil tank"}
 _NAMES = {name: name for name in CATEGORIES.values()} | {"plane": "airplane",
-                                                         "oil tank": "oiltank"}
+                                                         "oiltank": "oil tank"}
 
 
 def parse_levir_line(text: str, path: str | os.PathLike, number: int, ann_prefix: str = ""
@@ -43,7 +44,7 @@ def parse_levir_line(text: str, path: str | os.PathLike, number: int, ann_prefix
         category = CATEGORIES[int(raw)]
     else:
         raise AnnotationError(path, number, f"unknown class {raw!r} (LEVIR has 1 airplane, "
-                                            "2 ship, 3 oiltank)")
+                                            "2 ship, 3 oil tank)")
     x0, y0, x1, y1 = parse_numbers(fields[1:], path, number, "coordinate")
     check_box(x0, y0, x1, y1, path, number)
     return Box(category, x0, y0, x1, y1, ann_id=f"{ann_prefix}{number}")
