@@ -26,6 +26,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "export-weights": ("remoteclip_jax.weights.cli", "a model directory -> OpenCLIP weights"),
     "convert-data": ("remoteclip_jax.data.convert_annotations",
                      "detection/segmentation/caption annotations -> training record shards"),
+    "dedup": ("remoteclip_jax.data.dedup",
+              "training images that duplicate evaluation images (pHash) -> an exclusion list"),
     "count-manifest": ("remoteclip_jax.evaluate.counting",
                        "DOTA labels -> a RemoteCount-style counting manifest"),
 }

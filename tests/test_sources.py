@@ -103,3 +103,19 @@ def test_webdataset_source_and_reader_parse_captions_alike(tmp_path):
     assert read[1].captions == ["a farm", "fields", "fields"]
     assert src[1]["counts"] == {"field": 2}
     assert np.asarray(Image.open(io.BytesIO(src[0]["image"]))).shape == (8, 8, 3)
+
+
+def test_csv_source_reads_remoteclips_tab_separated_layout_and_honours_exclusions(tmp_path):
+    for name in ("a.jpg", "b.jpg"):
+        Image.new("RGB", (4, 4)).save(tmp_path / name)
+    (tmp_path / "Ret-3_train.csv").write_text(
+        "filepath\ttitle\na.jpg\ttwo planes\nb.jpg\ta ship\na.jpg\tplanes near a terminal\n")
+    spec = {"kind": "csv", "path": str(tmp_path / "Ret-3_train.csv")}
+    src = sources.build_source(spec)
+    assert [src[i]["captions"] for i in range(len(src))] == [
+        ["two planes", "planes near a terminal"], ["a ship"]]
+    (tmp_path / "exclusions.txt").write_text("a.jpg\n")   # relative to the list's folder
+    kept = sources.build_source({**spec, "exclude": str(tmp_path / "exclusions.txt")})
+    assert [kept[i]["path"] for i in range(len(kept))] == [str(tmp_path / "b.jpg")]
+    with pytest.raises(sources.SourceSpecError, match="record shards cannot drop images"):
+        sources.build_source({"kind": "records", "path": str(tmp_path), "exclude": "x"})

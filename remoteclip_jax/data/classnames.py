@@ -207,6 +207,13 @@ CLASS_NAMES: dict[str, dict[str, str]] = {
     "loveda": {"agricultural": "farmland", "barren": "barren land"},
     "potsdam": {"impervioussurfaces": "impervious surface", "lowvegetation": "low vegetation"},
     "vaihingen": {"impervioussurfaces": "impervious surface", "lowvegetation": "low vegetation"},
+    # VisDrone-DET categories (VisDrone2019-DET README): "people" are people on foot in other
+    # poses than "pedestrian"; "motor" is a motorbike.
+    "visdrone": {"people": "person", "motor": "motorbike", "awningtricycle": "awning tricycle"},
+    "rsod": {"oiltank": "oil tank"},
+    "hrrsd": {"basketballcourt": "basketball court",
+              "groundtrackfield": "ground track field", "tenniscourt": "tennis court",
+              "baseballdiamond": "baseball diamond", "storagetank": "storage tank"},
 }
 
 # Other spellings of a dataset's name -> its key in CLASS_NAMES.

@@ -47,7 +47,8 @@ def mask_to_boxes(mask: np.ndarray, class_table: Mapping[int, str] | Sequence[st
     Returns:
         Boxes in pixel-edge coordinates (a component covering columns 3..5 has x0=3, x1=6),
         ordered by class index, then by the component's first pixel in row-major order.
-        `ann_id` is "<class index>:<component number>" (numbered from 0 in that order).
+        `ann_id` is "<class index>:<component number>" (numbered from 0 in that order), and
+        `region` is True (B2C phrases regions as quantities of places, not object counts).
 
     Raises:
         ValueError: a mask that is not 2-D integer, or (strict) an index missing from the table.
@@ -75,5 +76,5 @@ def mask_to_boxes(mask: np.ndarray, class_table: Mapping[int, str] | Sequence[st
                 continue
             rows, cols = region
             boxes.append(Box(name, float(cols.start), float(rows.start), float(cols.stop),
-                             float(rows.stop), ann_id=f"{index}:{number}"))
+                             float(rows.stop), ann_id=f"{index}:{number}", region=True))
     return boxes

@@ -12,7 +12,7 @@ Kinds and the keys each one reads (every key and its default: `SOURCE_DEFAULTS`)
     records        path, split               record shards from `remoteclip-jax convert-data`
     caption_json   path, split, image_root   Karpathy-style JSON (RSICD, RSITMD, UCM, Sydney)
     jsonl          path, split, image_root   one {"image", "captions", ...} per line
-    csv            path, image_root, csv_*   caption CSV (RemoteCLIP's released files, GeoRSCLIP)
+    csv            path, split, image_root, csv_*, encoding   caption CSV (RemoteCLIP's, GeoRSCLIP's)
     webdataset     path                      uncompressed tar shards (dir, file or glob)
     image_folder   path, classes, max_per_class   <class>/<image> folders (AID, RESISC45, ...)
     count_manifest path                      counting JSONL: {"image", "category", "count"}
@@ -45,7 +45,7 @@ SOURCE_DEFAULTS: dict[str, Any] = {
     "exclude": "",        # exclusion list (`remoteclip-jax dedup`): listed images are dropped
     "skip_missing": False,  # file kinds: drop items whose image file is absent (partial copies)
     "csv_separator": "",  # csv: "" = detect from the header ("\t" in RemoteCLIP's files)
-    "csv_image_key": "",  # csv: image column ("" = filepath or filename)
+    "csv_image_key": "",  # csv: image column ("" = filepath, else filename)
     "csv_caption_key": "",  # csv: caption column ("" = title)
     "encoding": "",       # csv: "" = detect (utf-8, then gb18030 as RSICD's CSVs use)
     "classes": "",        # image_folder: comma-separated subset of class folders ("" = all)
@@ -61,7 +61,7 @@ KIND_KEYS: dict[str, set[str]] = {
     "records": {"path", "split"},
     "caption_json": {"path", "split", "image_root", "skip_missing"},
     "jsonl": {"path", "split", "image_root", "skip_missing"},
-    "csv": {"path", "image_root", "skip_missing", "csv_separator", "csv_image_key", "csv_caption_key",
+    "csv": {"path", "split", "image_root", "skip_missing", "csv_separator", "csv_image_key", "csv_caption_key",
             "encoding"},
     "webdataset": {"path"},
     "image_folder": {"path", "classes", "max_per_class"},
@@ -166,9 +166,9 @@ def _read_caption_file(kind: str, spec: dict[str, Any]) -> list[dict[str, Any]]:
     elif kind == "jsonl":
         images = readers.read_caption_jsonl(spec["path"], split, **root)
     else:
-        options = {k: spec[f"csv_{k}" if k != "encoding" else k]
-                   for k in ("separator", "image_key", "caption_key", "encoding")}
-        images = readers.read_caption_csv(spec["path"], **root,
+        options = {"separator": spec["csv_separator"], "image_column": spec["csv_image_key"],
+                   "caption_column": spec["csv_caption_key"], "encoding": spec["encoding"]}
+        images = readers.read_caption_csv(spec["path"], split, **root,
                                           **{k: v for k, v in options.items() if v})
     return _annotated_items(images)
 
@@ -310,10 +310,10 @@ def _synthetic(spec: dict[str, Any]):
 
 
 def _excluded(items: list[dict[str, Any]], exclude: str, name: str) -> list[dict[str, Any]]:
-    from remoteclip_jax.data.dedup import load_exclusions
+    from remoteclip_jax.data.dedup import load_exclusions, normalize_path
 
     drop = load_exclusions(exclude)
-    kept = [it for it in items if it.get("path") not in drop and it.get("image_id") not in drop]
+    kept = [it for it in items if normalize_path(it["path"]) not in drop]
     if not kept:
         raise EmptyDatasetError(f"{name}: every image is listed in the exclusion list {exclude}")
     return kept
