@@ -121,10 +121,10 @@ def hf_to_openclip(state: Mapping[str, np.ndarray], config: Mapping,
     missing: list[str] = []
     for hf_keys, oc_key, layout in pairs:
         absent = [k for k in hf_keys if k not in state]
+        used.update(k for k in hf_keys if k in state)  # known keys, even when their group is incomplete
         if absent:
             missing.extend(absent)
             continue
-        used.update(hf_keys)
         arrays = [np.asarray(state[k]) for k in hf_keys]
         if layout == "qkv":
             out[oc_key] = np.concatenate(arrays, axis=0)
