@@ -32,8 +32,8 @@ def _import_parser() -> argparse.ArgumentParser:
                         "directory (config.json), an open_clip hub directory "
                         "(open_clip_config.json), or one of our model directories")
     p.add_argument("--model", default=None,
-                   help="open_clip model name (ViT-B-32-quickgelu) or preset (RemoteCLIP-ViT-B-32); "
-                        "required for a file, whose weights cannot tell the activation; for a "
+                   help="open_clip model name (ViT-B-32-quickgelu), preset (RemoteCLIP-ViT-B-32) or "
+                        "a .json file holding an open_clip-style config; required for a file, whose weights cannot tell the activation; for a "
                         "directory it must agree with the directory's config")
     p.add_argument("--out", required=True, help="model directory to write")
     return p
@@ -66,10 +66,18 @@ def _count(variables) -> float:
     return sum(int(np.prod(np.shape(v))) for v in jax.tree.leaves(variables)) / 1e6
 
 
+def _model_argument(value: str | None):
+    """A model name, or the config dict of a `.json` file (custom sizes)."""
+    if value is None or not value.endswith(".json"):
+        return value
+    from remoteclip_jax.weights.model_info import read_json
+    return read_json(value, CliError, "model config file (--model) not found")
+
+
 def import_weights(argv: list[str]) -> int:
     from remoteclip_jax.weights import model_dir
     args = _import_parser().parse_args(argv)
-    variables, info = model_dir.read_model_dir(args.source, args.model)
+    variables, info = model_dir.read_model_dir(args.source, _model_argument(args.model))
     info = model_dir.save_orbax(variables, args.out, info)
     print(f"wrote {args.out}: {info.display_name}, activation {info.activation}, "
           f"{_count(variables):.1f}M values")

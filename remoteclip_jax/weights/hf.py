@@ -28,7 +28,7 @@ import numpy as np
 
 from remoteclip_jax.errors import UserError
 from remoteclip_jax.weights import openclip
-from remoteclip_jax.weights.model_info import ModelInfo
+from remoteclip_jax.weights.model_info import ModelInfo, read_json
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -250,13 +250,7 @@ def read_hf_dir(directory: str) -> tuple[dict, ModelInfo]:
       openclip.CheckpointError: weights that do not fit the config.
     """
     config_path = os.path.join(directory, CONFIG_NAME)
-    try:
-        with open(config_path, encoding="utf-8") as f:
-            data = json.load(f)
-    except FileNotFoundError:
-        raise HFFormatError(f"{config_path}: not found; not a transformers model directory") from None
-    except json.JSONDecodeError as e:
-        raise HFFormatError(f"{config_path}: line {e.lineno}: not valid JSON ({e.msg})") from None
+    data = read_json(config_path, HFFormatError, "not found; not a transformers model directory")
     config = model_config_from_hf(data, config_path)
     _check_vocabulary(directory)
     weights_path, state = _read_weights(directory)
@@ -271,8 +265,8 @@ def _read_weights(directory: str) -> tuple[str, dict[str, np.ndarray]]:
             continue
         if not name.endswith(".index.json"):
             return path, openclip.read_state_dict(path)
-        with open(path, encoding="utf-8") as f:
-            shards = sorted(set(json.load(f).get("weight_map", {}).values()))
+        index = read_json(path, HFFormatError, "not found")
+        shards = sorted(set(index.get("weight_map", {}).values()))
         state: dict[str, np.ndarray] = {}
         for shard in shards:
             state.update(openclip.read_state_dict(os.path.join(directory, shard)))
@@ -286,8 +280,7 @@ def _check_vocabulary(directory: str) -> None:
     if not os.path.isfile(path):
         return
     from remoteclip_jax.weights import hf_processor
-    with open(path, encoding="utf-8") as f:
-        theirs = json.load(f)
+    theirs = read_json(path, HFFormatError, "not found")
     ours = {t: i for i, t in enumerate(hf_processor.vocabulary_tokens())}
     differ = sum(theirs.get(t) != i for t, i in ours.items()) + len(set(theirs) - set(ours))
     if differ:

@@ -23,7 +23,7 @@ from typing import Any, Mapping
 from remoteclip_jax import transforms
 from remoteclip_jax.errors import UserError
 from remoteclip_jax.weights import openclip
-from remoteclip_jax.weights.model_info import ModelInfo
+from remoteclip_jax.weights.model_info import ModelInfo, read_json
 
 CONFIG_NAME = "open_clip_config.json"
 WEIGHTS_NAME = "open_clip_model.safetensors"
@@ -74,13 +74,7 @@ def read_hub_dir(directory: str) -> tuple[dict, ModelInfo]:
       openclip.CheckpointError: weights that do not fit the config.
     """
     config_path = os.path.join(directory, CONFIG_NAME)
-    try:
-        with open(config_path, encoding="utf-8") as f:
-            data = json.load(f)
-    except FileNotFoundError:
-        raise HubFormatError(f"{config_path}: not found; not an open_clip directory") from None
-    except json.JSONDecodeError as e:
-        raise HubFormatError(f"{config_path}: line {e.lineno}: not valid JSON ({e.msg})") from None
+    data = read_json(config_path, HubFormatError, "not found; not an open_clip directory")
     model_cfg = data.get("model_cfg") if isinstance(data, dict) else None
     if not isinstance(model_cfg, dict):
         raise HubFormatError(f"{config_path}: no \"model_cfg\" object (open_clip needs one too)")

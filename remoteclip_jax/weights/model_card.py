@@ -22,13 +22,8 @@ class ModelCardError(UserError, ValueError):
 
 def read_eval_results(path: str) -> dict[str, float]:
     """Reads a run's `eval/results.json` (a flat {"eval/<dataset>/<metric>": value} object)."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-    except FileNotFoundError:
-        raise ModelCardError(f"{path}: evaluation results file not found") from None
-    except json.JSONDecodeError as e:
-        raise ModelCardError(f"{path}: line {e.lineno}: not valid JSON ({e.msg})") from None
+    from remoteclip_jax.weights.model_info import read_json
+    data = read_json(path, ModelCardError, "evaluation results file not found")
     if not isinstance(data, dict) or not all(isinstance(v, (int, float)) for v in data.values()):
         raise ModelCardError(f"{path}: expected a flat object of metric name -> number "
                              "(as `remoteclip-jax eval` writes to eval/results.json)")

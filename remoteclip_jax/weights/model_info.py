@@ -114,15 +114,26 @@ class ModelInfo:
     @classmethod
     def load(cls, directory: str) -> "ModelInfo":
         path = os.path.join(directory, FILE_NAME)
-        try:
-            with open(path, encoding="utf-8") as f:
-                data = json.load(f)
-        except FileNotFoundError:
-            raise ModelInfoError(f"{path}: not found; not a directory written by "
-                                 "`remoteclip-jax import-weights`") from None
-        except json.JSONDecodeError as e:
-            raise ModelInfoError(f"{path}: line {e.lineno}: not valid JSON ({e.msg})") from None
+        data = read_json(path, ModelInfoError,
+                         "not found; not a directory written by `remoteclip-jax import-weights`")
         return cls.from_json(data, path)
+
+
+def read_json(path: str, error: type[UserError], missing: str) -> Any:
+    """Parses a JSON file; a missing or malformed file raises `error` in one line.
+
+    Args:
+      path: the file.
+      error: the UserError subclass to raise.
+      missing: what to say after the path when the file does not exist.
+    """
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except FileNotFoundError:
+        raise error(f"{path}: {missing}") from None
+    except json.JSONDecodeError as e:
+        raise error(f"{path}: line {e.lineno}: not valid JSON ({e.msg})") from None
 
 
 def known_model_name(config: Mapping) -> str | None:
