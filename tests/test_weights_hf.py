@@ -79,7 +79,8 @@ def test_transformers_own_checkpoint_imports_and_matches_transformers(tmp_path, 
     # An independent writer: transformers' own random CLIPModel and save_pretrained (its own
     # config.json, which may omit defaults, and its own key names).
     torch.manual_seed(0)
-    text = {"hidden_size": 48, "intermediate_size": 96, "num_hidden_layers": 2,
+    # 240 / 176 is a ratio whose plain float quotient sizes the MLP one unit short.
+    text = {"hidden_size": 176, "intermediate_size": 240, "num_hidden_layers": 2,
             "num_attention_heads": 4, "hidden_act": act}
     vision = {"hidden_size": 64, "intermediate_size": 160, "num_hidden_layers": 2,
               "num_attention_heads": 2, "image_size": 32, "patch_size": 8, "hidden_act": act}

@@ -21,6 +21,7 @@ no transformers counterpart and are refused.
 from __future__ import annotations
 
 import json
+import math
 import os
 from typing import Any, Mapping
 
@@ -224,14 +225,24 @@ def model_config_from_hf(data: Mapping, origin: str = CONFIG_NAME) -> dict[str, 
                        "layers": int(vision["num_hidden_layers"]),
                        "width": int(vision["hidden_size"]),
                        "head_width": int(vision["hidden_size"]) // int(vision["num_attention_heads"]),
-                       "mlp_ratio": int(vision["intermediate_size"]) / int(vision["hidden_size"]),
+                       "mlp_ratio": _mlp_ratio(vision),
                        "patch_size": int(vision["patch_size"])},
         "text_cfg": {"context_length": int(text["max_position_embeddings"]),
                      "vocab_size": int(text["vocab_size"]), "width": int(text["hidden_size"]),
                      "heads": int(text["num_attention_heads"]),
                      "layers": int(text["num_hidden_layers"]),
-                     "mlp_ratio": int(text["intermediate_size"]) / int(text["hidden_size"])},
+                     "mlp_ratio": _mlp_ratio(text)},
     }
+
+
+def _mlp_ratio(tower: Mapping) -> float:
+    """The ratio whose `int(width * ratio)` (how open_clip and we size the MLP) gives back
+    `intermediate_size`; the plain quotient can round one below it (e.g. 240 / 176)."""
+    hidden, intermediate = int(tower["hidden_size"]), int(tower["intermediate_size"])
+    ratio = intermediate / hidden
+    while int(hidden * ratio) < intermediate:
+        ratio = math.nextafter(ratio, math.inf)
+    return ratio
 
 
 # ---------------------------------------------------------------------------------------------
