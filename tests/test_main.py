@@ -37,6 +37,8 @@ def test_train_logs_every_metric_and_writes_checkpoints_plots_and_export(trained
     assert (workdir / "loss_curve.png").read_bytes()[:4] == b"\x89PNG"
     assert (workdir / "export" / "open_clip_model.safetensors").exists()
     assert (workdir / "export" / "open_clip_model.pt").exists()
+    card = (workdir / "export" / "README.md").read_text()  # the model card names data and steps
+    assert "synthetic" in card and "4" in card
     # The final evaluation is printed and logged.
     assert "eval/synthetic_retrieval/mean_recall" in out.stdout
     assert any("eval/synthetic_count/top1" in r for r in _records(workdir))
@@ -61,7 +63,7 @@ def test_export_mode_writes_weights_open_clip_loads_strictly(trained, tmp_path):
     from safetensors.numpy import load_file
 
     import remoteclip_jax as rc
-    from configs.recipe_extras import TINY_VIT
+    from remoteclip_jax.recipes import SMOKE_VIT as TINY_VIT
 
     workdir, _ = trained
     out = run_main("--config=configs/demo.py:smoke", f"--workdir={workdir}", "--mode=export",

@@ -181,7 +181,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
             if curve:
                 setup_lib.say(f"loss curve: {curve}")
         if config.train.export:
-            export_lib.export_openclip(state_lib.model_variables(state), config, workdir / "export")
+            export_lib.export_openclip(state_lib.model_variables(state), config, workdir / "export",
+                                       steps=step, workdir=workdir)
     finally:
         if progress is not None:
             progress.close()

@@ -61,15 +61,13 @@ def load_init_variables(config):
     """Flax variables from ``config.init_from`` (an OpenCLIP file or a model directory), or None."""
     if not config.init_from:
         return None
-    from remoteclip_jax.weights import openclip
+    from remoteclip_jax.weights import model_dir
 
-    path = pathlib.Path(config.init_from)
-    if not path.exists():
+    if not pathlib.Path(config.init_from).exists():
         raise ConfigError(f"config.init_from={config.init_from!r}: no such file or directory")
-    if path.is_dir():
-        variables, meta = openclip.load_orbax(str(path))
-        return variables
-    return openclip.load_openclip(str(path), model_spec(config))
+    # A file or any model directory (ours, open_clip's, Hugging Face's); a directory of another
+    # architecture or activation than config.model is refused.
+    return model_dir.read_model_dir(config.init_from, model_spec(config))[0]
 
 
 def make_data_iterator(config, model, *, seed: int, epochs: int | None = None):

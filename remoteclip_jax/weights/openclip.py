@@ -7,16 +7,14 @@ The Flax modules mirror open_clip's torch modules name for name, so the table is
     transposed, Conv weights go OIHW -> HWIO, norm weights become `scale`, BatchNorm running
     statistics live in the `batch_stats` collection, `in_proj_weight` becomes `in_proj/kernel`.
 
-CLI: `python -m remoteclip_jax.weights.openclip import|export ...` (see `main`).
+Directories of converted weights (ours, open_clip's, transformers') are in `weights.model_dir`;
+the command line is `remoteclip-jax import-weights` / `export-weights` (`weights.cli`).
 """
 from __future__ import annotations
 
 from remoteclip_jax.errors import UserError
-import argparse
-import json
 import os
 import re
-import sys
 from typing import Any, Mapping
 
 import numpy as np
@@ -304,113 +302,3 @@ def save_state_dict(state_dict: Mapping[str, np.ndarray], path: str) -> None:
         raise CheckpointError(f"{path}: writing .pt needs torch (pip install torch==2.14.1); "
                               "or export to .safetensors") from e
     torch.save({k: torch.from_numpy(np.array(v)) for k, v in state_dict.items()}, path)
-
-
-def write_openclip_dir(variables: Mapping, name: str | dict, out_dir) -> dict:
-    """Writes `variables` as ``open_clip_model.safetensors`` (+ ``.pt`` when torch is installed)
-    and ``open_clip_config.json`` (the model config, activation included) in `out_dir`.
-
-    Returns:
-        ``{"safetensors": path, "pt": path or None, "config": path}``.
-    """
-    from remoteclip_jax.models import model_config
-
-    out_dir = os.fspath(out_dir)
-    os.makedirs(out_dir, exist_ok=True)
-    state_dict = to_openclip(variables, name)
-    paths = {"safetensors": os.path.join(out_dir, "open_clip_model.safetensors"),
-             "config": os.path.join(out_dir, "open_clip_config.json"), "pt": None}
-    save_state_dict(state_dict, paths["safetensors"])
-    with open(paths["config"], "w", encoding="utf-8") as f:
-        json.dump({"model_cfg": model_config(name)}, f, indent=2)
-    try:
-        import torch  # noqa: F401  (optional: the .pt most OpenCLIP users load)
-    except ImportError:
-        pass
-    else:
-        paths["pt"] = os.path.join(out_dir, "open_clip_model.pt")
-        save_state_dict(state_dict, paths["pt"])
-    return paths
-
-
-# ---------------------------------------------------------------------------------------------
-# Orbax storage of converted weights, with the metadata the weights cannot carry.
-
-def save_orbax(variables: Mapping, directory: str, name: str | dict) -> None:
-    """Saves Flax variables to an orbax checkpoint directory, recording model and activation."""
-    import orbax.checkpoint as ocp
-
-    from remoteclip_jax.models import model_config
-    directory = os.path.abspath(directory)
-    cfg = model_config(name)
-    meta = {"model": name if isinstance(name, str) else None, "config": cfg,
-            "activation": "quick_gelu" if cfg["quick_gelu"] else "gelu"}
-    import jax
-    import jax.numpy as jnp
-    with ocp.StandardCheckpointer() as ckptr:
-        ckptr.save(os.path.join(directory, "variables"), jax.tree.map(jnp.asarray, dict(variables)),
-                   force=True)
-    with open(os.path.join(directory, "model.json"), "w") as f:
-        json.dump(meta, f, indent=2)
-
-
-def load_orbax(directory: str) -> tuple[dict, dict]:
-    """Loads what `save_orbax` wrote: (variables, metadata with `model`, `config`, `activation`)."""
-    import orbax.checkpoint as ocp
-    directory = os.path.abspath(directory)
-    meta_path = os.path.join(directory, "model.json")
-    if not os.path.exists(meta_path):
-        raise CheckpointError(f"{directory}: no model.json; not a directory written by "
-                              "`python -m remoteclip_jax.weights.openclip import`")
-    with open(meta_path) as f:
-        meta = json.load(f)
-    from remoteclip_jax.models import create_model
-    model = create_model(meta["model"] or meta["config"])
-    s = model.image_size
-    import jax
-    import jax.numpy as jnp
-    # Restoring against the model's abstract tree keeps shapes exact (scalars stay scalars).
-    target = jax.eval_shape(model.init, jax.random.PRNGKey(0), jnp.zeros((1, s, s, 3)),
-                            jnp.zeros((1, model.context_length), jnp.int32))
-    with ocp.StandardCheckpointer() as ckptr:
-        variables = ckptr.restore(os.path.join(directory, "variables"), target)
-    return jax.device_get(variables), meta
-
-
-# ---------------------------------------------------------------------------------------------
-# CLI.
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m remoteclip_jax.weights.openclip",
-        description="Convert OpenCLIP checkpoints to Flax/orbax and back.")
-    sub = parser.add_subparsers(dest="command", required=True)
-    imp = sub.add_parser("import", help="OpenCLIP .pt/.bin/.safetensors -> orbax directory")
-    imp.add_argument("checkpoint")
-    imp.add_argument("--model", required=True,
-                     help="open_clip model name (e.g. ViT-B-32-quickgelu) or preset (RemoteCLIP-ViT-B-32)")
-    imp.add_argument("--out", required=True, help="orbax checkpoint directory to write")
-    exp = sub.add_parser("export", help="orbax directory -> OpenCLIP .pt or .safetensors")
-    exp.add_argument("directory")
-    exp.add_argument("--out", required=True, help="output file (.pt, .bin or .safetensors)")
-    args = parser.parse_args(argv)
-    try:
-        if args.command == "import":
-            variables = load_openclip(args.checkpoint, args.model)
-            save_orbax(variables, args.out, args.model)
-            n = sum(int(np.prod(np.shape(v))) for c in variables
-                    for v in __import__("jax").tree.leaves(variables[c]))
-            print(f"wrote {args.out}: {args.model}, {n / 1e6:.1f}M values")
-        else:
-            variables, meta = load_orbax(args.directory)
-            save_state_dict(to_openclip(variables, meta["model"] or meta["config"]), args.out)
-            print(f"wrote {args.out} (open_clip model {meta['model'] or 'custom config'}, "
-                  f"activation {meta['activation']})")
-    except (CheckpointError, ValueError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
