@@ -44,6 +44,10 @@ def atomic_path(path: str | os.PathLike):
     os.close(fd)
     try:
         yield tmp
+        # mkstemp makes the file private (0600); the result should get the usual umask mode.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -144,7 +148,8 @@ def write_classmap(path: str | os.PathLike, class_index: np.ndarray, classnames:
 
 def write_heatmap_png(path: str | os.PathLike, preview: np.ndarray, heat: np.ndarray,
                       heat_extent: tuple[float, float], scene_size: tuple[int, int], title: str,
-                      *, alpha: float = 0.55, cmap: str = "inferno") -> None:
+                      *, note: str = "", alpha: float = 0.55, cmap: str = "inferno",
+                      dpi: int = 110) -> None:
     """Scene preview with the heatmap laid over it, a colour bar and a title.
 
     Args:
@@ -155,6 +160,7 @@ def write_heatmap_png(path: str | os.PathLike, preview: np.ndarray, heat: np.nda
             past the scene edge by less than one stride).
         scene_size: ``(width, height)`` of the scene in pixels.
         title: shown above the picture (the query).
+        note: a smaller line under the picture (CRS, tile size, skipped tiles).
     """
     import matplotlib
 
@@ -164,7 +170,7 @@ def write_heatmap_png(path: str | os.PathLike, preview: np.ndarray, heat: np.nda
     width, height = scene_size
     aspect = height / width
     fig_w = 8.0
-    fig, ax = plt.subplots(figsize=(fig_w, fig_w * aspect * 0.92 + 0.9), dpi=110)
+    fig, ax = plt.subplots(figsize=(fig_w, fig_w * aspect * 0.85 + 0.9), dpi=dpi)
     ax.imshow(preview, extent=(0, width, height, 0), interpolation="bilinear")
     masked = np.ma.masked_invalid(heat)
     finite = heat[np.isfinite(heat)]
@@ -180,9 +186,10 @@ def write_heatmap_png(path: str | os.PathLike, preview: np.ndarray, heat: np.nda
     bar = fig.colorbar(shown, ax=ax, fraction=0.04, pad=0.02)
     bar.set_alpha(1.0)
     bar.set_label("cosine similarity (tile vs. text)")
-    fig.tight_layout()
+    if note:
+        fig.text(0.01, 0.005, note, fontsize=8, color="0.3", ha="left", va="bottom")
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png")
+        fig.savefig(tmp, format="png", bbox_inches="tight", pad_inches=0.15)
     plt.close(fig)
 
 

@@ -172,11 +172,32 @@ class Scaling:
         """``(3, h, w)`` raw values -> ``uint8 (3, h, w)``: linear, clipped, rounded to nearest."""
         if self.mode == "none":
             return np.clip(data, 0, 255).astype(np.uint8) if data.dtype != np.uint8 else data
-        low = np.asarray(self.low, np.float32).reshape(3, 1, 1)
-        gain = (np.float32(255) / (np.asarray(self.high, np.float32) - np.asarray(self.low, np.float32)))
-        x = (data.astype(np.float32) - low) * gain.reshape(3, 1, 1)
-        x = np.nan_to_num(x, nan=0.0, posinf=255.0, neginf=0.0)
-        return np.rint(np.clip(x, 0, 255)).astype(np.uint8)
+        if data.dtype.kind in "ui" and data.dtype.itemsize <= 2:
+            # 8/16-bit data: one lookup per pixel in a table of every possible value (the same
+            # arithmetic, done once per value instead of once per pixel; ~5x faster).
+            lut, offset = self._lookup_table(data.dtype)
+            out = np.empty(data.shape, np.uint8)
+            for c in range(3):
+                index = data[c].astype(np.int32) + offset if offset else data[c]
+                np.take(lut[c], index, out=out[c])
+            return out
+        return self._linear(data.astype(np.float32))
+
+    def _linear(self, x: np.ndarray) -> np.ndarray:
+        low = np.asarray(self.low, np.float32).reshape(3, 1)
+        gain = np.float32(255) / (np.asarray(self.high, np.float32) - np.asarray(self.low, np.float32))
+        flat = (x.reshape(3, -1) - low) * gain.reshape(3, 1)
+        flat = np.nan_to_num(flat, nan=0.0, posinf=255.0, neginf=0.0)
+        return np.rint(np.clip(flat, 0, 255)).astype(np.uint8).reshape(x.shape)
+
+    def _lookup_table(self, dtype: np.dtype) -> tuple[np.ndarray, int]:
+        key = np.dtype(dtype).str
+        cache = self.__dict__.setdefault("_luts", {})
+        if key not in cache:
+            info = np.iinfo(dtype)
+            values = np.arange(info.min, info.max + 1, dtype=np.float32)
+            cache[key] = (self._linear(np.broadcast_to(values, (3, values.size))), -int(info.min))
+        return cache[key]
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able record of the scaling, written into every output."""
@@ -244,6 +265,10 @@ class Scene:
             raise RasterError(f"{self.path}: unsupported pixel type {ds.dtypes[self.bands[0] - 1]} "
                               f"(complex data); convert it to real-valued bands first")
         self._is_float = "f" in kinds
+        from rasterio.enums import MaskFlags
+
+        # Bands without nodata value, alpha or mask: skip reading masks that are all 255 anyway.
+        self._all_valid = all(ds.mask_flag_enums[b - 1] == [MaskFlags.all_valid] for b in self.bands)
         self.band_names = tuple(ds.descriptions[b - 1] or f"band {b}" for b in self.bands)
         self.scaling = scale if isinstance(scale, Scaling) else self._resolve_scaling(parse_scale(scale))
 
@@ -270,8 +295,8 @@ class Scene:
 
     # -- reads --
 
-    def _valid(self, raw: np.ndarray, masks: np.ndarray) -> np.ndarray:
-        valid = np.all(masks > 0, axis=0)
+    def _valid(self, raw: np.ndarray, masks: np.ndarray | None) -> np.ndarray:
+        valid = np.ones(raw.shape[1:], bool) if masks is None else np.all(masks > 0, axis=0)
         if self._is_float:
             valid &= np.all(np.isfinite(raw), axis=0)
         return valid
@@ -314,7 +339,7 @@ class Scene:
         window = Window(c0, r0, c1 - c0, r1 - r0)
         try:
             raw = self._ds.read(self.bands, window=window)
-            masks = self._ds.read_masks(self.bands, window=window)
+            masks = None if self._all_valid else self._ds.read_masks(self.bands, window=window)
         except Exception as e:
             raise RasterError(f"{self.path}: cannot read pixels at rows {r0}:{r1}, cols {c0}:{c1} "
                               f"({_reason(e)}); the file may be truncated or corrupt") from None

@@ -248,7 +248,11 @@ def query_scene(scene_path: str | os.PathLike, encode_chips: EncodeChips, text_e
         outputs.write_heatmap_png(written["heatmap_png"], preview, heat,
                                   (cols * run.grid.stride_w, rows * run.grid.stride_h),
                                   (run.scene.width, run.scene.height),
-                                  f"{os.path.basename(run.scene.path)}: \"{query}\"")
+                                  f"{os.path.basename(run.scene.path)}: \"{query}\"",
+                                  note=f"{crs_name(run.scene.crs) or 'no CRS'}; tiles "
+                                       f"{run.grid.tile_w}x{run.grid.tile_h} px every "
+                                       f"{run.grid.stride_w} px; {run.skipped} tiles skipped "
+                                       f"(no data, shown without colour)")
         order = np.argsort(-np.nan_to_num(per_tile.ravel(), nan=-np.inf), kind="stable")
         best = []
         for index in order[:top_n]:
