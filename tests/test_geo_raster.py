@@ -148,3 +148,30 @@ def test_missing_rasterio_says_how_to_install(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "rasterio", None)
     with pytest.raises(UserError, match=r"pip install remoteclip_jax\[geo\]"):
         Scene(tmp_path / "x.tif")
+
+
+def test_cog_reads_windows_exactly_and_stretches_from_its_overviews(tmp_path, shared_data):
+    from rasterio.shutil import copy as rio_copy
+
+    dota = gs.dota_image(shared_data)  # 1147 px wide: wider than the decimated read
+    plain = gs.write_nir_rgb_16bit(tmp_path / "plain.tif", dota)
+    cog = str(tmp_path / "scene_cog.tif")
+    rio_copy(plain, cog, driver="COG", blocksize=256, overview_resampling="nearest")
+    with gs.rasterio.open(cog) as ds:
+        assert ds.overviews(1)  # the COG driver built overviews
+    with Scene(cog, bands="R,G,B", scale="p2,98") as scene:
+        low, high = scene.scaling.low, scene.scaling.high
+    with Scene(cog, bands="R,G,B", scale="0,10200") as scene:
+        rgb, _ = scene.read_window(300, 700, 224, 224)
+    np.testing.assert_array_equal(rgb, dota[300:524, 700:924])
+    # Percentiles of a decimated view agree with the full-resolution ones to a few grey levels.
+    for c in range(3):
+        lo, hi = np.percentile(dota[..., c].astype(np.float64) * 40, [2, 98])
+        assert abs(low[c] - lo) <= 3 * 40 and abs(high[c] - hi) <= 3 * 40
+
+
+def test_gdal_block_cache_is_capped_in_megabytes_not_bytes(tmp_path, aid):
+    from rasterio.env import get_gdal_config
+
+    with Scene(gs.write_rgb(tmp_path / "rgb.tif", aid), cache_mb=48):
+        assert int(get_gdal_config("GDAL_CACHEMAX")) == 48 * 2 ** 20

@@ -52,12 +52,12 @@ def require_rasterio():
     return rasterio
 
 
-def _configure_gdal(rasterio, cache_mb: int) -> None:
-    # GDAL_CACHEMAX is process-wide; setting it through rasterio's config keeps rasterio's
-    # environment bookkeeping consistent (values below 100000 are read as megabytes).
+def _configure_gdal(cache_mb: int) -> None:
+    # GDAL_CACHEMAX is process-wide. Set through rasterio an integer is taken as BYTES (a small
+    # number makes every read re-decode its blocks, ~300x slower), so pass bytes explicitly.
     from rasterio.env import set_gdal_config
 
-    set_gdal_config("GDAL_CACHEMAX", int(cache_mb))
+    set_gdal_config("GDAL_CACHEMAX", int(cache_mb) * 2 ** 20)
 
 
 # --- band selection ---------------------------------------------------------------------------
@@ -238,7 +238,7 @@ class Scene:
         self.path = os.fspath(path)
         if not os.path.exists(self.path):
             raise RasterError(f"{self.path}: scene file not found")
-        _configure_gdal(rasterio, cache_mb)
+        _configure_gdal(cache_mb)
         try:
             self._ds = rasterio.open(self.path)
         except RasterioError as e:
