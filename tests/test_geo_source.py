@@ -41,3 +41,16 @@ def test_source_pickles_without_open_files_and_reads_after(tmp_path, shared_data
     assert clone._open == {}
     np.testing.assert_array_equal(clone[0]["image"], first)
     assert clone[2]["image_id"] == "nd.tif:2:2"
+
+
+def test_registry_builds_the_tiler_from_a_geotiff_spec(tmp_path, shared_data):
+    """`kind: geotiff` in a training source or eval entry reads the same chips."""
+    from remoteclip_jax.data.sources import build_source
+
+    aid = gs.aid_mosaic(shared_data)
+    path = gs.write_nir_rgb_16bit(tmp_path / "aid.tif", aid)
+    direct = SceneTileSource([path], tile=200, stride=150, bands="R,G,B", scale="0,10200")
+    built = build_source({"kind": "geotiff", "path": path, "tile": 200, "stride": 150,
+                          "bands": "R,G,B", "scale": "0,10200"})
+    assert len(built) == len(direct) == 9
+    np.testing.assert_array_equal(built[4]["image"], direct[4]["image"])

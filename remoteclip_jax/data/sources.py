@@ -17,6 +17,8 @@ Kinds and the keys each one reads (every key and its default: `SOURCE_DEFAULTS`)
     image_folder   path, classes, max_per_class   <class>/<image> folders (AID, RESISC45, ...)
     count_manifest path                      counting JSONL: {"image", "category", "count"}
     synthetic      num_images, image_size, seed, max_categories, spell_counts   built-in scenes
+    geotiff        path, tile, stride, units, bands, scale, nodata_max_fraction   chips tiled
+                   from GeoTIFF / COG scenes (a file or a glob; needs rasterio)
 
 plus ``weight`` (training only: uses of each item per epoch), ``exclude`` (a de-duplication
 exclusion list; items whose image path or id it lists are dropped) and, for the kinds that list
@@ -55,6 +57,12 @@ SOURCE_DEFAULTS: dict[str, Any] = {
     "seed": 0,            # synthetic: generator seed (different seeds, different scenes)
     "max_categories": 0,  # synthetic: keep scenes with at most this many categories (0 = all)
     "spell_counts": False,  # synthetic: "three cars" instead of "3 cars" in captions
+    "tile": 224.0,        # geotiff: tile side (pixels, or metres with units="m")
+    "stride": 0.0,        # geotiff: tile step; 0 = the tile side (no overlap)
+    "units": "px",        # geotiff: "px" | "m" (converted with the ground sample distance)
+    "bands": "",          # geotiff: "4,3,2" or band descriptions "B4,B3,B2" ("" = the first 3)
+    "scale": "",          # geotiff: "LOW,HIGH" | "p2,98" (percentile stretch) | "" = automatic
+    "nodata_max_fraction": 0.5,  # geotiff: tiles with more nodata than this are skipped
 }
 _COMMON = {"kind", "weight", "exclude"}
 KIND_KEYS: dict[str, set[str]] = {
@@ -67,6 +75,7 @@ KIND_KEYS: dict[str, set[str]] = {
     "image_folder": {"path", "classes", "max_per_class"},
     "count_manifest": {"path", "skip_missing"},
     "synthetic": {"num_images", "image_size", "seed", "max_categories", "spell_counts"},
+    "geotiff": {"path", "tile", "stride", "units", "bands", "scale", "nodata_max_fraction"},
 }
 SOURCE_KINDS = tuple(KIND_KEYS)
 IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp", "tif", "tiff", "bmp")
@@ -329,7 +338,7 @@ def build_source(spec: dict[str, Any], where: str = "source"):
     """
     spec = normalize_spec(spec, where)
     kind, name = spec["kind"], source_name(spec)
-    if spec["path"] and kind != "webdataset" and not os.path.exists(spec["path"]):
+    if spec["path"] and kind not in ("webdataset", "geotiff") and not os.path.exists(spec["path"]):
         raise EmptyDatasetError(f"{spec['path']}: not found ({where}); put the {kind} data there "
                                 f"or point {where}.path at it")
     if kind == "synthetic":
@@ -339,6 +348,13 @@ def build_source(spec: dict[str, Any], where: str = "source"):
             raise SourceSpecError(f"{where}.exclude: record shards cannot drop images by path; "
                                   "apply the exclusion list when converting (or use the caption file)")
         return RecordSource(spec["path"], split=spec["split"] or None)
+    if kind == "geotiff":
+        from remoteclip_jax.geo.source import SceneTileSource
+
+        paths = _expand_paths(spec["path"], ".tif")
+        return SceneTileSource(paths, spec["tile"], spec["stride"] or None, spec["bands"] or None,
+                               spec["scale"] or None, units=spec["units"],
+                               nodata_max_fraction=spec["nodata_max_fraction"])
     if kind == "webdataset":
         if spec["exclude"]:
             raise SourceSpecError(f"{where}.exclude: not supported for webdataset shards")
