@@ -101,3 +101,20 @@ def test_cli_refuses_a_workdir_of_another_model_in_one_line(trained):
     last = out.stderr.strip().splitlines()[-1]
     assert last.startswith("error: ") and "holds a checkpoint (step 4)" in last
     assert "Traceback" not in out.stderr
+
+
+def test_sigmoid_loss_run_exports_and_reimports_its_logit_bias(tmp_path):
+    """A SigLIP run's logit_bias is a model parameter: trained, exported, read back."""
+    from remoteclip_jax.weights import model_dir
+
+    workdir = tmp_path / "siglip"
+    out = run_main("--config=configs/demo.py:smoke", f"--workdir={workdir}",
+                   "--config.loss.type=sigmoid", "--config.optim.lr=0.05")
+    assert out.returncode == 0, out.stderr[-4000:]
+    logged = [r["train/logit_bias"] for r in _records(workdir) if "train/logit_bias" in r]
+    model, variables = model_dir.load_pretrained(str(workdir / "export"))
+    bias = float(variables["params"]["logit_bias"])
+    assert bias != -10.0                       # it trained away from SigLIP's init...
+    if logged:
+        assert bias == pytest.approx(logged[-1], abs=1e-6)   # ...to what training last logged
+    assert model.has_logit_bias

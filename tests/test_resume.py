@@ -10,7 +10,7 @@ import time
 import numpy as np
 
 from remoteclip_jax.train import loop
-from tests.cli_helpers import ROOT, cli_env, main_command
+from tests.cli_helpers import ROOT, cli_env, main_command, run_main
 
 # Many steps, so that the kill (as soon as step KILL_AFTER is logged) lands mid-run.
 STEPS, CHECKPOINT_EVERY, KILL_AFTER = 40, 4, 6
@@ -95,3 +95,25 @@ def test_sigkilled_run_resumes_with_identical_losses_and_data_order(tmp_path):
         np.testing.assert_allclose(loss, expected[step], rtol=1e-6, atol=0, err_msg=f"step {step}")
     # Losses move step to step, so matching them pins the data order, not just the weights.
     assert len({round(v, 6) for v in expected.values()}) == STEPS
+
+
+def test_run_whose_newest_checkpoint_is_truncated_resumes_from_the_one_before(tmp_path):
+    workdir = tmp_path / "run"
+    overrides = [f"--workdir={workdir}", "--config.train.steps=4",
+                 "--config.train.checkpoint_every=2", "--config.train.export=False"]
+    first = run_main("--config=configs/demo.py:smoke", *overrides)
+    assert first.returncode == 0, first.stderr[-3000:]
+    newest = workdir / "checkpoints" / "4"
+    chunk = max((p for p in (newest / "state").rglob("*") if p.is_file() and p.parent.name == "d"),
+                key=lambda p: p.stat().st_size)
+    with open(chunk, "r+b") as f:
+        f.truncate(chunk.stat().st_size // 2)
+
+    again = run_main("--config=configs/demo.py:smoke", *overrides)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "WARNING: checkpoint step 4" in again.stderr and "resuming from step 2" in again.stderr
+    assert "step 2" in again.stdout  # "resuming from ... step 2"
+    assert (workdir / "checkpoints_damaged" / "4").is_dir()
+    # The rerun trained steps 3 and 4 again and saved a new, intact step 4.
+    assert [r["step"] for r in _lines(workdir) if "train/loss" in r][-2:] == [3, 4]
+    assert (newest / "remoteclip_manifest.json").is_file()

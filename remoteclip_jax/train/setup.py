@@ -34,8 +34,12 @@ class Run:
 
 
 def model_spec(config):
-    """The open_clip model name or config dict of ``config.model``."""
-    return config.model.to_dict() if hasattr(config.model, "to_dict") else config.model
+    """The open_clip model name or config dict the run builds: ``config.model``, plus SigLIP's
+    ``init_logit_bias`` / ``init_logit_scale`` with the sigmoid loss, so that the bias is an
+    ordinary parameter that trains, checkpoints and exports."""
+    from remoteclip_jax.train.state import training_model_config
+
+    return training_model_config(config)
 
 
 def build_model(config):

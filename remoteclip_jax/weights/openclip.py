@@ -1,6 +1,7 @@
 """OpenCLIP state dict <-> Flax variables, through one key table used in both directions.
 
-The Flax modules mirror open_clip's torch modules name for name, so the table is small:
+The Flax modules mirror open_clip's torch modules name for name, so the table is small (the
+top-level scalars `logit_scale` and, for SigLIP-style models, `logit_bias` keep their names):
   * an index under a container joins its name: torch `resblocks.3` <-> Flax `resblocks_3`
     (likewise `layer1.0`, `downsample.0`);
   * leaves are renamed and re-laid out by kind (see `_LEAF_RULES`): Linear weights are
@@ -21,6 +22,9 @@ import numpy as np
 
 _CONTAINERS = ("resblocks", "layer1", "layer2", "layer3", "layer4", "downsample")
 _JOINED = re.compile(r"^(%s)_(\d+)$" % "|".join(_CONTAINERS))
+# The learnt scalars: open_clip keeps them 0-d by default and (1,) with `nonscalar_logit_scale`.
+# `logit_bias` exists only in SigLIP-style models (config `init_logit_bias`).
+_SCALARS = (("logit_scale",), ("logit_bias",))
 # Keys in OpenAI's files that describe the model rather than hold weights.
 _DROPPED = {"input_resolution", "context_length", "vocab_size", "attn_mask"}
 
@@ -207,7 +211,10 @@ def load_openclip(path_or_state_dict: str | Mapping, name: str | dict) -> dict:
         tensors or numpy arrays), possibly wrapped as `{"state_dict": ...}` with `module.` prefixes.
       name: the model to load into: an open_clip name such as "ViT-B-32-quickgelu", a preset such
         as "RemoteCLIP-ViT-B-32", or a config dict. It fixes the activation, which the weights
-        cannot tell (GELU and QuickGELU have the same shapes).
+        cannot tell (GELU and QuickGELU have the same shapes), and whether there is a
+        `logit_bias` (config `init_logit_bias`): a state dict with one needs a config that
+        declares it; a config that declares it and a state dict without one (a CLIP checkpoint
+        for SigLIP training) give the config's `init_logit_bias`.
 
     Returns:
       `{"params": ...}` (plus `"batch_stats"` for ResNets), float32 numpy leaves.
@@ -237,6 +244,9 @@ def load_openclip(path_or_state_dict: str | Mapping, name: str | dict) -> dict:
             continue
         want = expected[(collection, path)]
         value = _to_flax_layout(value, transform)
+        if path in _SCALARS and value.size == 1:
+            # open_clip's `nonscalar_logit_scale` models store these as (1,); ours are 0-d.
+            value = value.reshape(want)
         if value.shape != want:
             # Report both shapes in torch layout, as the user sees them in the checkpoint.
             want_torch = _to_torch_layout(np.empty(want, np.bool_), transform).shape
@@ -244,12 +254,18 @@ def load_openclip(path_or_state_dict: str | Mapping, name: str | dict) -> dict:
                              f"(model wants {want_torch})")
             continue
         flat[(collection, path)] = value.astype(np.float32)
+    if model.has_logit_bias and ("params", ("logit_bias",)) not in flat:
+        # A CLIP checkpoint loaded for SigLIP training: open_clip's loader fills the missing bias
+        # too (with 0); here it takes the config's init_logit_bias, as a fresh model would.
+        flat[("params", ("logit_bias",))] = np.asarray(model.config["init_logit_bias"], np.float32)
     missing = [_flax_to_torch_key(c, p, len(s))[0] for (c, p), s in expected.items()
                if (c, p) not in flat]
     if missing or unexpected or misshaped:
         model_name = name if isinstance(name, str) else "the given config"
+        hint = (" (a SigLIP-style checkpoint: set init_logit_bias in the model config)"
+                if "logit_bias" in unexpected else "")
         raise CheckpointError(
-            f"{origin} does not fit {model_name}: " + "; ".join(
+            f"{origin} does not fit {model_name}{hint}: " + "; ".join(
                 f"{label} ({len(keys)}): {', '.join(keys[:6])}{' ...' if len(keys) > 6 else ''}"
                 for label, keys in (("missing", missing), ("unexpected", unexpected),
                                     ("mis-shaped", misshaped)) if keys))
