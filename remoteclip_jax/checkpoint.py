@@ -7,7 +7,7 @@ exactly the batches it would have seen had the run never stopped.
 
 Each step also carries custom metadata naming the model (its open_clip name or config dict and its
 activation), so a run refuses to resume from a workdir that holds another model's checkpoint
-(STACK.md 4.15: the activation cannot be inferred from the parameters, their shapes are identical),
+(the activation cannot be inferred from the parameters: GELU and QuickGELU shapes are identical),
 and a manifest of its files, so a resume skips a step damaged on disk (see `Checkpointer`).
 """
 from __future__ import annotations
@@ -166,7 +166,7 @@ class Checkpointer:
         keep: how many of the most recent checkpoints to keep.
         async_save: write the train state in a background thread. `save` still returns only after
             the device-to-host copy, so the caller may donate the saved buffers afterwards
-            (STACK.md 4.13).
+            (an async save racing a donated buffer fails with "Array has been deleted").
     """
 
     def __init__(self, workdir: str | pathlib.Path, signature: dict, *, keep: int = 3,

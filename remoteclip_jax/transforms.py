@@ -1,6 +1,7 @@
 """CLIP image preprocessing in PIL/numpy, equal to open_clip's ``image_transform``.
 
-No jax and no torch here: these run inside grain worker processes (STACK.md 4.12).
+No jax and no torch here: these run inside grain worker processes, and forked or spawned
+children of a process with jax threads can deadlock.
 Outputs are NHWC elements, ``float32 (H, W, 3)``, i.e. open_clip's CHW tensor
 transposed.
 

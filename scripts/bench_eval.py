@@ -8,11 +8,12 @@ same preprocessed images (AID 150-px samples, open_clip's eval transform). Print
 
 1. model forward images/s, JAX (jit, one device) vs open_clip PyTorch (``torch.no_grad``, same
    thread count), and their ratio;
-2. the full JAX extraction pipeline (decode + transform + forward, ``FeatureExtractor``);
+2. the full JAX extraction pipeline (grain reader: decode + transform, then the sharded forward of
+   the ``Evaluator``);
 3. linear probe (C grid on a validation split), k-NN and few-shot stage times on features of the
    same width at 10k images (synthetic, 30 classes), next to the time extracting 10k images takes
    at the measured rate;
-4. with ``--full_run``: ``run_evaluation`` over real samples (AID zero-shot / probes, RSICD-AID
+4. with ``--full_run``: an ``Evaluator`` over real samples (AID zero-shot / probes, RSICD-AID
    val_tiny retrieval, UCM, DOTA counting) with that model, and its wall time.
 
 Keep it short on shared machines: the defaults run in a few minutes on 2 CPU cores. The forward
@@ -56,7 +57,7 @@ def main(argv=None):
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
     p.add_argument("--data", default=str(pathlib.Path(__file__).resolve().parents[2] / "shared" / "data"))
-    p.add_argument("--full_run", action="store_true", help="also time run_evaluation on real samples")
+    p.add_argument("--full_run", action="store_true", help="also time an Evaluator on real samples")
     p.add_argument("--full_per_class", type=int, default=20, help="AID images per class in --full_run")
     a = p.parse_args(argv)
 
@@ -65,8 +66,10 @@ def main(argv=None):
     import torch
 
     import remoteclip_jax as rc
-    from remoteclip_jax.evaluate import probes
-    from remoteclip_jax.evaluate.features import FeatureExtractor, data_mesh, load_image
+    from remoteclip_jax import config as schema
+    from remoteclip_jax.data.images import open_rgb as load_image
+    from remoteclip_jax.evaluate import Evaluator, probes
+    from remoteclip_jax.train import sharding
 
     torch.manual_seed(0)
     torch.set_num_threads(a.threads)
@@ -80,14 +83,22 @@ def main(argv=None):
     print(f"model {a.model}, {len(paths)} AID images, batch {a.batch}, jax devices {jax.device_count()} "
           f"({jax.devices()[0].platform}), torch threads {a.threads}")
 
-    # 1. forward only, same inputs.
-    ex = FeatureExtractor(model, variables, batch_size=a.batch, mesh=data_mesh(jax.local_devices()[:1]))
+    # 1. forward only, same inputs, one device (as torch runs in one process).
+    mesh = jax.sharding.Mesh(np.array(jax.local_devices()[:1]).reshape(1, 1), ("data", "fsdp"),
+                             axis_types=(jax.sharding.AxisType.Auto,) * 2)
+    config = schema.get_base_config()
+    config.eval.batch_size, config.eval.cache_features = a.batch, False
+    config.evals.aid = schema.evaluation("zeroshot", kind="image_folder", path=str(data / "aid_150px"))
+    ev = Evaluator(model, config, mesh, tempfile.mkdtemp())
+    ev._encoders(variables)
     batches = [x[i:i + a.batch] for i in range(0, len(x) - a.batch + 1, a.batch)]
     n_fwd = len(batches) * a.batch
 
+    def encode(b):
+        return ev.encode_image(variables, sharding.shard_batch(b, mesh))
+
     def jax_fwd():
-        outs = [ex._encode_image(ex.variables, jax.device_put(b, ex._data)) for b in batches]
-        jax.block_until_ready(outs)
+        jax.block_until_ready([encode(b) for b in batches])
 
     xt = [torch.from_numpy(b).permute(0, 3, 1, 2).contiguous() for b in batches]
 
@@ -98,17 +109,21 @@ def main(argv=None):
 
     r_jax = _rate(jax_fwd, n_fwd, repeats=2)
     r_torch = _rate(torch_fwd, n_fwd, repeats=2)
-    f_jax = np.asarray(ex._encode_image(ex.variables, jax.device_put(batches[0], ex._data)))
+    f_jax = np.asarray(encode(batches[0]))
     with torch.no_grad():
         f_torch = tmodel.encode_image(xt[0]).numpy()
     print(f"forward: jax {r_jax:.1f} img/s, open_clip torch {r_torch:.1f} img/s, ratio jax/torch {r_jax / r_torch:.2f} "
           f"(max |feature diff| {np.abs(f_jax - f_torch).max():.2e})")
 
-    # 2. full pipeline: decode + transform + sharded forward (no cache).
+    # 2. full pipeline: grain reader (decode + transform) + sharded forward (no cache).
+    config.evals.aid.max_per_class = max(1, a.images // 30)
+    ev = Evaluator(model, config, mesh, tempfile.mkdtemp())
+    ev._encoders(variables)
+    dataset = ev._dataset(ev.entries["aid"])
     t = time.perf_counter()
-    feats = ex.images(paths, pre, desc="pipeline")
+    feats = ev.image_features(variables, dataset, desc="pipeline")
     t_pipe = time.perf_counter() - t
-    r_pipe = len(paths) / t_pipe
+    r_pipe = len(feats) / t_pipe
     print(f"pipeline (decode+transform+forward, first call incl. nothing compiled new): {r_pipe:.1f} img/s")
 
     # 3. probes at 10k scale vs extraction of 10k images.
@@ -133,28 +148,29 @@ def main(argv=None):
           f"{t_fs:.1f} s (6 shots x 5 episodes); probes/extraction = {(t_lp + t_knn + t_fs) / t_ext:.3f}")
 
     if a.full_run:
-        from remoteclip_jax.evaluate import run_evaluation
         from remoteclip_jax.evaluate.counting import dota_images, manifest_rows, write_manifest
         with tempfile.TemporaryDirectory() as tmp:
             write_manifest(manifest_rows(dota_images(str(data / "detection" / "dota"))), f"{tmp}/count.jsonl")
-            aid = {"path": str(data / "aid_150px"), "max_per_class": a.full_per_class}
-            datasets = [
-                {"kind": "retrieval", "name": "rsicd_aid_val_tiny", "path": str(data / "rsicd_aid" / "val_tiny.jsonl"),
-                 "split": "val"},
-                {"kind": "retrieval", "name": "ucm9", "path": str(data / "captions" / "ucm" / "dataset_ucm.json"),
-                 "images": str(data / "captions" / "ucm" / "images"), "split": "train", "skip_missing": True},
-                {"kind": "zeroshot", "name": "aid", **aid, "templates": "remoteclip", "class_embedding": "average"},
-                {"kind": "linear_probe", "name": "aid", **aid},
-                {"kind": "knn", "name": "aid", **aid},
-                {"kind": "fewshot", "name": "aid", **aid, "shots": [1, 2, 4, 8], "episodes": 5},
-                {"kind": "count", "name": "dota_count", "manifest": f"{tmp}/count.jsonl"},
-            ]
+            aid = dict(kind="image_folder", path=str(data / "aid_150px"), max_per_class=a.full_per_class)
+            ucm = data / "captions" / "ucm"
+            config.evals = {
+                "rsicd_aid_val_tiny": schema.evaluation("retrieval", kind="jsonl", split="val",
+                                                        path=str(data / "rsicd_aid" / "val_tiny.jsonl")),
+                "ucm9": schema.evaluation("retrieval", kind="caption_json", split="train",
+                                          path=str(ucm / "dataset_ucm.json"),
+                                          image_root=str(ucm / "images"), skip_missing=True),
+                "aid": schema.evaluation("zeroshot", **aid),
+                "aid_probe": schema.evaluation("linear_probe", **aid),
+                "aid_knn": schema.evaluation("knn", **aid),
+                "aid_fewshot": schema.evaluation("fewshot", **aid, shots=(1, 2, 4, 8), episodes=5),
+                "dota_count": schema.evaluation("count", kind="count_manifest", path=f"{tmp}/count.jsonl"),
+            }
+            config.eval.model_name = f"random {a.model}"
             t = time.perf_counter()
-            out = run_evaluation(model, variables, {"datasets": datasets, "batch_size": a.batch,
-                                                    "model_name": f"random {a.model}"}, tmp)
+            out = Evaluator(model, config, mesh, tmp)(variables)
             wall = time.perf_counter() - t
             n_img = 30 * a.full_per_class + 90 + 9
-            print(f"run_evaluation: {len(datasets)} entries, ~{n_img} images, wall {wall:.1f} s")
+            print(f"Evaluator: {len(config.evals)} entries, ~{n_img} images, wall {wall:.1f} s")
             print(pathlib.Path(tmp, "eval", "results.md").read_text())
             for k in sorted(out):
                 if k.endswith(("mean_recall", "top1")):

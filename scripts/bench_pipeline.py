@@ -107,7 +107,7 @@ def main() -> None:
 
     from absl import flags
 
-    flags.FLAGS.mark_as_parsed()  # grain reads absl flags (STACK.md 4.11)
+    flags.FLAGS.mark_as_parsed()  # grain reads absl flags even outside absl.app.run
     with tempfile.TemporaryDirectory() as tmp:
         path = pathlib.Path(tmp) / "records"
         what = build_records(path, args.images)

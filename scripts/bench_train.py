@@ -7,7 +7,7 @@ Each framework runs in its own child process (so peak memory is its own) on the 
 batch size, with the same optimizer (AdamW, open_clip's parameter groups) and loss (CLIP, local
 loss). Prints pairs/s, seconds per step, peak memory, the JAX/PyTorch throughput ratio, and the
 model-FLOP utilisation (MFU): pairs/s × FLOPs per pair / peak FLOP/s of the devices.
-FLOPs per pair per train step (forward + backward): ViT-B-32 44.3 GFLOP (the issue's figure);
+FLOPs per pair per train step (forward + backward): ViT-B-32 44.3 GFLOP (forward + backward ~ 3x the forward pass);
 other models use XLA's cost analysis of the compiled step. The peak comes from a table for
 GPUs/TPUs (bf16 dense), `--peak-tflops`, or, on a CPU, an estimate from the core count, clock
 and vector width that the output flags as such.
@@ -75,9 +75,8 @@ def run_jax(args) -> dict:
     import jax
     import numpy as np
 
-    sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
     import remoteclip_jax as rc
-    from configs.base import get_base_config
+    from remoteclip_jax.config import get_base_config
     from remoteclip_jax.train import sharding, state as state_lib, step as step_lib
 
     config = get_base_config()

@@ -2,7 +2,7 @@
 import os
 import pathlib
 
-# Must happen before jax initialises its backend (STACK.md 4.7).
+# Must happen before jax initialises its backend: the device count is fixed then.
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -11,7 +11,7 @@ import pytest  # noqa: E402
 from absl import flags  # noqa: E402
 
 jax.config.update("jax_default_matmul_precision", "highest")
-# grain reads absl flags even outside absl.app.run (STACK.md 4.11).
+# grain reads absl flags even outside absl.app.run.
 flags.FLAGS.mark_as_parsed()
 
 SHARED_DATA = pathlib.Path(__file__).resolve().parents[1].parent / "shared" / "data"

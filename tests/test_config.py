@@ -193,3 +193,16 @@ def test_rsicd_aid_tiny_trains_on_real_pairs_and_evaluates(shared_data, tmp_path
     out = loop.train_and_evaluate(c, tmp_path)
     assert np.isfinite(out["train/loss"])
     assert 0 <= out["eval/rsicd_aid_val/mean_recall"] <= 100
+
+
+def test_paper_suite_evaluates_the_papers_datasets_as_the_reference_code_does():
+    c = load("paper_suite")
+    schema.validate(c, 8, for_training=False)
+    entries = schema.eval_entries(c)
+    zeroshot = {n for n, e in entries.items() if e["task"] == "zeroshot"}
+    assert len(zeroshot) == 12 and {"aid", "eurosat", "whurs19", "rsicb256"} <= zeroshot
+    assert {n for n, e in entries.items() if e["task"] == "retrieval"} == {"rsitmd", "rsicd", "ucm"}
+    for name in zeroshot:
+        assert entries[name]["templates"] == "remoteclip"
+        assert entries[name]["class_embedding"] == "average"
+    assert len(load("paper_suite", "probes").evals) == 12 * 4 + 3

@@ -245,3 +245,13 @@ def test_markdown_table_layout():
     assert "| rsicd | RemoteCLIP-B32 | 1.00 | 2.00 | 3.00 | 4.00 | 5.00 | 6.00 | 3.50 |" in md
     assert "| Method | aid | eurosat | Average |" in md
     assert "| RemoteCLIP-B32 zero-shot | 50.00 | 30.00 | 40.00 |" in md
+
+
+def test_results_md_shows_the_interval_where_tie_rules_disagree():
+    details = {"step": None, "errors": {}, "datasets": {"ucm": {
+        "name": "ucm", "task": "retrieval", "tie_sensitive": ["i2t_R@1"],
+        "bounds": {"i2t_R@1": [17.14, 94.29]},
+        "metrics": {"i2t_R@1": 37.38, "i2t_R@5": 2.0, "i2t_R@10": 3.0, "t2i_R@1": 4.0,
+                    "t2i_R@5": 5.0, "t2i_R@10": 6.0, "mean_recall": 3.5}}}}
+    md = markdown_tables(details)
+    assert "| ucm | model | 37.38 [17.14, 94.29] | 2.00 |" in md

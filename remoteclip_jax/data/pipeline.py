@@ -31,7 +31,7 @@ Bad input: an image that cannot be read or decoded (or has no non-blank caption)
 a crash mid-epoch; ``it.stats`` counts the skips and keeps their paths and reasons. An empty
 source is an error at construction.
 
-Worker processes are spawned (STACK.md 4.11/4.12), so scripts that use ``num_workers > 0`` need an
+Worker processes are spawned (grain's multiprocessing uses spawn and cloudpickle), so scripts that use ``num_workers > 0`` need an
 ``if __name__ == "__main__":`` guard, and ``absl.flags.FLAGS.mark_as_parsed()`` outside
 ``absl.app.run``. Call ``it.close()`` when done. Nothing here imports jax: the process index and
 count are passed in as ints.

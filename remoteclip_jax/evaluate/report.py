@@ -71,11 +71,22 @@ def markdown_tables(details: dict, model_name: str = "model") -> str:
         lines += ["## Cross-modal retrieval", "",
                   "| Dataset | Model | I→T R@1 | I→T R@5 | I→T R@10 | T→I R@1 | T→I R@5 | T→I R@10 | Mean Recall |",
                   "|---|---|---|---|---|---|---|---|---|"]
+        tied = False
         for name, d in by_kind["retrieval"]:
-            m = d["metrics"]
-            vals = [m[k] for k in ("i2t_R@1", "i2t_R@5", "i2t_R@10", "t2i_R@1", "t2i_R@5", "t2i_R@10", "mean_recall")]
-            lines.append(f"| {name} | {model_name} | " + " | ".join(_fmt(v) for v in vals) + " |")
+            m, bounds = d["metrics"], d.get("bounds", {})
+            keys = ("i2t_R@1", "i2t_R@5", "i2t_R@10", "t2i_R@1", "t2i_R@5", "t2i_R@10", "mean_recall")
+            cells = []
+            for k in keys:
+                cell = _fmt(m[k])
+                if k in d.get("tie_sensitive", ()):  # the tie rules disagree: show their interval
+                    cell += f" [{_fmt(bounds[k][0])}, {_fmt(bounds[k][1])}]"
+                    tied = True
+                cells.append(cell)
+            lines.append(f"| {name} | {model_name} | " + " | ".join(cells) + " |")
         lines.append("")
+        if tied:
+            lines += ["Tied similarities: values use the rule in details.json (\"ties\"); "
+                      "[a, b] is the range from ranking tied wrong items first to last.", ""]
     row_tables = [("zeroshot", "Zero-shot top-1 accuracy", [("zero-shot", "top1")]),
                   ("linear_probe", "Linear probe top-1 accuracy", [("linear probe", "top1")]),
                   ("knn", "k-NN top-1 accuracy", [("k-NN", "top1")])]

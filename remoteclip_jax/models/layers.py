@@ -1,4 +1,5 @@
-"""Building blocks shared by the towers, numerically matched to open_clip (see NUMERICS.md §1).
+"""Building blocks shared by the towers, numerically matched to open_clip (LayerNorm eps 1e-5
+with a two-pass variance, exact-erf GELU or QuickGELU, fused in_proj attention).
 
 Module and parameter names mirror open_clip's torch modules one to one (`ln_1`, `attn.in_proj`,
 `mlp.c_fc`, ...), so the converter is a table, not a program.

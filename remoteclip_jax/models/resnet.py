@@ -19,7 +19,7 @@ class BatchNorm(nn.Module):
     """torch BatchNorm2d semantics: eps 1e-5, momentum 0.1, running var updated unbiased.
 
     Under `jit` on a batch-sharded input the statistics are those of the global batch (SyncBN);
-    open_clip under DDP uses per-GPU statistics (STACK.md 4.10).
+    open_clip under DDP uses per-GPU statistics.
     """
 
     zero_scale: bool = False  # open_clip zero-inits every Bottleneck's bn3 (residual starts as identity)

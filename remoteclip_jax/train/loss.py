@@ -4,7 +4,7 @@ The sharded form is open_clip's `ClipLoss(local_loss=True, gather_with_grad=True
 scores its n local images (texts) against the N = n·devices texts (images) all-gathered *with*
 gradient, so the logits are n×N per device instead of N×N, and the mean over devices is the
 full-batch loss. The gathered features must keep their gradient: detaching them (open_clip's
-default) scales the gradients by 1/devices (STACK.md 4.9, open_clip issue #616).
+default) scales the gradients by 1/devices (open_clip issue #616).
 
 Losses are computed in float32 whatever the compute dtype of the towers.
 """

@@ -1,6 +1,7 @@
 """Training metrics: aggregation, `metrics.jsonl`, TensorBoard event files, the loss-curve plot.
 
-Only `clu.metrics` is used from clu: the rest of it imports TensorFlow (STACK.md 4.3/4.4). The
+Only `clu.metrics` is used from clu: the rest of it imports TensorFlow, and
+its PyPI release predates jax's removal of `clip(a_min=)`. The
 TensorBoard writer here writes the tfevents record format itself (length + CRC32C-framed `Event`
 protocol buffers holding scalar summaries), so TensorBoard can read the run without TensorFlow or
 tensorboardX being installed.

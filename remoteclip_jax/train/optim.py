@@ -45,10 +45,6 @@ class OptimConfigError(UserError, ValueError):
     """An optimizer setting that cannot work; the message names the config key to change."""
 
 
-def _get(config: Any, key: str, default: Any) -> Any:
-    return config.get(key, default) if hasattr(config, "get") else getattr(config, key, default)
-
-
 def _path_name(path: tuple) -> str:
     return "/".join(str(getattr(k, "key", getattr(k, "name", k))) for k in path)
 
@@ -102,7 +98,7 @@ def lr_schedule(optim_config: Any, total_steps: int) -> optax.Schedule:
     """
     base = float(optim_config.lr)
     warmup = int(optim_config.warmup_steps)
-    kind = str(_get(optim_config, "schedule", "cosine"))
+    kind = str(optim_config.schedule)
     if kind not in SCHEDULES:
         raise OptimConfigError(f"config.optim.schedule={kind!r} is unknown; use one of {SCHEDULES}")
     decay_steps = max(int(total_steps) - warmup, 1)
@@ -153,11 +149,11 @@ def make_optimizer(config: Any, total_steps: int) -> tuple[optax.GradientTransfo
     """
     oc = config.optim
     schedule = lr_schedule(oc, total_steps)
-    rule = str(_get(oc, "wd_exclude", "all_embeddings"))
+    rule = str(oc.wd_exclude)
     if rule not in WD_RULES:
         raise OptimConfigError(
             f"config.optim.wd_exclude={rule!r} is unknown; use one of {WD_RULES}")
-    clip_norm = float(_get(oc, "grad_clip_norm", 0.0) or 0.0)
+    clip_norm = float(oc.grad_clip_norm)
     if clip_norm < 0:
         raise OptimConfigError(f"config.optim.grad_clip_norm={clip_norm} must be >= 0 (0 = off)")
     steps = []
@@ -169,7 +165,7 @@ def make_optimizer(config: Any, total_steps: int) -> tuple[optax.GradientTransfo
         optax.scale_by_learning_rate(schedule),
     ]
     adamw = optax.chain(*steps)
-    lock = bool(_get(config, "lock_image", False))
+    lock = bool(config.lock_image)
     tx = optax.multi_transform({"train": adamw, "frozen": optax.set_to_zero()},
                                lambda p: trainable_labels(p, lock))
     return tx, schedule

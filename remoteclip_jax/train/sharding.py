@@ -4,7 +4,8 @@ The mesh has two axes: "data" (pure data parallelism) and "fsdp" (data paralleli
 shards parameters and optimizer state, ZeRO-3 style). The batch is split over both axes, so every
 device sees different pairs; parameters are replicated unless `mesh.fsdp > 1`.
 
-Axes are `AxisType.Auto` (STACK.md 4.6): the models are written without sharding annotations and
+Axes are `AxisType.Auto` (jax's default `make_mesh` axes are Explicit, under which a product of
+two batch-sharded operands is refused as illegally sharded): the models are written without sharding annotations and
 rely on the compiler's propagation; the contrastive loss places its collectives itself in
 `jax.shard_map`. Tests and training use the same mesh type.
 """

@@ -20,7 +20,7 @@ from jax.sharding import Mesh
 from remoteclip_jax.train import optim as optim_lib
 from remoteclip_jax.train import sharding as sharding_lib
 
-# SigLIP's init (open_clip `init_logit_scale=ln 10`, `init_logit_bias=-10`; NUMERICS.md §3).
+# SigLIP's init, as open_clip's `--siglip` sets it: `init_logit_scale=ln 10`, `init_logit_bias=-10`.
 SIGLIP_INIT_LOGIT_SCALE = math.log(10.0)
 SIGLIP_INIT_LOGIT_BIAS = -10.0
 
@@ -77,7 +77,7 @@ class InitVariablesError(UserError, ValueError):
 
 
 def _loss_type(config: Any) -> str:
-    return str(config.loss.get("type", "softmax")) if "loss" in config else "softmax"
+    return str(config.loss.type)
 
 
 def _holds_logit_bias(model: Any) -> bool:
@@ -212,8 +212,3 @@ def _place(x: Any, sharding: jax.sharding.NamedSharding) -> jax.Array:
         return x
     host = np.asarray(x, dtype=np.float32)
     return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
-
-
-def param_count(params: Any) -> int:
-    return int(sum(np.prod(x.shape) for x in jax.tree.leaves(params)))
-

@@ -18,7 +18,7 @@ micro-batch (A times); here it is counted once, so accumulation equals one big b
 
 BatchNorm (ResNet towers) runs in training mode with `mutable=["batch_stats"]`. Under `jit` on a
 batch-sharded input its statistics are those of the *global* (micro-)batch, i.e. SyncBN, not the
-per-GPU statistics of open_clip's default DDP (STACK.md 4.10). With accumulation, each
+per-GPU statistics of open_clip's default DDP (which does not sync BatchNorm). With accumulation, each
 micro-batch is normalised with its own statistics and the running averages are updated once per
 micro-batch (open_clip updates them twice, in both passes). With `lock_image` the image tower
 runs in eval mode (open_clip `freeze_bn_stats`) and gets no gradient at all.
@@ -46,14 +46,9 @@ class BatchShapeError(UserError, ValueError):
     """A batch the mesh and accumulation cannot split; the message says what to change."""
 
 
-def _get(config: Any, key: str, default: Any) -> Any:
-    return config.get(key, default) if hasattr(config, "get") else getattr(config, key, default)
-
-
 def _total_steps(config: Any, total_steps: int | None) -> int:
     if total_steps is None:
-        train = _get(config, "train", None)
-        total_steps = int(_get(train, "steps", 0)) if train is not None else 0
+        total_steps = int(config.train.steps)
     if total_steps < 1:
         raise ValueError("the schedule needs the run length: pass total_steps or set "
                          "config.train.steps > 0")
@@ -105,11 +100,11 @@ def _check_batch(images: jax.Array, texts: jax.Array, shards: int, accum: int) -
 
 def _grads_fn(model: Any, config: Any, mesh: Mesh) -> Callable:
     """`(params, batch_stats, images, texts) -> (loss, grads, new_batch_stats)`, not jitted."""
-    loss_type = str(_get(_get(config, "loss", {}), "type", "softmax"))
-    accum = int(_get(config, "accum_steps", 1))
+    loss_type = str(config.loss.type)
+    accum = int(config.accum_steps)
     if accum < 1:
         raise ValueError(f"config.accum_steps={accum} must be >= 1")
-    towers = _Towers(model, mesh, loss_type, bool(_get(config, "lock_image", False)))
+    towers = _Towers(model, mesh, loss_type, bool(config.lock_image))
     shards = sharding_lib.num_batch_shards(mesh)
     micro_sharding = NamedSharding(mesh, P(None, sharding_lib.BATCH_AXES))
 
@@ -237,23 +232,3 @@ def make_train_step(model: Any, config: Any, mesh: Mesh, total_steps: int | None
         return new_state, metrics
 
     return jax.jit(train_step, donate_argnums=(0,))
-
-
-def make_eval_step(model: Any, config: Any, mesh: Mesh
-                   ) -> Callable[[TrainState, Batch], dict]:
-    """Jitted `eval_step(state, batch) -> {"loss"}`: the contrastive loss without an update.
-
-    BatchNorm uses its running statistics (eval mode).
-    """
-    loss_type = str(_get(_get(config, "loss", {}), "type", "softmax"))
-    towers = _Towers(model, mesh, loss_type, lock_image=False)
-    shards = sharding_lib.num_batch_shards(mesh)
-
-    def eval_step(state: TrainState, batch: Batch) -> dict:
-        _check_batch(batch["images"], batch["texts"], shards, 1)
-        img, txt, _ = towers.encode(state.params, state.batch_stats, batch["images"],
-                                    batch["texts"], train=False)
-        return {"loss": towers.loss(img, txt, state.params["logit_scale"],
-                                    state.params.get("logit_bias"))}
-
-    return jax.jit(eval_step)
