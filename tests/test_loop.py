@@ -66,3 +66,45 @@ def test_flop_count_for_mfu_is_per_device_share_of_the_global_step():
     _, flops = loop._compile_step(step, state, batch, jax.random.PRNGKey(0))
     matmul = 2 * 64 * 128 * 256  # global multiply-adds x 2, split over 8 devices
     assert matmul / 8 <= flops <= 1.1 * matmul / 8
+
+
+def test_unreadable_training_images_are_logged_with_their_count(tmp_path):
+    from PIL import Image
+
+    lines = []
+    for i in range(7):
+        Image.fromarray(np.full((40, 40, 3), 30 * i, np.uint8)).save(tmp_path / f"im{i}.png")
+        lines.append({"image": f"im{i}.png", "captions": [f"scene {i}"]})
+    (tmp_path / "broken.png").write_bytes(b"not a png")
+    lines.append({"image": "broken.png", "captions": ["broken"]})
+    (tmp_path / "train.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    config = smoke_config()
+    config.train.steps, config.train.export = 2, False
+    config.data.sources = {"pairs": schema.source(kind="jsonl", path=str(tmp_path / "train.jsonl"))}
+    loop.train_and_evaluate(config, tmp_path / "run")
+    logged = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    counts = [r["train/skipped_images"] for r in logged if "train/skipped_images" in r]
+    assert counts and counts[-1] >= 1
+
+
+def test_periodic_evaluations_in_a_run_compile_each_encoder_once(tmp_path, monkeypatch):
+    from remoteclip_jax.evaluate import evaluator as evaluator_lib
+
+    built = []
+    real_init = evaluator_lib.Evaluator.__init__
+
+    def keep(self, *args, **kwargs):
+        real_init(self, *args, **kwargs)
+        built.append(self)
+
+    monkeypatch.setattr(evaluator_lib.Evaluator, "__init__", keep)
+    config = smoke_config()
+    config.train.steps, config.train.eval_every, config.train.export = 4, 2, False
+    scenes = dict(kind="synthetic", num_images=10, image_size=32, seed=9)
+    config.evals = {"r": schema.evaluation("retrieval", **scenes),
+                    "c": schema.evaluation("count", **scenes)}
+    loop.train_and_evaluate(config, tmp_path)
+    history = (tmp_path / "eval" / "history.jsonl").read_text().splitlines()
+    assert [json.loads(x)["step"] for x in history] == [2, 4]   # two evaluations in the run
+    (ev,) = built                                               # one evaluator, built once
+    assert ev.encode_image._cache_size() == 1 and ev.encode_text._cache_size() == 1

@@ -71,14 +71,16 @@ def print_metrics(metrics: dict):
         print("\n".join(f"{k:<{width}}  {v:8.4f}" for k, v in sorted(metrics.items())), flush=True)
 
 
-def _report_skipped(iterator, logger, step):
-    """Logs the images the pipeline could not read since the last call, with their paths."""
+def _report_skipped(iterator, logger, step, reported: int) -> int:
+    """Logs the inputs the pipeline skipped since `reported` were logged, with their paths;
+    returns the new total."""
     stats = getattr(iterator, "stats", None)
-    if stats is None or not stats.num_skipped:
-        return
+    if stats is None or stats.num_skipped == reported:
+        return reported
     logger.write(step, {"train/skipped_images": float(stats.num_skipped)})
-    for key, reason in stats.skipped[-5:]:
+    for key, reason in stats.skipped[reported:]:
         logging.warning("skipped unreadable training input %s: %s", key, reason)
+    return stats.num_skipped
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
@@ -122,6 +124,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
         compiled, flops_per_step = None, None
         window, window_start, window_t0 = None, start + 1, None
+        skipped = 0
         last_log: dict = {}
         eval_metrics: dict = {}
         progress = _progress(total, start, primary)
@@ -154,7 +157,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
                                        if flops_per_step and peak else None)
                 _check_finite(step, values, checkpointer, window_start)
                 logger.write(step, values)
-                _report_skipped(iterator, logger, step)
+                skipped = _report_skipped(iterator, logger, step, skipped)
                 progress.set_postfix(loss=f"{values['train/loss']:.4f}")
                 last_log = values
                 window, window_start, window_t0 = None, step + 1, time.perf_counter()
