@@ -179,7 +179,7 @@ def test_step_missing_a_file_or_its_data_item_is_damaged(tmp_path):
 
 
 def test_changed_bytes_of_the_same_size_are_caught_by_the_checksum(tmp_path):
-    saved = _two_steps(tmp_path)
+    _two_steps(tmp_path)
     victim = _largest_data_file(tmp_path / "checkpoints" / "4")
     data = bytearray(victim.read_bytes())
     data[len(data) // 2] ^= 0xFF

@@ -6,7 +6,6 @@ import sys
 
 import jax
 import jax.numpy as jnp
-import pytest
 
 import remoteclip_jax as rc
 from remoteclip_jax import checkpoint as ckpt

@@ -19,7 +19,6 @@ from typing import Iterable, Mapping
 import flax
 import jax
 import jax.numpy as jnp
-import numpy as np
 from clu import metrics as clu_metrics
 
 # --- aggregation ------------------------------------------------------------------------------
