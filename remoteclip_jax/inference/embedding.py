@@ -144,8 +144,13 @@ def embed(source, out_dir: str, *, model=None, encoder=None, modality: str | Non
             writer.write_shard(k, {"text": encoder.texts(captions, desc=f"shard {k}")},
                                {"image_path": [p for p, _ in shards[k]], "caption": captions})
     skipped = writer.finish()
-    return EmbedSummary(out_dir, len(rows) - sum(1 for p, _ in rows if p in dict(skipped)),
-                        len(shards), len(todo), skipped, time.perf_counter() - start)
+    unreadable = dict(skipped)
+    kept = sum(1 for p, _ in rows if p not in unreadable) if "image" in modalities else len(rows)
+    if not kept:
+        raise InputError(f"none of the {len(unreadable)} images could be read; first: "
+                         f"{skipped[0][1]} (all are listed in {os.path.join(out_dir, 'skipped.csv')})")
+    return EmbedSummary(out_dir, kept, len(shards), len(todo), skipped,
+                        time.perf_counter() - start)
 
 
 def _embed_image_shards(encoder, writer: StoreWriter, shards, todo, with_text: bool) -> None:
