@@ -29,6 +29,7 @@ def encoder():
 
 
 def test_image_store_of_real_aid_images_equals_direct_apply(encoder, shared_data, tmp_path):
+    pytest.importorskip("pyarrow")
     paths = aid_subset(shared_data, tmp_path / "aid", per_class=4)
     summary = embed(tmp_path / "aid", str(tmp_path / "store"), encoder=encoder, shard_size=5)
     assert (summary.rows, summary.shards, summary.computed) == (12, 3, 3)

@@ -21,6 +21,7 @@ QUERIES = ["many airplanes parked next to the terminal", "waves on a sandy beach
 
 @pytest.fixture(scope="module")
 def aid_store(shared_data, tmp_path_factory):
+    pytest.importorskip("pyarrow")  # the stores below use the default Parquet metadata
     root = tmp_path_factory.mktemp("search")
     paths = aid_subset(shared_data, root / "aid", per_class=4)
     encoder = Encoder(*tiny_model(), batch_size=8)
