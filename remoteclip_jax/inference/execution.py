@@ -22,7 +22,8 @@ import jax.numpy as jnp
 
 # The XLA:CPU option that routes float32 dots to Eigen (see the module docstring).
 CPU_FLOAT32_OPTIONS = {"xla_cpu_experimental_ynn_fusion_type": ""}
-# CPU batch: past ~32 images of 224 px the rate stops growing and latency (and memory) does.
+# CPU batch: on ViT-B-32 (2 cores) batches of 16 and 32 ran at the same rate within noise and 64
+# slower (scripts/bench_embed.py --mode encoder); 32 amortises the per-call overhead on small models.
 CPU_BATCH = 32
 ACCELERATOR_BATCH_PER_DEVICE = 256
 
