@@ -4,6 +4,8 @@ Public API (imported lazily, so data workers that only need numpy/PIL never impo
   create_model(name_or_config, dtype=..., remat=...) -> flax.linen.Module
   load_openclip(path_or_state_dict, name) -> variables
   to_openclip(variables, name) -> dict[str, numpy.ndarray]
+  load_pretrained(path, model=None) -> (model, variables)   # our, open_clip or transformers dir
+  save_pretrained(variables, name, out_dir, format="hf" | "open_clip" | "orbax") -> out_dir
   tokenize(texts, context_length=77) -> numpy.ndarray[int32]
   image_transform(image_size=224, train=False) -> callable(PIL.Image) -> (H, W, 3) float32
   classify / embed / search: the inference commands as functions (see remoteclip_jax.inference)
@@ -19,6 +21,9 @@ _EXPORTS = {
     "load_openclip": "remoteclip_jax.weights.openclip",
     "to_openclip": "remoteclip_jax.weights.openclip",
     "CheckpointError": "remoteclip_jax.weights.openclip",
+    "load_pretrained": "remoteclip_jax.weights.model_dir",
+    "save_pretrained": "remoteclip_jax.weights.model_dir",
+    "write_model_card": "remoteclip_jax.weights.model_card",
     "tokenize": "remoteclip_jax.tokenizer",
     "image_transform": "remoteclip_jax.transforms",
     "PRESETS": "remoteclip_jax.weights.presets",

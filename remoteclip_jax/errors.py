@@ -12,6 +12,10 @@ class UserError(Exception):
     """Bad input: a config value, a file, a dataset or a checkpoint the run cannot use."""
 
 
+class EvalDataError(UserError, ValueError):
+    """Bad evaluation input; the message names the file (and line) and what is wrong."""
+
+
 def one_line(error: BaseException) -> str:
     """The error's message folded onto one line (the form the command line prints)."""
     text = str(error) or type(error).__name__

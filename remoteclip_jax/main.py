@@ -87,7 +87,8 @@ def main(argv):
         logging.set_verbosity(logging.WARNING)
     initialize_distributed()
 
-    from remoteclip_jax.train import loop
+    from remoteclip_jax.errors import UserError, one_line
+    from remoteclip_jax.train import export, loop
 
     config, workdir = _CONFIG.value, _WORKDIR.value
     try:
@@ -96,13 +97,13 @@ def main(argv):
         elif _MODE.value == "eval":
             loop.evaluate(config, workdir)
         else:
-            loop.export(config, workdir, _EXPORT_DIR.value)
-    except loop.USER_ERRORS as e:
+            export.export(config, workdir, _EXPORT_DIR.value)
+    except UserError as e:
         # Bad input: one clear line saying what to change, no traceback.
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {one_line(e)}", file=sys.stderr)
         sys.exit(2)
     except loop.NonFiniteLossError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {one_line(e)}", file=sys.stderr)
         sys.exit(3)
 
 

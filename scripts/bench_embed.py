@@ -237,12 +237,15 @@ def _bench_files(args, reference, model, variables) -> None:
 def _bench_bf16_recall(args, reference, variables) -> None:
     """Recall@k and cosine agreement of float32 vs bfloat16 features on real caption pairs."""
     import remoteclip_jax as rc
-    from remoteclip_jax.evaluate.datasets import load_retrieval
+    from remoteclip_jax.data.readers import read_captions
     from remoteclip_jax.evaluate.retrieval import retrieval_metrics
     from remoteclip_jax.inference.encoder import Encoder
 
     path = os.path.join(args.data, "rsicd_aid", "val_tiny.jsonl")
-    paths, captions, t2i = load_retrieval(path, images=args.data, split="val")
+    records = read_captions(path, "val", image_root=args.data)
+    paths = [r.path for r in records]
+    captions = [c for r in records for c in r.captions]
+    t2i = [i for i, r in enumerate(records) for _ in r.captions]
     model = rc.create_model(args.model)
     feats = {}
     for dtype_name in ("float32", "bfloat16"):

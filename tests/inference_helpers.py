@@ -40,7 +40,7 @@ def tiny_model(seed: int = 0):
 
 def save_model_dir(variables, directory) -> str:
     """Writes `variables` of TINY_VIT as a model directory (what `import-weights` writes)."""
-    from remoteclip_jax.weights.openclip import save_orbax
+    from remoteclip_jax.weights.model_dir import save_orbax
 
     save_orbax(variables, str(directory), dict(rc.models.TINY_VIT))
     return str(directory)
@@ -104,10 +104,11 @@ def reference_image_features(model, variables, paths) -> np.ndarray:
     return _unit64(_apply(model, "encode_image")(variables, jnp.asarray(pixels)))
 
 
-def reference_text_features(model, variables, texts) -> np.ndarray:
-    """Unit float64 text features from one model.apply over the tokenized texts."""
+def reference_text_features(model, variables, texts, unit: bool = True) -> np.ndarray:
+    """Float64 text features (unit rows unless `unit=False`) from one model.apply."""
     tokens = rc.tokenize(list(texts), context_length=model.context_length)
-    return _unit64(_apply(model, "encode_text")(variables, jnp.asarray(tokens)))
+    features = np.asarray(_apply(model, "encode_text")(variables, jnp.asarray(tokens)), np.float64)
+    return _unit64(features) if unit else features
 
 
 def cli_command(*args) -> list:

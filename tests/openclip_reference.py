@@ -19,8 +19,11 @@ def build_openclip(name_or_config, seed: int = 0, randomize_batchnorm: bool = Tr
         model = open_clip.create_model(name_or_config)
     else:
         cfg = name_or_config
+        # The optional SigLIP scalars take open_clip's own argument names.
+        scalars = {k: cfg[k] for k in ("init_logit_scale", "init_logit_bias",
+                                       "nonscalar_logit_scale") if k in cfg}
         model = open_clip.model.CLIP(cfg["embed_dim"], dict(cfg["vision_cfg"]), dict(cfg["text_cfg"]),
-                                     quick_gelu=cfg.get("quick_gelu", False))
+                                     quick_gelu=cfg.get("quick_gelu", False), **scalars)
     model.eval()
     if randomize_batchnorm:
         gen = torch.Generator().manual_seed(seed + 1)

@@ -1,11 +1,12 @@
-"""Box-to-Caption: captions pinned on known boxes (counts, plurals, quantifiers, location, seed)."""
+"""Box-to-Caption: captions pinned on known boxes (counts, plurals, quantifiers, location, regions,
+empty regions, seed)."""
 import dataclasses
 import re
 
 import numpy as np
 import pytest
 
-from remoteclip_jax.data import b2c, class_names
+from remoteclip_jax.data import b2c, classnames
 from remoteclip_jax.data.b2c import B2COptions, box_to_captions, count_objects
 from remoteclip_jax.data.types import Box
 
@@ -16,6 +17,8 @@ FIXED = B2COptions(
     count_templates=("There {be} {objects} in the picture.",),
     both_probability=0.0,
 )
+# The same, with the "There is nothing ..." sentences for empty regions.
+WITH_EMPTY = dataclasses.replace(FIXED, describe_empty_regions=True)
 
 
 def _box(category, cx, cy, size=4.0, **kw):
@@ -40,8 +43,9 @@ def test_location_captions_split_centre_from_edge():
 def test_centre_region_boundary_follows_center_fraction():
     # Centre at x=24 lies outside the middle half [25, 75]; with fraction 0.6 ([20, 80]) inside.
     boxes = [_box("plane", 24, 50)]
-    assert _captions(boxes)[0] == FIXED.empty_center
-    wide = dataclasses.replace(FIXED, center_fraction=0.6)
+    assert _captions(boxes, WITH_EMPTY)[0] == FIXED.empty_center
+    assert _captions(boxes, WITH_EMPTY)[1] == "A plane at the edge of the picture."
+    wide = dataclasses.replace(WITH_EMPTY, center_fraction=0.6)
     assert _captions(boxes, wide)[0] == "A plane in the middle of the picture."
     assert _captions(boxes, wide)[1] == wide.empty_edge
 
@@ -93,8 +97,8 @@ def test_counts_above_threshold_become_vague_quantifiers():
     ("person", "", "person", "people"),
 ])
 def test_class_names_normalise_and_pluralise(raw, dataset, singular, plural):
-    assert class_names.normalize_class_name(raw, dataset) == singular
-    assert class_names.pluralize(singular) == plural
+    assert classnames.normalize_class_name(raw, dataset) == singular
+    assert classnames.pluralize(singular) == plural
 
 
 @pytest.mark.parametrize("noun, article", [
@@ -102,11 +106,11 @@ def test_class_names_normalise_and_pluralise(raw, dataset, singular, plural):
     ("university", "a"), ("hour", "an"), ("ship", "a"), ("airport", "an"),
 ])
 def test_indefinite_article_follows_sound(noun, article):
-    assert class_names.indefinite_article(noun) == article
+    assert classnames.indefinite_article(noun) == article
 
 
 def test_single_object_takes_an_article_and_singular_verb():
-    captions = _captions([_box("airplane", 50, 50)], dataset="dior")
+    captions = _captions([_box("airplane", 50, 50)], WITH_EMPTY, dataset="dior")
     assert captions[0] == "An airplane in the middle of the picture."
     assert captions[1] == FIXED.empty_edge
     assert captions[2] == "There is an airplane in the picture."
@@ -115,10 +119,72 @@ def test_single_object_takes_an_article_and_singular_verb():
 def test_stuff_classes_are_places_and_background_is_ignored():
     boxes = [_box("building", 50, 50), _box("building", 52, 52), _box("car", 48, 48),
              _box("impervious_surfaces", 50, 50), _box("clutter", 5, 5), _box("water", 5, 90)]
-    captions = _captions(boxes, dataset="potsdam")
-    assert captions[0] == "A car and a place with buildings in the middle of the picture."
+    few = dataclasses.replace(FIXED, few_regions=("a few",))
+    captions = _captions(boxes, few, dataset="potsdam")
+    # Objects first, then regions; two building regions are "a few places", never "2".
+    assert captions[0] == "A car and a few places with buildings in the middle of the picture."
     assert captions[1] == "A place with water at the edge of the picture."
     assert count_objects(boxes, dataset="potsdam") == {"building": 2, "car": 1, "water": 1}
+
+
+def _regions(category, n, cx=50, cy=50):
+    return [dataclasses.replace(_box(category, cx, cy), region=True, ann_id=f"{i}")
+            for i in range(n)]
+
+
+@pytest.mark.parametrize("n, allowed", [
+    (1, {"a place with cars"}),
+    (2, {"a few places with cars", "some places with cars"}),
+    (3, {"a few places with cars", "some places with cars"}),
+    (7, {"several places with cars", "some places with cars", "a number of places with cars"}),
+    (10, {"several places with cars", "some places with cars", "a number of places with cars"}),
+])
+def test_segmentation_regions_are_quantities_of_places_not_digits(n, allowed):
+    # Mask-to-Box regions of a thing class (cars) are still regions, not counted cars.
+    seen = set()
+    for seed in range(30):
+        caption = _captions(_regions("car", n), seed=seed, dataset="potsdam")[0]
+        assert caption.endswith(" in the middle of the picture.") and not re.search(r"\d", caption)
+        seen.add(caption[: -len(" in the middle of the picture.")].lower())
+    assert seen == allowed
+
+
+def test_many_regions_take_the_papers_vague_forms():
+    seen = set()
+    for seed in range(60):
+        captions = _captions(_regions("building", 11) + _regions("car", 12), seed=seed,
+                             dataset="potsdam")
+        assert not any(re.search(r"\d", c) for c in captions), captions
+        seen.update(captions)
+    # The forms of the paper's segmentation examples: "Lots of buildings ..." and
+    # "a large deal of places with cars".
+    assert any("lots of buildings" in c.lower() for c in seen)
+    assert any("a large deal of places with cars" in c.lower() for c in seen)
+    assert not any("large deal of water" in c for c in seen)
+    water = {b2c.region_phrase("water", 20, np.random.default_rng(s)) for s in range(20)}
+    assert all(p.endswith("places with water") for p in water)
+
+
+def test_regions_take_a_plural_verb_unless_one_place():
+    captions = _captions(_regions("building", 3), seed=0, dataset="potsdam")
+    assert captions[2].startswith("There are ") and "places with buildings" in captions[2]
+    assert _captions(_regions("building", 1), dataset="potsdam")[2] == \
+        "There is a place with buildings in the picture."
+
+
+def test_empty_region_sentence_is_off_by_default_and_its_slot_gets_a_count_caption():
+    boxes = [_box("ship", 50, 50), _box("ship", 52, 52), _box("harbor", 48, 50)]
+    for seed in range(20):
+        captions = box_to_captions(boxes, 100, 100, rng=np.random.default_rng(seed),
+                                   dataset="dota")
+        assert len(captions) == 5
+        assert not any(c.startswith("There is nothing") for c in captions), captions
+        assert "in the middle of the picture" in captions[0].lower()
+        assert all("edge" not in c and "middle" not in c for c in captions[1:]), captions
+    assert B2COptions().describe_empty_regions is False
+    with_empty = box_to_captions(boxes, 100, 100, rng=np.random.default_rng(0),
+                                 options=B2COptions(describe_empty_regions=True))
+    assert with_empty[1] == B2COptions().empty_edge
 
 
 def test_difficult_and_ignore_options():
@@ -127,7 +193,7 @@ def test_difficult_and_ignore_options():
     no_difficult = dataclasses.replace(FIXED, include_difficult=False)
     assert count_objects(boxes, no_difficult) == {"harbor": 1, "ship": 1}
     assert _captions(boxes, no_difficult)[0] == "A ship in the middle of the picture."
-    no_harbor = dataclasses.replace(FIXED, ignore_classes=("harbor",))
+    no_harbor = dataclasses.replace(WITH_EMPTY, ignore_classes=("harbor",))
     assert _captions(boxes, no_harbor)[1] == FIXED.empty_edge
     assert _captions([_box("clutter", 5, 5)], dataset="potsdam") == []
 
@@ -185,8 +251,8 @@ def test_count_phrase_boundaries():
 def test_location_caption_lists_the_most_frequent_categories_first():
     names = ["ship", "plane", "harbor", "bridge", "helicopter", "roundabout", "tennis-court"]
     boxes = [_box(name, 5, 5) for i, name in enumerate(names) for _ in range(i + 1)]
-    edge = _captions(boxes)[1]
+    edge = _captions(boxes, WITH_EMPTY)[1]
     assert edge.startswith("7 tennis courts, 6 roundabouts, 5 helicopters, 4 bridges, 3 harbors")
     assert "2 planes at the edge" in edge and "ship" not in edge  # 6 categories at most
-    everything = dataclasses.replace(FIXED, max_location_categories=0)
+    everything = dataclasses.replace(WITH_EMPTY, max_location_categories=0)
     assert "2 planes and a ship at the edge" in _captions(boxes, everything)[1]

@@ -58,7 +58,7 @@ def test_dota_conversion_records_summary_and_provenance(tmp_path):
     assert a["ann_ids"] == ["A:3", "A:4", "A:5"]
     assert a["counts"] == {"harbor": 1, "ship": 2}
     assert a["boxes"][0] == {"category": "ship", "x0": 45.0, "y0": 45.0, "x1": 55.0, "y1": 55.0,
-                             "difficult": False, "ann_id": "A:3"}
+                             "difficult": False, "ann_id": "A:3", "region": False}
     # Captions are B2C's on the original frame, seeded per image id.
     boxes = [Box("ship", 90, 90, 110, 110, ann_id="A:3"), Box("ship", 0, 0, 10, 10, ann_id="A:4"),
              Box("harbor", 180, 0, 199, 10, True, "A:5")]
@@ -137,7 +137,9 @@ def test_masks_captions_and_webdataset_kinds(tmp_path):
     record = RecordSource(tmp_path / "m")[0]
     assert record["counts"] == {"building": 1, "car": 2} and record["source"] == "potsdam"
     assert record["ann_ids"] == ["2:0", "5:0", "5:1"]
-    assert any("2 cars" in c for c in record["captions"])
+    # Mask regions are quantities of places, never digits.
+    assert any("places with cars" in c for c in record["captions"])
+    assert not any(ch.isdigit() for c in record["captions"] for ch in c)
     assert any("a place with buildings" in c for c in record["captions"])
 
     # captions: a Karpathy JSON; the captions are kept, blank sentences dropped.

@@ -7,8 +7,10 @@ import pytest
 from remoteclip_jax.data.types import AnnotatedImage, Box
 from remoteclip_jax.evaluate.counting import (CountItem, EvalDataError, count_caption,
                                               count_captions, count_metrics, count_predictions,
+                                              count_report, count_scores, count_topk_curve,
                                               dota_images, manifest_rows, read_count_manifest,
                                               write_manifest)
+from remoteclip_jax.evaluate.plots import plot_count_topk
 
 
 def test_captions_differ_only_in_the_count():
@@ -66,3 +68,49 @@ def test_digit_template_matches_box_to_caption_numbers():
     template = "There {be} {digits} {objects} in the picture."
     assert count_caption("storage tank", 1, template) == "There is 1 storage tank in the picture."
     assert count_caption("storage tank", 7, template) == "There are 7 storage tanks in the picture."
+
+
+def _numpy_topk_curve(scores, counts):
+    """Re-derivation: rank the ten captions by score (argsort, descending), top-k = the true
+    count's caption is among the first k."""
+    order = np.argsort(-scores, axis=1, kind="stable")
+    position = np.argmax(order == (np.asarray(counts) - 1)[:, None], axis=1)
+    return {k: 100.0 * np.mean(position < k) for k in range(1, 11)}
+
+
+def test_topk_curve_matches_numpy_ranking_on_tie_free_scores():
+    rng = np.random.default_rng(0)
+    counts = rng.integers(1, 11, 200)
+    scores = rng.normal(size=(200, 10))
+    scores[np.arange(200), counts - 1] += 1.0
+    want = _numpy_topk_curve(scores, counts)
+    for ties in ("expected", "pessimistic", "optimistic"):
+        got = count_topk_curve(scores, counts, ties=ties)
+        assert got == pytest.approx(want, abs=1e-9)
+    assert want[10] == 100.0 and all(want[k] <= want[k + 1] for k in range(1, 10))
+
+
+def test_count_report_from_feature_scores(tmp_path):
+    rng = np.random.default_rng(1)
+    caps = {"ship": rng.normal(size=(10, 6)), "plane": rng.normal(size=(10, 6))}
+    items = [CountItem("x", "ship" if i % 2 else "plane", int(c))
+             for i, c in enumerate(rng.integers(1, 11, 40))]
+    img = np.stack([caps[it.category][it.count - 1] + 0.8 * rng.normal(size=6) for it in items])
+    scores = count_scores(img, caps, items)
+    unit = lambda a: a / np.linalg.norm(a, axis=-1, keepdims=True)          # noqa: E731
+    np.testing.assert_allclose(scores[3], unit(caps[items[3].category]) @ unit(img[3]))
+    counts = [it.count for it in items]
+    metrics, details = count_report(scores, counts)
+    want = _numpy_topk_curve(scores, counts)
+    assert details["topk_curve"] == pytest.approx(want)
+    preds = count_predictions(img, caps, items)
+    assert metrics["top1"] == pytest.approx(100 * np.mean(preds == np.array(counts)))
+    assert metrics["mae"] == pytest.approx(np.mean(np.abs(preds - np.array(counts))))
+    plot_count_topk({"model": details["topk_curve"]}, tmp_path / "count_topk.png")
+    assert (tmp_path / "count_topk.png").stat().st_size > 1000
+
+
+def test_topk_curve_ties_hand_computed():
+    scores = np.zeros((1, 10))                          # all ten captions tie
+    assert count_topk_curve(scores, [4], ks=(1, 5), ties="expected") == pytest.approx({1: 10.0, 5: 50.0})
+    assert count_topk_curve(scores, [4], ks=(1,), ties="pessimistic") == {1: 0.0}

@@ -101,3 +101,26 @@ def test_paper_split_sorts_by_filename_per_class():
     # Lexicographic: x_1, x_10, x_2, ..., x_9 -> the last two are x_8, x_9.
     assert sorted(paths[i].rsplit("/", 1)[1] for i in test) == ["a_8.jpg", "a_9.jpg", "b_8.jpg", "b_9.jpg"]
     assert len(train) == 16
+
+
+def test_listing_order_split_matches_itras_glob_split(tmp_path):
+    import glob
+    import os
+    rng = np.random.default_rng(0)
+    paths, labels = [], []
+    for c in ("b", "a"):
+        os.makedirs(tmp_path / c)
+        for i in rng.permutation(13):
+            (tmp_path / c / f"{c}_{i}.jpg").write_bytes(b"")
+            paths.append(str(tmp_path / c / f"{c}_{i}.jpg"))
+            labels.append(c)
+    # ITRA classification_datasets.py lines 366-374: glob per sorted folder, first int(0.8 n) train.
+    want_train, want_test = [], []
+    for folder in sorted(glob.glob(os.path.join(tmp_path, "*"))):
+        files = glob.glob(os.path.join(folder, "*"))
+        stop = int(len(files) * 0.8)
+        want_train += files[:stop]
+        want_test += files[stop:]
+    train, test = paper_split(paths, labels, order="listing")
+    assert sorted(paths[i] for i in train) == sorted(want_train)
+    assert sorted(paths[i] for i in test) == sorted(want_test)

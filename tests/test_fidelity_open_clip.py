@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import remoteclip_jax as rc
-from configs.base import get_base_config
+from remoteclip_jax.config import get_base_config
 from remoteclip_jax.train import sharding
 from remoteclip_jax.train import state as state_lib
 from remoteclip_jax.train import step as step_lib

@@ -1,9 +1,8 @@
 """Dataset presets: the AID list is exactly the real AID class folders; names resolve loosely."""
 import pytest
 
-from remoteclip_jax.evaluate.classnames import readable_classnames
 from remoteclip_jax.inference.inputs import InputError
-from remoteclip_jax.inference.presets import DATASET_CLASSES, dataset_classes
+from remoteclip_jax.inference.presets import SCENE_DATASETS, dataset_classes
 
 
 def test_aid_preset_equals_the_class_folders_of_the_real_dataset(shared_data):
@@ -14,14 +13,16 @@ def test_aid_preset_equals_the_class_folders_of_the_real_dataset(shared_data):
 
 
 def test_class_counts_match_the_published_datasets():
-    counts = {k: len(v) for k, v in DATASET_CLASSES.items()}
-    assert counts == {"aid": 30, "ucm": 21, "resisc45": 45, "eurosat": 10, "whurs19": 19, "rsc11": 11}
-    assert all(len(set(v)) == len(v) for v in DATASET_CLASSES.values())
+    published = {"aid": 30, "eurosat": 10, "resisc45": 45, "ucmerced": 21, "whurs19": 19,
+                 "rsc11": 11, "siriwhu": 12, "optimal31": 31, "patternnet": 38, "mlrsnet": 46,
+                 "rs2800": 7, "rsicb128": 45, "rsicb256": 35}
+    assert {k: len(dataset_classes(k)) for k in SCENE_DATASETS} == published
 
 
-def test_names_resolve_case_and_separator_insensitively_and_read_well():
+def test_names_resolve_case_and_separator_insensitively():
     assert dataset_classes("WHU-RS19") == dataset_classes("whurs19")
-    assert dataset_classes("UC Merced") == dataset_classes("ucm")
-    assert "storage tanks" in readable_classnames(dataset_classes("rsc11"), "rsc11")
+    assert dataset_classes("UCM") == dataset_classes("ucmerced")
     with pytest.raises(InputError, match="known: aid"):
         dataset_classes("imagenet")
+    with pytest.raises(InputError):
+        dataset_classes("dota")  # a detection label table, not a scene class list

@@ -28,13 +28,13 @@ def model_dir(tmp_path_factory):
     return save_model_dir(tiny_model()[1], tmp_path_factory.mktemp("model") / "tiny")
 
 
-def _reference_probabilities(paths, class_prompts):
-    """Softmax of 100 x cosine against class vectors built the 'openai' way, in float64 numpy:
-    normalise each prompt feature, average a class's prompts, normalise."""
+def _reference_probabilities(paths, class_prompts, method):
+    """Softmax of 100 x cosine against class vectors, in float64 numpy: 'average' averages a
+    class's raw prompt features, 'openai' normalises each first; then normalise."""
     model, variables = tiny_model()
     classes = []
     for prompts in class_prompts:
-        f = reference_text_features(model, variables, prompts)
+        f = reference_text_features(model, variables, prompts, unit=method == "openai")
         mean = f.mean(axis=0)
         classes.append(mean / np.linalg.norm(mean))
     logits = 100.0 * reference_image_features(model, variables, paths) @ np.stack(classes).T
@@ -42,13 +42,16 @@ def _reference_probabilities(paths, class_prompts):
     return e / e.sum(axis=1, keepdims=True)
 
 
-def test_scores_equal_softmax_of_100_cosine_from_direct_apply(aid):
+@pytest.mark.parametrize("method", ["average", "openai"])
+def test_scores_equal_softmax_of_100_cosine_from_direct_apply(aid, method):
     folder, paths = aid
     classes = ["BaseballField", "storage tanks", "Beach"]
-    result = classify(folder, classes, model=tiny_model(), templates=TEMPLATES, top_k=3)
+    result = classify(folder, classes, model=tiny_model(), templates=TEMPLATES, top_k=3,
+                      class_embedding=method)
     assert result.paths == paths and result.class_names == classes
     readable = ["baseball field", "storage tanks", "beach"]  # prompts use readable names
-    expected = _reference_probabilities(paths, [[t.format(c) for t in TEMPLATES] for c in readable])
+    expected = _reference_probabilities(paths, [[t.format(c) for t in TEMPLATES] for c in readable],
+                                        method)
     np.testing.assert_allclose(result.probabilities, expected, atol=2e-5)
     np.testing.assert_allclose(result.probabilities.sum(axis=1), 1.0, atol=1e-9)
 

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from remoteclip_jax import checkpoint as ckpt
-from remoteclip_jax.train import loop
+from remoteclip_jax import config as schema
+from remoteclip_jax.train import loop, setup
 from tests.test_resume import smoke_config
 
 
@@ -30,8 +31,8 @@ class _PoisonAfter:
 
 
 def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
-    real = loop.make_data_iterator
-    monkeypatch.setattr(loop, "make_data_iterator",
+    real = setup.make_data_iterator
+    monkeypatch.setattr(setup, "make_data_iterator",
                         lambda *a, **k: _PoisonAfter(real(*a, **k), n=2))
     config = smoke_config()
     config.train.steps, config.train.checkpoint_every = 6, 2
@@ -40,7 +41,7 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monk
     message = str(err.value)
     assert message.startswith("step 3: train/loss")
     assert "last good checkpoint is step 2" in message and "--config.optim.lr" in message
-    with ckpt.Checkpointer(tmp_path, loop.model_signature(config)) as c:
+    with ckpt.Checkpointer(tmp_path, setup.model_signature(config)) as c:
         assert c.latest_step() == 2
     logged = [json.loads(x)["step"] for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert logged == [1, 2]
@@ -48,9 +49,9 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monk
 
 def test_global_batch_defaults_to_per_device_times_devices():
     config = smoke_config()
-    assert loop.global_batch_size(config, device_count=8) == 2 * 8
+    assert schema.global_batch_size(config, 8) == 2 * 8
     config.data.batch_size = 24
-    assert loop.global_batch_size(config, device_count=8) == 24
+    assert schema.global_batch_size(config, 8) == 24
 
 
 def test_flop_count_for_mfu_is_per_device_share_of_the_global_step():

@@ -54,8 +54,8 @@ def test_two_separate_blobs_give_two_boxes_and_background_none():
     mask[1:3, 1:4] = 1      # 6 px
     mask[6:9, 7:11] = 1     # 12 px
     boxes = mask_to_boxes(mask, TABLE, min_area=1)
-    assert boxes == [Box("building", 1, 1, 4, 3, ann_id="1:0"),
-                     Box("building", 7, 6, 11, 9, ann_id="1:1")]
+    assert boxes == [Box("building", 1, 1, 4, 3, ann_id="1:0", region=True),
+                     Box("building", 7, 6, 11, 9, ann_id="1:1", region=True)]
 
 
 def test_diagonal_touch_joins_components_8_connectivity():

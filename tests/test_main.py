@@ -37,6 +37,8 @@ def test_train_logs_every_metric_and_writes_checkpoints_plots_and_export(trained
     assert (workdir / "loss_curve.png").read_bytes()[:4] == b"\x89PNG"
     assert (workdir / "export" / "open_clip_model.safetensors").exists()
     assert (workdir / "export" / "open_clip_model.pt").exists()
+    card = (workdir / "export" / "README.md").read_text()  # the model card names data and steps
+    assert "synthetic" in card and "4" in card
     # The final evaluation is printed and logged.
     assert "eval/synthetic_retrieval/mean_recall" in out.stdout
     assert any("eval/synthetic_count/top1" in r for r in _records(workdir))
@@ -61,7 +63,7 @@ def test_export_mode_writes_weights_open_clip_loads_strictly(trained, tmp_path):
     from safetensors.numpy import load_file
 
     import remoteclip_jax as rc
-    from configs.recipe_extras import TINY_VIT
+    from remoteclip_jax.recipes import SMOKE_VIT as TINY_VIT
 
     workdir, _ = trained
     out = run_main("--config=configs/demo.py:smoke", f"--workdir={workdir}", "--mode=export",
@@ -99,3 +101,20 @@ def test_cli_refuses_a_workdir_of_another_model_in_one_line(trained):
     last = out.stderr.strip().splitlines()[-1]
     assert last.startswith("error: ") and "holds a checkpoint (step 4)" in last
     assert "Traceback" not in out.stderr
+
+
+def test_sigmoid_loss_run_exports_and_reimports_its_logit_bias(tmp_path):
+    """A SigLIP run's logit_bias is a model parameter: trained, exported, read back."""
+    from remoteclip_jax.weights import model_dir
+
+    workdir = tmp_path / "siglip"
+    out = run_main("--config=configs/demo.py:smoke", f"--workdir={workdir}",
+                   "--config.loss.type=sigmoid", "--config.optim.lr=0.05")
+    assert out.returncode == 0, out.stderr[-4000:]
+    logged = [r["train/logit_bias"] for r in _records(workdir) if "train/logit_bias" in r]
+    model, variables = model_dir.load_pretrained(str(workdir / "export"))
+    bias = float(variables["params"]["logit_bias"])
+    assert bias != -10.0                       # it trained away from SigLIP's init...
+    if logged:
+        assert bias == pytest.approx(logged[-1], abs=1e-6)   # ...to what training last logged
+    assert model.has_logit_bias

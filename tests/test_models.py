@@ -194,3 +194,25 @@ def test_bfloat16_matmuls_take_bf16_operands_and_accumulate_in_float32(config):
         for eqn in big:
             assert {v.aval.dtype for v in eqn.invars} == {jnp.dtype(jnp.bfloat16)}, (method, eqn)
             assert eqn.outvars[0].aval.dtype == jnp.float32, (method, eqn)
+
+
+def test_init_logit_bias_adds_open_clips_scalar_bias_and_nothing_else():
+    siglip = {**TINY_VIT, "init_logit_bias": -10, "init_logit_scale": float(np.log(10))}
+    model = rc.create_model(siglip)
+    s = model.image_size
+    variables = model.init(jax.random.PRNGKey(0), jnp.zeros((1, s, s, 3)), jnp.zeros((1, 77), jnp.int32))
+    plain = jax.eval_shape(rc.create_model(TINY_VIT).init, jax.random.PRNGKey(0),
+                           jnp.zeros((1, s, s, 3)), jnp.zeros((1, 77), jnp.int32))
+    assert set(variables["params"]) - set(plain["params"]) == {"logit_bias"}
+    # Same names, shapes and init values as open_clip's CLIP(init_logit_bias=..., init_logit_scale=...).
+    reference = build_openclip(siglip, randomize_batchnorm=False).state_dict()
+    state_dict = rc.to_openclip(variables, siglip)
+    for name in ("logit_bias", "logit_scale"):
+        assert state_dict[name].shape == tuple(reference[name].shape) == ()
+        np.testing.assert_allclose(state_dict[name], reference[name].numpy(), rtol=1e-7)
+    assert "init_logit_bias" not in rc.model_config(TINY_VIT)  # absent unless set
+
+
+def test_nonscalar_logit_scale_is_refused():
+    with pytest.raises(UnknownModelError, match="nonscalar_logit_scale"):
+        rc.model_config({**TINY_VIT, "nonscalar_logit_scale": True})

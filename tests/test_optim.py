@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import remoteclip_jax as rc
-from configs.base import get_base_config
+from remoteclip_jax.config import get_base_config
 from remoteclip_jax.train import optim
 
 open_clip = pytest.importorskip("open_clip")

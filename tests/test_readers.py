@@ -97,13 +97,13 @@ def test_caption_jsonl_and_csv(tmp_path):
     csv_path = tmp_path / "rs5m.csv"
     csv_path.write_text('filename,title\na.jpg,"a plane, parked"\nb.jpg,a ship\na.jpg,'
                         '"two\nlines"\n,orphan\n')
-    with pytest.raises(AnnotationError, match=r"rs5m.csv:6: row lacks a file name"):
+    with pytest.raises(AnnotationError, match=r"rs5m.csv:6: row lacks an image path"):
         readers.read_caption_csv(csv_path)
     items = readers.read_caption_csv(csv_path, on_error=lambda e: None)
     assert [(i.image_id, i.captions) for i in items] == [
         ("a.jpg", ["a plane, parked", "two lines"]), ("b.jpg", ["a ship"])]
     (tmp_path / "nohead.csv").write_text("name,text\nx,y\n")
-    with pytest.raises(AnnotationError, match=r"nohead.csv:1: header .* no 'filename'"):
+    with pytest.raises(AnnotationError, match=r"nohead.csv:1: header has no image column"):
         readers.read_captions(tmp_path / "nohead.csv")
 
 

@@ -10,9 +10,10 @@ import time
 import numpy as np
 
 from remoteclip_jax.train import loop
-from tests.cli_helpers import ROOT, cli_env, main_command
+from tests.cli_helpers import ROOT, cli_env, main_command, run_main
 
-STEPS, CHECKPOINT_EVERY, KILL_AFTER = 10, 4, 6
+# Many steps, so that the kill (as soon as step KILL_AFTER is logged) lands mid-run.
+STEPS, CHECKPOINT_EVERY, KILL_AFTER = 40, 4, 6
 OVERRIDES = {"train.steps": STEPS, "train.checkpoint_every": CHECKPOINT_EVERY,
              "train.export": False}
 # The subprocesses use the same 8 simulated devices as this pytest process (conftest.py), so the
@@ -45,41 +46,74 @@ def _losses(lines):
     return {r["step"]: r["train/loss"] for r in lines if "train/loss" in r}
 
 
+def _logged_steps(workdir):
+    path = workdir / "metrics.jsonl"
+    if not path.exists():
+        return []
+    return [json.loads(x)["step"] for x in path.read_text().splitlines() if x.endswith("}")]
+
+
 def test_sigkilled_run_resumes_with_identical_losses_and_data_order(tmp_path):
-    # A run that stops after step KILL_AFTER (test hook) and is then SIGKILLed from outside.
+    # A run SIGKILLed from outside at an arbitrary moment after step KILL_AFTER was logged.
     workdir, log = tmp_path / "killed", tmp_path / "stderr.txt"
     with open(log, "w") as stderr:
-        proc = subprocess.Popen(
-            _command(workdir), cwd=ROOT, stderr=stderr, stdout=subprocess.DEVNULL,
-            env=cli_env(DEVICES, REMOTECLIP_DEBUG_PAUSE_AFTER_STEP=str(KILL_AFTER)))
+        proc = subprocess.Popen(_command(workdir), cwd=ROOT, stderr=stderr,
+                                stdout=subprocess.DEVNULL, env=cli_env(DEVICES))
         try:
-            # Meanwhile (the machine has two cores), the uninterrupted reference, in this process.
-            reference = tmp_path / "reference"
-            loop.train_and_evaluate(smoke_config(), reference)
             deadline = time.time() + 300
-            while f"REMOTECLIP_PAUSED step={KILL_AFTER}" not in log.read_text():
+            # After step KILL_AFTER is logged and the first checkpoint is committed (orbax
+            # renames a finished step directory into place).
+            while (max(_logged_steps(workdir), default=0) < KILL_AFTER
+                   or not (workdir / "checkpoints" / str(CHECKPOINT_EVERY)).is_dir()):
                 assert proc.poll() is None, log.read_text()[-3000:]
                 assert time.time() < deadline, "the run never reached the kill point"
-                time.sleep(0.2)
+                time.sleep(0.02)
             os.kill(proc.pid, signal.SIGKILL)
             assert proc.wait(timeout=60) == -signal.SIGKILL
         finally:
             if proc.poll() is None:
                 proc.kill()
+    first = _lines(workdir)
+    killed_at = max(r["step"] for r in first)
+    assert KILL_AFTER <= killed_at < STEPS, "the run ended before the kill"
+    # The uninterrupted reference, in this process (the same 8 simulated devices).
+    reference = tmp_path / "reference"
+    loop.train_and_evaluate(smoke_config(), reference)
     expected = _losses(_lines(reference))
     assert sorted(expected) == list(range(1, STEPS + 1))
-    first = _lines(workdir)
-    assert [r["step"] for r in first] == list(range(1, KILL_AFTER + 1))
 
-    # Restarted from its workdir: resumes from the last checkpoint (step 4) and re-does 5...
+    # Restarted from its workdir: resumes from the newest finished checkpoint and re-does the rest.
     out = subprocess.run(_command(workdir), cwd=ROOT, env=cli_env(DEVICES), capture_output=True,
                          text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
-    assert f"step {CHECKPOINT_EVERY}" in out.stdout  # "resuming from ... step 4"
-    resumed = _losses(_lines(workdir)[KILL_AFTER:])
-    assert sorted(resumed) == list(range(CHECKPOINT_EVERY + 1, STEPS + 1))
+    resumed_from = int(out.stdout.split("resuming from")[1].split("step")[1].split()[0])
+    assert resumed_from % CHECKPOINT_EVERY == 0 and resumed_from <= killed_at
+    resumed = _losses(_lines(workdir)[len(first):])
+    assert sorted(resumed) == list(range(resumed_from + 1, STEPS + 1))
 
-    for step, loss in {**_losses(first), **resumed}.items():
+    for step, loss in [*_losses(first).items(), *resumed.items()]:
         np.testing.assert_allclose(loss, expected[step], rtol=1e-6, atol=0, err_msg=f"step {step}")
     # Losses move step to step, so matching them pins the data order, not just the weights.
     assert len({round(v, 6) for v in expected.values()}) == STEPS
+
+
+def test_run_whose_newest_checkpoint_is_truncated_resumes_from_the_one_before(tmp_path):
+    workdir = tmp_path / "run"
+    overrides = [f"--workdir={workdir}", "--config.train.steps=4",
+                 "--config.train.checkpoint_every=2", "--config.train.export=False"]
+    first = run_main("--config=configs/demo.py:smoke", *overrides)
+    assert first.returncode == 0, first.stderr[-3000:]
+    newest = workdir / "checkpoints" / "4"
+    chunk = max((p for p in (newest / "state").rglob("*") if p.is_file() and p.parent.name == "d"),
+                key=lambda p: p.stat().st_size)
+    with open(chunk, "r+b") as f:
+        f.truncate(chunk.stat().st_size // 2)
+
+    again = run_main("--config=configs/demo.py:smoke", *overrides)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "WARNING: checkpoint step 4" in again.stderr and "resuming from step 2" in again.stderr
+    assert "step 2" in again.stdout  # "resuming from ... step 2"
+    assert (workdir / "checkpoints_damaged" / "4").is_dir()
+    # The rerun trained steps 3 and 4 again and saved a new, intact step 4.
+    assert [r["step"] for r in _lines(workdir) if "train/loss" in r][-2:] == [3, 4]
+    assert (newest / "remoteclip_manifest.json").is_file()

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import remoteclip_jax as rc
-from configs.base import get_base_config
+from remoteclip_jax.config import get_base_config
 from remoteclip_jax.train import loss as loss_lib
 from remoteclip_jax.train import sharding
 from remoteclip_jax.train import state as state_lib
@@ -235,3 +235,52 @@ def test_sigmoid_accumulation_equals_one_batch_including_logit_bias(vit, vit_sta
     assert abs(float(one[0]) - float(two[0])) / float(one[0]) < 1e-6
     assert _tree_rel(two[1], one[1]) < 1e-5
     assert float(jnp.abs(one[1]["logit_bias"])) > 0
+
+
+def _sigmoid_config(model):
+    config = _config(**{"loss.type": "sigmoid"})
+    del config.model  # a name in the base config; a dict here
+    config.model = model
+    return config
+
+
+def test_sigmoid_run_builds_its_model_with_open_clips_siglip_scalars():
+    # open_clip_train/main.py, `if args.siglip:` sets init_logit_scale=np.log(10) and
+    # init_logit_bias=-10 as model kwargs.
+    spec = state_lib.training_model_config(_sigmoid_config(MICRO_VIT))
+    assert spec["init_logit_bias"] == -10.0 and spec["init_logit_scale"] == math.log(10.0)
+    assert rc.create_model(spec).has_logit_bias
+    # Other losses keep config.model as written (same checkpoint signatures as before).
+    assert state_lib.training_model_config(_config(model="ViT-B-32")) == "ViT-B-32"
+
+
+def test_trained_siglip_bias_is_a_model_param_that_survives_export_to_open_clip():
+    config = _sigmoid_config(MICRO_VIT)
+    spec = state_lib.training_model_config(config)
+    model, mesh = rc.create_model(spec), _mesh()
+    params = dict(_numpy_variables(rc.create_model(MICRO_VIT))["params"])
+    state, _ = state_lib.create_train_state(model, config, mesh, jax.random.PRNGKey(0),
+                                            init_variables={"params": params})
+    assert float(state.params["logit_bias"]) == -10.0  # a CLIP start: the configured init
+    train_step = step_lib.make_train_step(model, config, mesh)
+    for seed in (6, 7):
+        state, _ = train_step(state, sharding.shard_batch(_batch(model, seed=seed), mesh),
+                              jax.random.PRNGKey(0))
+    trained = np.asarray(jax.device_get(state.params["logit_bias"]))
+    assert trained.shape == () and trained != np.float32(-10.0)
+
+    variables = jax.device_get(state_lib.model_variables(state))
+    state_dict = rc.to_openclip(variables, spec)
+    assert state_dict["logit_bias"].shape == () and state_dict["logit_bias"] == trained
+    again = rc.load_openclip(state_dict, spec)
+    assert np.array_equal(again["params"]["logit_bias"], trained)
+
+    torch = pytest.importorskip("torch")
+    open_clip = pytest.importorskip("open_clip")
+    reference = open_clip.model.CLIP(
+        spec["embed_dim"], dict(spec["vision_cfg"]), dict(spec["text_cfg"]),
+        quick_gelu=spec["quick_gelu"], init_logit_bias=spec["init_logit_bias"],
+        init_logit_scale=spec["init_logit_scale"])
+    reference.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in state_dict.items()},
+                              strict=True)
+    assert reference.logit_bias.detach().numpy() == trained

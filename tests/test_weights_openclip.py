@@ -1,7 +1,4 @@
 """The converter: OpenCLIP files and state dicts <-> Flax variables, bit-exact both ways."""
-import subprocess
-import sys
-
 import jax
 import numpy as np
 import pytest
@@ -115,24 +112,41 @@ def test_truncated_and_foreign_files_give_one_line_errors(tmp_path):
         assert str(info.value).startswith(str(tmp_path / name)) and "\n" not in str(info.value), name
 
 
-def test_cli_import_then_export_round_trips(tmp_path):
-    reference = build_openclip(TINY_VIT)
-    config_name = "ViT-B-32-quickgelu"
-    torch.manual_seed(0)
-    full = build_openclip(config_name)
-    torch.save(full.state_dict(), tmp_path / "remoteclip.pt")
-    del reference
-    run = lambda *args: subprocess.run([sys.executable, "-m", "remoteclip_jax.weights.openclip", *args],
-                                       capture_output=True, text=True, timeout=300)
-    result = run("import", str(tmp_path / "remoteclip.pt"), "--model", "RemoteCLIP-ViT-B-32",
-                 "--out", str(tmp_path / "orbax"))
-    assert result.returncode == 0, result.stderr
-    for out in ("back.safetensors", "back.pt"):
-        result = run("export", str(tmp_path / "orbax"), "--out", str(tmp_path / out))
-        assert result.returncode == 0, result.stderr
-        assert "activation quick_gelu" in result.stdout
-        back = read_state_dict(str(tmp_path / out))
-        for key, value in full.state_dict().items():
-            assert np.array_equal(back[key], value.numpy()), (out, key)
-    result = run("import", str(tmp_path / "remoteclip.pt"), "--model", "RN50", "--out", str(tmp_path / "x"))
-    assert result.returncode == 1 and result.stderr.startswith("error: ") and "missing" in result.stderr
+SIGLIP_VIT = {**TINY_VIT, "init_logit_bias": -10.0}
+
+
+def test_siglip_style_logit_bias_round_trips_bit_exactly_and_loads_strictly():
+    reference = build_openclip(SIGLIP_VIT)
+    with torch.no_grad():
+        reference.logit_bias.fill_(-6.8125)  # as if trained away from its init
+    state = _numpy_state(reference)
+    assert state["logit_bias"].shape == ()  # open_clip's default: 0-d, like logit_scale
+    variables = rc.load_openclip(reference.state_dict(), SIGLIP_VIT)
+    assert np.array_equal(variables["params"]["logit_bias"], np.float32(-6.8125))
+    back = rc.to_openclip(variables, SIGLIP_VIT)
+    assert set(back) == set(state)
+    assert back["logit_bias"].dtype == np.float32 and back["logit_bias"].shape == ()
+    assert np.array_equal(back["logit_bias"], state["logit_bias"])
+    fresh = build_openclip(SIGLIP_VIT, seed=1)
+    fresh.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in back.items()}, strict=True)
+    assert fresh.logit_bias.item() == -6.8125
+
+
+def test_logit_bias_needs_a_config_that_declares_it():
+    with pytest.raises(CheckpointError, match="init_logit_bias.*unexpected \\(1\\): logit_bias"):
+        rc.load_openclip(build_openclip(SIGLIP_VIT).state_dict(), TINY_VIT)
+
+
+def test_clip_checkpoint_for_a_siglip_config_starts_at_init_logit_bias():
+    variables = rc.load_openclip(build_openclip(TINY_VIT).state_dict(), SIGLIP_VIT)
+    assert np.array_equal(variables["params"]["logit_bias"], np.float32(-10.0))
+
+
+def test_one_element_scalars_of_nonscalar_open_clip_models_load_as_0d():
+    reference = build_openclip({**SIGLIP_VIT, "nonscalar_logit_scale": True})
+    state = _numpy_state(reference)
+    assert state["logit_scale"].shape == (1,) and state["logit_bias"].shape == (1,)
+    variables = rc.load_openclip(state, SIGLIP_VIT)
+    for name in ("logit_scale", "logit_bias"):
+        assert variables["params"][name].shape == ()
+        assert np.array_equal(variables["params"][name], state[name][0])

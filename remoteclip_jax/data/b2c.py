@@ -9,9 +9,17 @@ The paper's code was never released; this is a reconstruction from its text and 
   ("There are 4 large vehicles, a small vehicle and 5 planes in the picture.").
 
 Counts are digits, one object is "a"/"an", and counts above a threshold become a vague quantifier
-("many", "lots of", ...). Stuff classes from segmentation masks (buildings, water, ...) are not
-counted but phrased as places ("a place with buildings"). Every random choice comes from the
-`rng` argument, so a seed fixes the captions.
+("many", "lots of", ...). Segmentation regions (boxes from Mask-to-Box) and stuff classes
+(buildings, water, ...) are not counted in digits: a box around one connected region of a mask is
+no countable object, so they are phrased as quantities of regions, as the paper's segmentation
+examples are ("Lots of buildings ...", "a large deal of places with cars"): "a place with cars",
+"a few places with buildings", "several places with water", above the threshold a vague
+quantifier. Every random choice comes from the `rng` argument, so a seed fixes the captions.
+
+A region with no objects gets no "There is nothing in the middle of the picture." caption by
+default: the paper never shows one, and one identical sentence on many images is a false
+negative for every other image in a contrastive batch that carries it. Its slot gets one more
+count caption instead; `B2COptions.describe_empty_regions` brings the sentence back.
 """
 from __future__ import annotations
 
@@ -21,12 +29,12 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from remoteclip_jax.data import class_names
+from remoteclip_jax.data import classnames
 from remoteclip_jax.data.types import Box
 
 # Classes never captioned by default (segmentation "no object" labels).
-DEFAULT_IGNORE = class_names.NON_OBJECT_CLASSES
-# Amorphous classes from segmentation masks, phrased as places, with the word used for each.
+DEFAULT_IGNORE = classnames.NON_OBJECT_CLASSES
+# Amorphous classes, phrased as places even when boxed by a detector, with the word used for each.
 DEFAULT_STUFF = {
     "building": "buildings", "buildings": "buildings", "road": "roads", "roads": "roads",
     "water": "water", "barren": "barren land", "barren land": "barren land", "forest": "forest",
@@ -48,8 +56,11 @@ class B2COptions:
         include_difficult: count DOTA/DIOR `difficult` objects (they are real objects; set False
             to drop them as the detection benchmarks do).
         ignore_classes: normalised class names never captioned.
-        stuff_classes: normalised class name -> place word; these are phrased
-            "a place with <word>" instead of being counted.
+        stuff_classes: normalised class name -> place word; these are phrased as quantities
+            of regions ("a few places with <word>") instead of being counted, like every
+            segmentation region (`Box.region`).
+        few_regions / some_regions: quantity words for 2-3 regions and for 4 up to
+            `many_threshold` regions (one region is "a place with ...").
         num_count_captions: how many count-based captions follow the two location captions.
         max_categories_per_caption: at most this many categories in one count caption.
         max_location_categories: a location caption lists at most this many categories, the
@@ -60,6 +71,9 @@ class B2COptions:
         center_templates / edge_templates / count_templates: sentence forms; `{objects}` is the
             object list, `{be}` "is" for a single singular item, else "are".
         both_template: the two-category form, with `{a}` and `{b}`.
+        describe_empty_regions: caption a region without objects with `empty_center` /
+            `empty_edge` (off by default: see the module docstring); when off, that slot gets
+            one more count caption, so there are always `2 + num_count_captions` captions.
         empty_center / empty_edge: captions when no object lies in that region.
     """
     center_fraction: float = 0.5
@@ -90,6 +104,9 @@ class B2COptions:
         "{objects} in the picture.",
     )
     both_template: str = "There are both {a} and {b} in the picture."
+    few_regions: tuple[str, ...] = ("a few", "some")
+    some_regions: tuple[str, ...] = ("several", "some", "a number of")
+    describe_empty_regions: bool = False
     empty_center: str = "There is nothing in the middle of the picture."
     empty_edge: str = "There is nothing at the edge of the picture."
 
@@ -101,12 +118,12 @@ def captioned_boxes(boxes: Sequence[Box], options: B2COptions | None = None,
 
 
 def _kept_names(boxes: Sequence[Box], options: B2COptions, dataset: str) -> list[tuple[Box, str]]:
-    ignore = {class_names.normalize_class_name(c) for c in options.ignore_classes}
+    ignore = {classnames.normalize_class_name(c) for c in options.ignore_classes}
     kept = []
     for box in boxes:
         if box.difficult and not options.include_difficult:
             continue
-        name = class_names.normalize_class_name(box.category, dataset)
+        name = classnames.normalize_class_name(box.category, dataset)
         if name and name not in ignore:
             kept.append((box, name))
     return kept
@@ -134,11 +151,41 @@ def count_phrase(name: str, count: int, rng: np.random.Generator,
     """"a ship", "3 ships" or "many ships" (a vague quantifier above the threshold)."""
     options = options or B2COptions()
     if count == 1:
-        return f"{class_names.indefinite_article(name)} {name}"
+        return f"{classnames.indefinite_article(name)} {name}"
     if count > options.many_threshold:
-        word = options.vague_quantifiers[int(rng.integers(len(options.vague_quantifiers)))]
-        return f"{word} {class_names.pluralize(name)}"
-    return f"{count} {class_names.pluralize(name)}"
+        return f"{_choice(options.vague_quantifiers, rng)} {classnames.pluralize(name)}"
+    return f"{count} {classnames.pluralize(name)}"
+
+
+def region_phrase(name: str, count: int, rng: np.random.Generator,
+                  options: B2COptions | None = None, word: str | None = None) -> str:
+    """"a place with cars", "a few places with cars", "lots of cars": regions, never digits.
+
+    Args:
+        name: normalised class name.
+        count: number of regions (connected mask components or stuff boxes).
+        rng: source of the quantity word.
+        options: B2C options (quantity words, threshold).
+        word: the word after "with" (default: the plural, or the mass noun itself).
+    """
+    options = options or B2COptions()
+    word = word or classnames.pluralize(name)
+    if count == 1:
+        return f"a place with {word}"
+    if count > options.many_threshold:
+        quantifier = _choice(options.vague_quantifiers, rng)
+        # "lots of buildings" or "lots of places with buildings"; a mass noun takes the second
+        # form only ("many water" is no English).
+        if name in classnames.MASS_NOUNS or word != classnames.pluralize(name) \
+                or rng.random() < 0.5:
+            return f"{quantifier} places with {word}"
+        return f"{quantifier} {word}"
+    words = options.few_regions if count <= 3 else options.some_regions
+    return f"{_choice(words, rng)} places with {word}"
+
+
+def _choice(words: Sequence[str], rng: np.random.Generator) -> str:
+    return words[int(rng.integers(len(words)))]
 
 
 def _join(items: Sequence[str]) -> str:
@@ -152,25 +199,37 @@ def _sentence(template: str, phrases: Sequence[str], singular: bool) -> str:
     return text[:1].upper() + text[1:]
 
 
+# Region-phrased categories carry this prefix in B2C's internal names, so that one class present
+# as objects and as mask regions is described each way; never part of a caption or count.
+_REGION = "\x00region:"
+
+
+def _label(box: Box, name: str, stuff: dict[str, str]) -> str:
+    return _REGION + name if box.region or name in stuff else name
+
+
 class _Describer:
-    """Builds object lists for one image: things counted, stuff gathered into one place phrase."""
+    """Builds object lists for one image: things counted in digits, regions in quantity words."""
 
     def __init__(self, options: B2COptions, rng: np.random.Generator):
         self.options = options
         self.rng = rng
         self.stuff = dict(options.stuff_classes)
 
+    def is_region(self, label: str) -> bool:
+        return label.startswith(_REGION)
+
+    def phrase(self, label: str, count: int) -> tuple[str, bool]:
+        """The phrase for `count` of a category and whether it takes a singular verb."""
+        if self.is_region(label):
+            name = label[len(_REGION):]
+            text = region_phrase(name, count, self.rng, self.options, self.stuff.get(name))
+            return text, text.startswith("a place with")
+        return count_phrase(label, count, self.rng, self.options), count == 1
+
     def phrases(self, counts: Sequence[tuple[str, int]]) -> tuple[list[str], bool]:
         """Returns the list items and whether they take a singular verb (one singular item)."""
-        items: list[tuple[str, bool]] = []
-        places = [self.stuff[name] for name, _ in counts if name in self.stuff]
-        for name, count in counts:
-            if name in self.stuff:
-                continue
-            singular = count == 1
-            items.append((count_phrase(name, count, self.rng, self.options), singular))
-        if places:
-            items.append((f"a place with {_join(places)}", True))
+        items = [self.phrase(label, count) for label, count in counts]
         # A list of several items takes a plural verb ("a harbor and a ship are").
         return [text for text, _ in items], len(items) == 1 and items[0][1]
 
@@ -179,9 +238,11 @@ class _Describer:
 
 
 def _ordered_counts(names: Sequence[str]) -> list[tuple[str, int]]:
-    # Most frequent first, then alphabetical: a fixed order, so only `rng` varies the captions.
+    # Objects before regions, most frequent first, then alphabetical: a fixed order, so only
+    # `rng` varies the captions.
     counts = collections.Counter(names)
-    return sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+    return sorted(counts.items(),
+                  key=lambda item: (item[0].startswith(_REGION), -item[1], item[0]))
 
 
 _MAX_REDRAWS = 8
@@ -191,10 +252,10 @@ def _count_caption(all_counts: Sequence[tuple[str, int]], describer: _Describer)
     options, rng = describer.options, describer.rng
     k = int(rng.integers(1, min(options.max_categories_per_caption, len(all_counts)) + 1))
     chosen = [all_counts[i] for i in rng.choice(len(all_counts), size=k, replace=False)]
-    things = [(n, c) for n, c in chosen if n not in describer.stuff]
+    things = [(n, c) for n, c in chosen if not describer.is_region(n)]
     if len(things) == 2 and len(chosen) == 2 and rng.random() < options.both_probability:
-        a, b = (class_names.pluralize(n) if c > 1 else
-                f"{class_names.indefinite_article(n)} {n}" for n, c in things)
+        a, b = (classnames.pluralize(n) if c > 1 else
+                f"{classnames.indefinite_article(n)} {n}" for n, c in things)
         text = options.both_template.format(a=a, b=b)
         return text[:1].upper() + text[1:]
     phrases, singular = describer.phrases(chosen)
@@ -214,8 +275,10 @@ def box_to_captions(boxes: Sequence[Box], width: int, height: int, *, rng: np.ra
         dataset: dataset name, for class-name normalisation ("dota", "dior", ...).
 
     Returns:
-        `2 + options.num_count_captions` captions, or an empty list when no box survives the
-        difficult/ignore filters (the caller decides whether to skip such an image).
+        `2 + options.num_count_captions` captions (a location caption first where its region
+        holds objects, count captions in the slots of empty regions unless
+        `describe_empty_regions`), or an empty list when no box survives the difficult/ignore
+        filters (the caller decides whether to skip such an image).
     """
     options = options or B2COptions()
     if width <= 0 or height <= 0:
@@ -224,6 +287,7 @@ def box_to_captions(boxes: Sequence[Box], width: int, height: int, *, rng: np.ra
     if not kept:
         return []
     describer = _Describer(options, rng)
+    kept = [(box, _label(box, name, describer.stuff)) for box, name in kept]
 
     margin_x = width * (1.0 - options.center_fraction) / 2.0
     margin_y = height * (1.0 - options.center_fraction) / 2.0
@@ -234,6 +298,7 @@ def box_to_captions(boxes: Sequence[Box], width: int, height: int, *, rng: np.ra
         (center if inside else edge).append(name)
 
     captions = []
+    extra_count_captions = 0
     for names, templates, empty in ((center, options.center_templates, options.empty_center),
                                     (edge, options.edge_templates, options.empty_edge)):
         if names:
@@ -242,11 +307,13 @@ def box_to_captions(boxes: Sequence[Box], width: int, height: int, *, rng: np.ra
                 counts = counts[:options.max_location_categories]
             phrases, singular = describer.phrases(counts)
             captions.append(_sentence(describer.pick(templates), phrases, singular))
-        else:
+        elif options.describe_empty_regions:
             captions.append(empty)
+        else:
+            extra_count_captions += 1
 
     all_counts = _ordered_counts([name for _, name in kept])
-    for _ in range(options.num_count_captions):
+    for _ in range(options.num_count_captions + extra_count_captions):
         # Redraw a few times rather than repeat a caption: five distinct captions teach more.
         for _attempt in range(_MAX_REDRAWS):
             caption = _count_caption(all_counts, describer)

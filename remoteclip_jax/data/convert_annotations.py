@@ -8,6 +8,11 @@
         --out data/loveda
     python -m remoteclip_jax.data.convert_annotations captions --input RSICD/dataset_rsicd.json --out data/rsicd
     python -m remoteclip_jax.data.convert_annotations webdataset --input RS5M/shards --out data/rs5m
+    python -m remoteclip_jax.data.convert_annotations csv --input Ret-3_train.csv --images RET3 \
+        --csv-img-key filepath --csv-caption-key title --csv-separator '\t' --out data/ret3
+    python -m remoteclip_jax.data.convert_annotations visdrone \
+        --input VisDrone2019-DET-train/annotations --out data/visdrone
+    (also: auair, carpk, hrsc, hrrsd, levir, rsod, stanford_drone; see --help)
 
 Detection and segmentation data get five Box-to-Caption captions per image (masks go through
 Mask-to-Box first); caption data keeps its own captions. Each kept image is stored as JPEG bytes
@@ -38,8 +43,16 @@ from remoteclip_jax.data.readers._paths import IMAGE_EXTENSIONS
 from remoteclip_jax.data.readers.errors import AnnotationError
 from remoteclip_jax.data.types import AnnotatedImage
 
-KINDS = ("dota", "dior", "coco", "masks", "captions", "webdataset")
-BOX_KINDS = ("dota", "dior", "coco", "masks")
+# Detection formats: kind -> reader(input, images, source=..., on_error=...) -> AnnotatedImages.
+DETECTION_READERS = {
+    "dota": readers.read_dota, "dior": readers.read_voc, "coco": readers.read_coco,
+    "hrrsd": readers.read_voc, "visdrone": readers.read_visdrone, "auair": readers.read_auair,
+    "carpk": readers.read_carpk, "hrsc": readers.read_hrsc, "levir": readers.read_levir,
+    "rsod": lambda path, _images, **kw: readers.read_rsod(path, **kw),
+    "stanford_drone": readers.read_stanford_drone,
+}
+KINDS = (*DETECTION_READERS, "masks", "captions", "csv", "webdataset")
+BOX_KINDS = (*DETECTION_READERS, "masks")
 # Paths listed in the summary per skip reason; counts are always complete.
 _MAX_LISTED = 1000
 # Remote-sensing scenes are legitimately huge (DOTA up to 20,000 px a side); PIL's default
@@ -104,21 +117,25 @@ def read_items(kind: str, input_path: str, images: str | None = None, *,
                on_error=None, split: str | None = None, table: str = "loveda",
                min_area: int = m2b.DEFAULT_MIN_AREA, source: str = "",
                mask_suffix: str = "", image_suffix: str = "",
+               csv_options: dict[str, Any] | None = None,
                ) -> tuple[Iterable[AnnotatedImage], int | None]:
-    """The reader for `kind` over `input_path`: (items, number of items if known)."""
+    """The reader for `kind` over `input_path`: (items, number of items if known).
+
+    `csv_options` go to `readers.read_caption_csv` for the `csv` kind (image_column,
+    caption_column, separator, encoding).
+    """
     kw = {"on_error": on_error}
     if source:
         kw["source"] = source
-    if kind == "dota":
-        items = readers.read_dota(input_path, images, **kw)
-    elif kind == "dior":
-        items = readers.read_voc(input_path, images, **kw)
-    elif kind == "coco":
-        items = readers.read_coco(input_path, images, **kw)
-    elif kind == "captions":
+    if kind in DETECTION_READERS:
+        items = DETECTION_READERS[kind](input_path, images, **kw)
+    elif kind in ("captions", "csv"):
         if images is not None:
             kw["image_root"] = images
-        items = readers.read_captions(input_path, split, **kw)
+        if kind == "csv":
+            items = readers.read_caption_csv(input_path, split, **(csv_options or {}), **kw)
+        else:
+            items = readers.read_captions(input_path, split, **kw)
     elif kind == "masks":
         mask_dir = pathlib.Path(input_path)
         total = sum(1 for p in mask_dir.iterdir() if p.suffix.lower()
@@ -267,7 +284,8 @@ def convert_dataset(kind: str, input_path: str, out_dir: str, *, images: str | N
                     min_area: int = m2b.DEFAULT_MIN_AREA, source: str = "",
                     split: str | None = None, mask_suffix: str = "", image_suffix: str = "",
                     quality: int = 90, shard_size: int = 2000, max_images: int = 0,
-                    overwrite: bool = False, progress: bool = True) -> ConversionSummary:
+                    overwrite: bool = False, progress: bool = True,
+                    csv_options: dict[str, Any] | None = None) -> ConversionSummary:
     """Reads a dataset of `kind` and writes it as records in `out_dir` (the CLI's work).
 
     Args:
@@ -290,13 +308,14 @@ def convert_dataset(kind: str, input_path: str, out_dir: str, *, images: str | N
         max_images: stop after this many kept images (0: all).
         overwrite: replace a dataset already in `out_dir`.
         progress: show a progress bar.
+        csv_options: for `csv`, keyword arguments of `readers.read_caption_csv`.
 
     Returns:
         The filled-in summary.
     """
     if kind not in KINDS:
         raise ValueError(f"unknown kind {kind!r}; expected one of {KINDS}")
-    default_source = {"dota": "dota", "dior": "dior"}.get(kind, "")
+    default_source = kind if kind in DETECTION_READERS and kind != "coco" else ""
     if kind == "masks":
         default_source = readers.load_class_table(table).dataset
     source = source or default_source
@@ -309,7 +328,8 @@ def convert_dataset(kind: str, input_path: str, out_dir: str, *, images: str | N
     items, total = read_items(kind, input_path, images,
                               on_error=on_error if skip_bad_annotations else None, split=split,
                               table=table, min_area=min_area, source=source,
-                              mask_suffix=mask_suffix, image_suffix=image_suffix)
+                              mask_suffix=mask_suffix, image_suffix=image_suffix,
+                              csv_options=csv_options)
     dataset = readers.load_class_table(table).dataset if kind == "masks" else \
         (source or kind)
     return convert_items(items, out_dir, summary, box_captions=kind in BOX_KINDS,
@@ -325,9 +345,13 @@ def build_parser() -> argparse.ArgumentParser:
         description="Convert remote-sensing annotations to image-caption records "
                     "(B2C captions for boxes and masks).")
     parser.add_argument("kind", choices=KINDS, help=(
-        "dota: labelTxt directory; dior: VOC XML directory (Annotations/HBB or OBB); coco: "
-        "instances JSON; masks: mask PNG directory; captions: Karpathy .json, .jsonl or "
-        "filename,title .csv; webdataset: .tar shard(s), directory or glob"))
+        "dota: labelTxt directory; dior/hrrsd: VOC XML directory (Annotations, or DIOR's "
+        "Annotations/HBB or OBB); coco: instances JSON; visdrone: DET annotations/ directory; "
+        "auair: annotations.json; carpk: Annotations/ directory; hrsc: HRSC2016 Annotations/ "
+        "directory; levir: directory of .txt labels; rsod: RSOD root (class folders); "
+        "stanford_drone: a video's annotations.txt (frames extracted into --images); masks: "
+        "mask PNG directory; captions: Karpathy .json, .jsonl, .csv or .tsv; csv: caption CSV "
+        "with the --csv-* options; webdataset: .tar shard(s), directory or glob"))
     parser.add_argument("--input", required=True, help="annotations (see kind)")
     parser.add_argument("--images", default=None,
                         help="image directory (default: found next to the annotations)")
@@ -340,6 +364,15 @@ def build_parser() -> argparse.ArgumentParser:
                              "instead of stopping")
     parser.add_argument("--source", default="", help="dataset name stored as provenance")
     parser.add_argument("--split", default=None, help="captions: keep only this split")
+    parser.add_argument("--csv-img-key", default=None,
+                        help="csv: image path column (default: filepath, filename, image, ...)")
+    parser.add_argument("--csv-caption-key", default=None,
+                        help="csv: caption column (default: title, caption, text, ...)")
+    parser.add_argument("--csv-separator", default=None,
+                        help="csv: field separator (default: sniffed from the header; write "
+                             "a tab as '\\t')")
+    parser.add_argument("--csv-encoding", default=None,
+                        help="csv: text encoding (default: utf-8, else gb18030)")
     parser.add_argument("--table", default="loveda", help="masks: class table, one of "
                         f"{sorted(readers.CLASS_TABLES)} or a JSON file (default loveda)")
     parser.add_argument("--min-area", type=int, default=m2b.DEFAULT_MIN_AREA,
@@ -356,6 +389,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--many-threshold", type=int, default=defaults.many_threshold,
                         help="B2C: counts above this become 'many', 'lots of', ... "
                              f"(default {defaults.many_threshold})")
+    parser.add_argument("--describe-empty-regions", action="store_true",
+                        help="B2C: caption an empty centre or edge with 'There is nothing in "
+                             "the middle/at the edge of the picture.' (off: a count caption "
+                             "takes its place)")
     parser.add_argument("--no-difficult", action="store_true",
                         help="B2C: leave out objects flagged difficult")
     parser.add_argument("--ignore-class", action="append", default=[],
@@ -377,6 +414,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     options = dataclasses.replace(
         b2c.B2COptions(), center_fraction=args.center_fraction,
         many_threshold=args.many_threshold, include_difficult=not args.no_difficult,
+        describe_empty_regions=args.describe_empty_regions,
         ignore_classes=b2c.DEFAULT_IGNORE + tuple(args.ignore_class))
     try:
         summary = convert_dataset(
@@ -385,7 +423,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             table=args.table, min_area=args.min_area, source=args.source, split=args.split,
             mask_suffix=args.mask_suffix, image_suffix=args.image_suffix,
             quality=args.quality, shard_size=args.shard_size, max_images=args.max_images,
-            overwrite=args.overwrite, progress=not args.no_progress)
+            overwrite=args.overwrite, progress=not args.no_progress,
+            csv_options=_csv_options(args))
     except ConversionError as e:
         _print_saved_summary(pathlib.Path(args.out))
         print(f"error: {e}", file=sys.stderr)
@@ -396,6 +435,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(summary.text())
     print(f"summary: {pathlib.Path(args.out) / 'summary.json'}")
     return 0
+
+
+def _csv_options(args: argparse.Namespace) -> dict[str, Any]:
+    separator = args.csv_separator
+    if separator is not None:
+        # A shell passes "\t" as two characters (ITRA's --csv-separator "\t" habit).
+        separator = {"\\t": "\t", "tab": "\t", "TAB": "\t"}.get(separator, separator)
+    return {"image_column": args.csv_img_key, "caption_column": args.csv_caption_key,
+            "separator": separator, "encoding": args.csv_encoding}
 
 
 def _print_saved_summary(out_dir: pathlib.Path) -> None:

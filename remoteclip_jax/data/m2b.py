@@ -14,11 +14,11 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 from scipy import ndimage
 
-from remoteclip_jax.data import class_names
+from remoteclip_jax.data import classnames
 from remoteclip_jax.data.types import Box
 
 # Normalised class names that never become boxes by default.
-DEFAULT_IGNORE = class_names.NON_OBJECT_CLASSES
+DEFAULT_IGNORE = classnames.NON_OBJECT_CLASSES
 # Default minimum component size in pixels: drops specks left by annotation tools, keeps a car
 # at 10 cm GSD (~800 px) or a small building at 30 cm GSD (~150 px).
 DEFAULT_MIN_AREA = 100
@@ -47,7 +47,8 @@ def mask_to_boxes(mask: np.ndarray, class_table: Mapping[int, str] | Sequence[st
     Returns:
         Boxes in pixel-edge coordinates (a component covering columns 3..5 has x0=3, x1=6),
         ordered by class index, then by the component's first pixel in row-major order.
-        `ann_id` is "<class index>:<component number>" (numbered from 0 in that order).
+        `ann_id` is "<class index>:<component number>" (numbered from 0 in that order), and
+        `region` is True (B2C phrases regions as quantities of places, not object counts).
 
     Raises:
         ValueError: a mask that is not 2-D integer, or (strict) an index missing from the table.
@@ -61,11 +62,11 @@ def mask_to_boxes(mask: np.ndarray, class_table: Mapping[int, str] | Sequence[st
     if unknown and strict:
         raise ValueError(f"mask holds class indices {unknown} missing from the class table "
                          f"(known: {sorted(table)})")
-    ignored = {class_names.normalize_class_name(name) for name in ignore}
+    ignored = {classnames.normalize_class_name(name) for name in ignore}
     boxes = []
     for index in (int(v) for v in present):
         name = table.get(index)
-        if name is None or class_names.normalize_class_name(name, dataset) in ignored:
+        if name is None or classnames.normalize_class_name(name, dataset) in ignored:
             continue
         labels, count = ndimage.label(mask == index, structure=_EIGHT_CONNECTED)
         areas = np.bincount(labels.ravel(), minlength=count + 1)
@@ -75,5 +76,5 @@ def mask_to_boxes(mask: np.ndarray, class_table: Mapping[int, str] | Sequence[st
                 continue
             rows, cols = region
             boxes.append(Box(name, float(cols.start), float(rows.start), float(cols.stop),
-                             float(rows.stop), ann_id=f"{index}:{number}"))
+                             float(rows.stop), ann_id=f"{index}:{number}", region=True))
     return boxes

@@ -39,7 +39,6 @@ count are passed in as ints.
 from __future__ import annotations
 
 import dataclasses
-import io
 import math
 from typing import Any, Iterator, Sequence
 
@@ -47,7 +46,8 @@ import grain
 import numpy as np
 from PIL import Image
 
-from remoteclip_jax.data import sources as grain_sources
+from remoteclip_jax.data import sources as source_registry
+from remoteclip_jax.data.images import open_rgb
 from remoteclip_jax.data.records import EmptyDatasetError
 
 # Stream ids for np.random.default_rng seeds, so caption and augmentation draws never collide.
@@ -91,14 +91,8 @@ class PipelineStats:
 def decode_image(item: dict[str, Any]) -> Image.Image:
     """The RGB PIL image of a source item (``image`` bytes/array or ``path``), fully loaded."""
     image = item.get("image")
-    if isinstance(image, np.ndarray):
-        return Image.fromarray(image).convert("RGB")
-    if image is not None:
-        im = Image.open(io.BytesIO(image))
-    else:
-        im = Image.open(item["path"])
-    im.load()  # surface truncated/corrupt data here, inside the caller's try
-    return im.convert("RGB") if im.mode != "RGB" else im
+    return open_rgb(image if image is not None else item["path"],
+                    name=str(item.get("_key") or item.get("path") or "") or None)
 
 
 def _item_key(item: dict[str, Any] | None, fallback: str) -> str:
@@ -108,7 +102,12 @@ def _item_key(item: dict[str, Any] | None, fallback: str) -> str:
 
 
 def _skip(key: str, error: BaseException | str) -> dict[str, Any]:
-    reason = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
+    from remoteclip_jax.errors import UserError
+
+    if isinstance(error, str) or isinstance(error, UserError):
+        reason = str(error)  # already says which file and what is wrong
+    else:
+        reason = f"{type(error).__name__}: {error}"
     return {"_skip": (key, reason)}
 
 
@@ -336,7 +335,8 @@ def make_train_dataset(sources: Sequence[dict[str, Any]], *, batch_size_per_proc
                        epochs: int | None = None, num_threads: int = 2,
                        per_worker_buffer_size: int = 2, mean: Sequence[float] | None = None,
                        std: Sequence[float] | None = None,
-                       with_metadata: bool = False) -> grain.IterDataset:
+                       with_metadata: bool = False,
+                       where: Sequence[str] | None = None) -> grain.IterDataset:
     """The training pipeline as a grain ``IterDataset``; see `make_train_iterator`."""
     if not sources:
         raise EmptyDatasetError("no training sources given")
@@ -345,21 +345,23 @@ def make_train_dataset(sources: Sequence[dict[str, Any]], *, batch_size_per_proc
     if batch_size_per_process < 1:
         raise ValueError(f"batch_size_per_process must be >= 1, got {batch_size_per_process}")
     built, names, views = [], [], []
-    for spec in sources:
-        weight = float(spec.get("weight", 1.0))
+    where = list(where or [f"source {i}" for i in range(len(sources))])
+    for spec, place in zip(sources, where):
+        spec = source_registry.normalize_spec(spec, place)
+        weight = float(spec["weight"])
         if weight < 0 or not math.isfinite(weight):
-            raise grain_sources.SourceSpecError(f"source {spec!r}: weight must be >= 0")
+            raise source_registry.SourceSpecError(f"{place}.weight={weight}: must be >= 0")
         if weight == 0:
             continue
-        source = grain_sources.build_source(spec)
+        source = source_registry.build_source(spec, place)
         if len(source) == 0:
-            raise EmptyDatasetError(f"{grain_sources.source_name(spec)}: empty source")
+            raise EmptyDatasetError(f"{source_registry.source_name(spec)}: empty source")
         if round(weight * len(source)) == 0:
-            raise grain_sources.SourceSpecError(
+            raise source_registry.SourceSpecError(
                 f"source {spec!r}: weight {weight} x {len(source)} examples rounds to 0")
         sid = len(built)
         built.append(source)
-        names.append(grain_sources.source_name(spec))
+        names.append(source_registry.source_name(spec))
         views.append(_epoch_view(sid, len(source), weight, seed))
     if not built:
         raise EmptyDatasetError("every training source has weight 0")
@@ -431,10 +433,10 @@ def make_train_iterator(sources: Sequence[dict[str, Any]], *, batch_size_per_pro
 def examples_per_epoch(sources: Sequence[dict[str, Any]]) -> int:
     """``sum(round(weight * len(source)))``: what one training epoch holds (all processes)."""
     total = 0
-    for spec in sources:
-        weight = float(spec.get("weight", 1.0))
+    for spec in map(source_registry.normalize_spec, sources):
+        weight = float(spec["weight"])
         if weight > 0:
-            total += round(weight * len(grain_sources.build_source(spec)))
+            total += round(weight * len(source_registry.build_source(spec)))
     return total
 
 
@@ -579,9 +581,9 @@ def make_eval_dataset(source: dict[str, Any], *, image_size: int, batch_size: in
     Returns:
         An `EvalData` (iterable of batches, with `stats`, `source`, `num_images`).
     """
-    built = grain_sources.build_source(source)
+    built = source_registry.build_source(source)
     if len(built) == 0:
-        raise EmptyDatasetError(f"{grain_sources.source_name(source)}: empty source")
-    return EvalData(built, grain_sources.source_name(source), image_size=image_size,
+        raise EmptyDatasetError(f"{source_registry.source_name(source)}: empty source")
+    return EvalData(built, source_registry.source_name(source), image_size=image_size,
                     batch_size=batch_size, num_workers=num_workers, process_index=process_index,
                     process_count=process_count, mean=mean, std=std)

@@ -14,6 +14,9 @@ class Box:
     y1: float
     difficult: bool = False
     ann_id: str = ""       # provenance: original annotation id / line number
+    # A region of a segmentation mask (Mask-to-Box) rather than an annotated object: B2C
+    # describes regions as quantities of places ("lots of buildings"), not counted objects.
+    region: bool = False
 
 
 @dataclasses.dataclass

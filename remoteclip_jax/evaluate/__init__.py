@@ -1,16 +1,22 @@
 """Evaluation as in the RemoteCLIP paper: retrieval, zero-shot, probes (linear, k-NN, few-shot),
-RemoteCount. Metric functions take features already in hand; `run_evaluation` drives a model
-over the datasets of a config and writes WORKDIR/eval/."""
-from remoteclip_jax.evaluate.counting import count_captions, count_metrics, read_count_manifest
-from remoteclip_jax.evaluate.features import EvalDataError, FeatureExtractor
+RemoteCount. Metric functions take features already in hand; `Evaluator` drives a model over the
+``config.evals`` entries and writes WORKDIR/eval/."""
+from remoteclip_jax.errors import EvalDataError
+from remoteclip_jax.evaluate.choices import EvalOptionError
+from remoteclip_jax.evaluate.counting import (count_captions, count_metrics, count_report,
+                                              count_scores, count_topk_curve, read_count_manifest)
+from remoteclip_jax.evaluate.evaluator import Evaluator
+from remoteclip_jax.evaluate.itra_probes import itra_fewshot, itra_linear_probe
 from remoteclip_jax.evaluate.probes import fewshot, knn_classify, linear_probe
-from remoteclip_jax.evaluate.retrieval import retrieval_metrics
-from remoteclip_jax.evaluate.runner import run_evaluation
+from remoteclip_jax.evaluate.retrieval import (retrieval_metric_bounds, retrieval_metrics,
+                                               retrieval_report)
 from remoteclip_jax.evaluate.templates import get_templates
 from remoteclip_jax.evaluate.zeroshot import (class_embeddings, classification_metrics,
                                              zeroshot_classifier, zeroshot_logits)
 
-__all__ = ["EvalDataError", "FeatureExtractor", "class_embeddings", "classification_metrics",
-           "count_captions", "count_metrics", "fewshot", "get_templates", "knn_classify",
-           "linear_probe", "read_count_manifest", "retrieval_metrics", "run_evaluation",
+__all__ = ["EvalDataError", "EvalOptionError", "Evaluator", "class_embeddings",
+           "classification_metrics", "count_captions", "count_metrics", "count_report",
+           "count_scores", "count_topk_curve", "fewshot", "get_templates", "itra_fewshot",
+           "itra_linear_probe", "knn_classify", "linear_probe", "read_count_manifest",
+           "retrieval_metric_bounds", "retrieval_metrics", "retrieval_report",
            "zeroshot_classifier", "zeroshot_logits"]

@@ -2,7 +2,10 @@
 
 For an image showing ``n`` objects of one category (1 <= n <= 10), ten captions are built that
 differ only in the number, and the predicted count is the caption most similar to the image.
-Reported: top-1 accuracy, mean absolute error and a 10 x 10 confusion matrix.
+Reported: top-1 accuracy, mean absolute error, a 10 x 10 confusion matrix and the top-k accuracy
+curve for k = 1..10 that the RemoteCLIP paper plots for RemoteCount (the ten captions ranked by
+similarity; top-k = the true count is among the k best). Top-k uses the tie rules of
+`remoteclip_jax.evaluate.retrieval` (``ties``, default "expected").
 
 Caption form (default): "There is one tennis court in the picture." / "There are two tennis
 courts in the picture." ... "There are ten tennis courts in the picture.": numbers spelled out as
@@ -35,7 +38,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from remoteclip_jax.evaluate.features import EvalDataError
+from remoteclip_jax.errors import EvalDataError
 
 NUMBER_WORDS = ("one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten")
 DEFAULT_TEMPLATE = "There {be} {number} {objects} in the picture."
@@ -51,7 +54,7 @@ class CountItem:
 
 def count_caption(category: str, n: int, template: str = DEFAULT_TEMPLATE) -> str:
     """The caption stating ``n`` objects of ``category`` (number as a word, plural agreement)."""
-    from remoteclip_jax.data.class_names import pluralize
+    from remoteclip_jax.data.classnames import pluralize
     objects = category if n == 1 else pluralize(category)
     return template.format(be="is" if n == 1 else "are", number=NUMBER_WORDS[n - 1], digits=n,
                            objects=objects)
@@ -90,15 +93,58 @@ def read_count_manifest(path: str) -> list[CountItem]:
     return items
 
 
+def count_scores(image_features, caption_features: dict[str, np.ndarray],
+                 items: Sequence[CountItem]) -> np.ndarray:
+    """(N, 10) cosine similarity of each item's image to its category's captions for counts 1..10.
+
+    Args:
+        image_features: (N, E) features of the items' images, in item order.
+        caption_features: {category: (10, E) features of ``count_captions(category)``}.
+        items: the manifest items.
+    """
+    from remoteclip_jax.evaluate.retrieval import l2_normalize
+    img = l2_normalize(image_features)
+    scores = np.empty((len(items), len(COUNTS)), np.float64)
+    for i, it in enumerate(items):
+        scores[i] = l2_normalize(caption_features[it.category]) @ img[i]
+    return scores
+
+
 def count_predictions(image_features, caption_features: dict[str, np.ndarray],
                       items: Sequence[CountItem]) -> np.ndarray:
     """Predicted counts: argmax over each item's category's ten caption features (cosine)."""
-    from remoteclip_jax.evaluate.retrieval import l2_normalize
-    img = l2_normalize(image_features)
-    preds = np.empty(len(items), np.int64)
-    for i, it in enumerate(items):
-        preds[i] = COUNTS[int(np.argmax(l2_normalize(caption_features[it.category]) @ img[i]))]
-    return preds
+    return np.asarray(COUNTS)[np.argmax(count_scores(image_features, caption_features, items), axis=1)]
+
+
+def count_topk_curve(scores, counts, ks=COUNTS, ties: str = "expected") -> dict[int, float]:
+    """Top-k accuracy (%) for each k: the true count is among the k highest-scoring captions.
+
+    Args:
+        scores: (N, 10) scores of the captions for counts 1..10 (``count_scores``).
+        counts: (N,) true counts in 1..10.
+        ks: cut-offs (default 1..10).
+        ties: "expected" (default), "pessimistic" or "optimistic".
+    """
+    from remoteclip_jax.evaluate.zeroshot import topk_correct
+    labels = np.asarray(counts, np.int64) - 1
+    return {int(k): float(100.0 * topk_correct(scores, labels, int(k), ties).mean()) for k in ks}
+
+
+def count_report(scores, counts, ties: str = "expected") -> tuple[dict, dict]:
+    """Everything RemoteCount reports, from the (N, 10) caption scores.
+
+    Returns:
+        (metrics, details): metrics {"top1": % (tie rule), "mae": mean |argmax count - true|,
+        "top5": %}; details {"topk_curve": {k: %} for k = 1..10, "confusion": (10, 10) int array
+        [true-1, predicted-1] of the argmax prediction, "ties": rule}.
+    """
+    scores = np.asarray(scores)
+    counts = np.asarray(counts, np.int64)
+    preds = np.asarray(COUNTS)[np.argmax(scores, axis=1)]
+    curve = count_topk_curve(scores, counts, COUNTS, ties)
+    base = count_metrics(preds, counts)
+    metrics = {"top1": curve[1], "mae": base["mae"], "top5": curve[5]}
+    return metrics, {"topk_curve": curve, "confusion": base["confusion"], "ties": ties}
 
 
 def count_metrics(preds, counts) -> dict:

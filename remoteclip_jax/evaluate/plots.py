@@ -1,4 +1,5 @@
-"""Evaluation figures (matplotlib, Agg backend): confusion matrices and the few-shot curve."""
+"""Evaluation figures (matplotlib, Agg backend): confusion matrices, the few-shot curve and the
+RemoteCount top-k curve."""
 from __future__ import annotations
 
 import pathlib
@@ -11,6 +12,17 @@ def _plt():
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
     return plt
+
+
+def _save_line_plot(plt, fig, ax, path, title):
+    """Title, grid and legend of a line plot, then write it as PNG and free the figure."""
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    pathlib.Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
 
 
 def plot_confusion(confusion, labels, path, title: str = ""):
@@ -48,10 +60,24 @@ def plot_fewshot(curves: dict, path, title: str = "few-shot linear probe"):
     ax.set_xscale("log", base=2)
     ax.set_xlabel("labelled images per class")
     ax.set_ylabel("top-1 accuracy (%)")
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    pathlib.Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    _save_line_plot(plt, fig, ax, path, title)
+
+
+def plot_count_topk(curves: dict, path, title: str = "RemoteCount top-k accuracy"):
+    """One line per model or dataset: top-k accuracy (%) against k = 1..10.
+
+    Args:
+        curves: {name: {k: accuracy %}} (``count_topk_curve`` or ``count_report``'s "topk_curve").
+        path: PNG to write.
+        title: figure title.
+    """
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name, curve in sorted(curves.items()):
+        ks = sorted(int(k) for k in curve)
+        ax.plot(ks, [curve[k] if k in curve else curve[str(k)] for k in ks], marker="o", label=name)
+    ax.set_xticks(range(1, 11))
+    ax.set_xlabel("k (true count among the k best captions)")
+    ax.set_ylabel("top-k accuracy (%)")
+    ax.set_ylim(0, 100)
+    _save_line_plot(plt, fig, ax, path, title)

@@ -9,6 +9,10 @@
 * Few-shot: the linear probe fitted on k images per class (k in 1, 2, 4, 8, 16, 32), several
   seeded episodes, reported as mean and std over episodes; C is fixed (default 1.0, sklearn's
   default: with so few labels there is no validation set to tune it on).
+
+This is the clean protocol: no choice looks at test labels. RemoteCLIP's own evaluation code
+(ITRA) picks the epoch or C on test accuracy; that protocol is in
+`remoteclip_jax.evaluate.itra_probes`. Results say which: ``"protocol"`` and ``"selected_on"``.
 """
 from __future__ import annotations
 
@@ -64,23 +68,27 @@ def linear_probe(train_x, train_y, test_x, test_y, Cs=DEFAULT_CS, val_fraction: 
         max_iter: L-BFGS iterations.
 
     Returns:
-        {"top1": test accuracy %, "C": chosen C, "val_top1": {C: val accuracy %}, "pred": test predictions}.
+        {"top1": test accuracy %, "C": chosen C, "val_top1": {C: val accuracy %},
+         "protocol": "clean", "selected_on": "validation" (or "none" when no validation split
+         could be carved and the middle C was used), "pred": test predictions}.
     """
     train_x, test_x = l2_normalize(train_x), l2_normalize(test_x)
     train_y, test_y = np.asarray(train_y), np.asarray(test_y)
     fit_idx, val_idx = carve_validation(train_y, val_fraction, seed)
     val_scores = {}
+    selected_on = "none"
     if len(val_idx) and len(np.unique(train_y[fit_idx])) > 1 and len(Cs) > 1:
         for C in Cs:
             clf = _fit(train_x[fit_idx], train_y[fit_idx], C, max_iter, seed)
             val_scores[float(C)] = float(100.0 * np.mean(clf.predict(train_x[val_idx]) == train_y[val_idx]))
         best_c = max(val_scores, key=lambda c: (val_scores[c], -c))   # ties -> stronger regularisation
+        selected_on = "validation"
     else:
         best_c = float(Cs[len(Cs) // 2])
     clf = _fit(train_x, train_y, best_c, max_iter, seed)
     pred = clf.predict(test_x)
     return {"top1": float(100.0 * np.mean(pred == test_y)), "C": best_c, "val_top1": val_scores,
-            "pred": pred}
+            "protocol": "clean", "selected_on": selected_on, "pred": pred}
 
 
 def knn_scores(train_x, train_y, test_x, num_classes: int, k: int = 20, temperature: float = 0.07,
@@ -127,7 +135,8 @@ def fewshot(train_x, train_y, test_x, test_y, shots=DEFAULT_SHOTS, episodes: int
     """Few-shot linear probe over seeded episodes.
 
     Returns:
-        {k: {"mean": %, "std": % (population std over episodes), "episodes": [%...]}}.
+        {k: {"mean": %, "std": % (population std over episodes), "episodes": [%...],
+             "protocol": "clean", "selected_on": "none" (C is fixed)}}.
     """
     train_x, test_x = l2_normalize(train_x), l2_normalize(test_x)
     train_y, test_y = np.asarray(train_y), np.asarray(test_y)
@@ -140,5 +149,6 @@ def fewshot(train_x, train_y, test_x, test_y, shots=DEFAULT_SHOTS, episodes: int
                 raise ValueError("few-shot needs train images from at least two classes")
             clf = _fit(train_x[idx], train_y[idx], C, max_iter, seed)
             accs.append(float(100.0 * np.mean(clf.predict(test_x) == test_y)))
-        out[int(k)] = {"mean": float(np.mean(accs)), "std": float(np.std(accs)), "episodes": accs}
+        out[int(k)] = {"mean": float(np.mean(accs)), "std": float(np.std(accs)), "episodes": accs,
+                       "protocol": "clean", "selected_on": "none"}
     return out

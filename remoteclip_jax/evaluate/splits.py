@@ -1,9 +1,16 @@
-"""The RemoteCLIP paper's split for datasets without an official test split: per class, files
-sorted by name, the first 80% train and the last 20% test. The same split serves zero-shot,
-few-shot and probes.
+"""The RemoteCLIP paper's split for datasets without an official test split: per class, the first
+80% of the files train and the rest test. The same split serves zero-shot, few-shot and probes.
 
-Sorting is plain lexicographic on the file name (``airport_10.jpg`` < ``airport_2.jpg``), the
-order ``sorted(os.listdir(...))`` gives; the train count per class is ``floor(0.8 * n)``.
+The train count per class is ``floor(0.8 * n)``, as ITRA's ``data_split``
+(ChenDelong1999/ITRA branch test, ``itra/data/classification_datasets.py`` lines 366-374:
+``int(len * 0.8)``). Which files come first is set by ``order``:
+
+* ``"sorted"`` (default): plain lexicographic on the file name (``airport_10.jpg`` <
+  ``airport_2.jpg``), reproducible everywhere.
+* ``"listing"``: the order the class folder lists its files in, as ITRA does (``glob.glob`` on the
+  folder, not sorted, line 367). That order is whatever the file system returns, so the
+  reference split itself differs between machines; this option reproduces it on the machine where
+  it runs.
 """
 from __future__ import annotations
 
@@ -14,37 +21,64 @@ from typing import Sequence
 
 import numpy as np
 
+from remoteclip_jax.evaluate.choices import EvalOptionError, check_choice
 
-def paper_split(paths: Sequence[str], labels: Sequence, train_fraction: float = 0.8):
+
+SPLIT_ORDERS = ("sorted", "listing")
+
+
+def _listing_positions(paths: Sequence[str]) -> dict[str, int]:
+    """Position of each path in its folder's directory listing."""
+    positions, listed = {}, {}
+    for p in paths:
+        folder = os.path.dirname(p)
+        if folder not in listed:
+            try:
+                listed[folder] = {name: i for i, name in enumerate(os.listdir(folder or "."))}
+            except OSError as e:
+                raise EvalOptionError(f"{folder}: split order 'listing' needs the folder on disk ({e})") from None
+        positions[p] = listed[folder].get(os.path.basename(p), len(listed[folder]))
+    return positions
+
+
+def paper_split(paths: Sequence[str], labels: Sequence, train_fraction: float = 0.8,
+                order: str = "sorted"):
     """Indices of the train and test parts of a labelled image list.
 
     Args:
-        paths: image paths (only the file name is used for ordering).
+        paths: image paths.
         labels: class of each image (any hashable).
-        train_fraction: share of each class (by sorted name) that goes to train.
+        train_fraction: share of each class that goes to train (the first ones in ``order``).
+        order: "sorted" (by file name) or "listing" (the folder's listing order, ITRA's).
 
     Returns:
         (train_idx, test_idx): sorted int arrays into ``paths``.
     """
+    check_choice("split order", order, SPLIT_ORDERS)
     by_class = collections.defaultdict(list)
     for i, lab in enumerate(labels):
         by_class[lab].append(i)
+    if order == "listing":
+        pos = _listing_positions(paths)
+        key = lambda i: (pos[paths[i]], paths[i])                      # noqa: E731
+    else:
+        key = lambda i: (os.path.basename(paths[i]), paths[i])         # noqa: E731
     train, test = [], []
     for idx in by_class.values():
-        idx = sorted(idx, key=lambda i: (os.path.basename(paths[i]), paths[i]))
+        idx = sorted(idx, key=key)
         n_train = math.floor(train_fraction * len(idx) + 1e-9)
         train += idx[:n_train]
         test += idx[n_train:]
     return np.array(sorted(train), np.int64), np.array(sorted(test), np.int64)
 
 
-def select_split(paths, labels, split: str, train_fraction: float = 0.8) -> np.ndarray:
+def select_split(paths, labels, split: str, train_fraction: float = 0.8,
+                 order: str = "sorted") -> np.ndarray:
     """Indices for ``split`` in {"train", "test", "all"} under ``paper_split``."""
+    check_choice("split", split, ("train", "test", "all"))
     if split == "all":
         return np.arange(len(paths))
-    train, test = paper_split(paths, labels, train_fraction)
+    train, test = paper_split(paths, labels, train_fraction, order)
     if split == "train":
         return train
-    if split == "test":
-        return test
-    raise ValueError(f"split must be train|test|all, got {split!r}")
+    return test

@@ -4,19 +4,31 @@ Three families, chosen per dataset entry with ``templates: "paper" | "remoteclip
 or given as an explicit list of strings with one ``{}`` each:
 
 * ``paper``: the single prompt of the RemoteCLIP paper, "a satellite photo of {}.".
-* ``remoteclip``: per-dataset sets in the style of RemoteCLIP's training codebase (an open_clip fork).
-  The five-prompt set below was checked against public per-dataset prompt files of that codebase for
-  WHU-RS19, RSC11 and SIRI-WHU-style class lists; its use for the other datasets listed in
-  ``REMOTECLIP_TEMPLATES`` is **unverified** (assumed from "mostly five"). RESISC45 uses the 18
-  prompts OpenAI published for RESISC45 (verified against CLIP's prompt list); EuroSAT uses OpenAI's
-  three "centered satellite photo" prompts (**unverified** that RemoteCLIP used exactly these).
-* ``georsclip``: GeoRSCLIP's (RS5M) 105-prompt ensemble: 35 phrasings x {remote sensing image,
-  aerial image, satellite image}; checked against the RS5M inference prompt files (AID set).
+* ``remoteclip``: the per-dataset sets of RemoteCLIP's evaluation code, ChenDelong1999/ITRA branch
+  ``test`` (commit f8b26c9), ``itra/data/classname_and_prompt/<Dataset>.py``, list ``templates``:
+  the five "centered satellite photo" / "overhead view" prompts for AID (lines 36-42), MLRSNet
+  (52-58), OPTIMAL31 (38-44), PatternNet (45-51), RSC11 (17-23), RS2800 (22-28), RSICB128
+  (51-57), RSICB256 (43-49), WHURS19 (25-31), WHUearth = SIRI-WHU (19-25) and UCMerced (28-34);
+  the 18 "satellite/aerial imagery/photo/view of" prompts for RESISC45 (lines 52-71); the three
+  "centered satellite photo" prompts for EuroSAT (lines 19-23). A dataset ITRA has no file for
+  gets the five-prompt set.
+* ``georsclip``: GeoRSCLIP's 105-prompt ensemble, om-ai-lab/RS5M (commit 084cdd9)
+  ``inference/classname_and_prompt/RSAID.py`` lines 8-114 (RSEuroSAT.py and RSRESISC45.py hold
+  the same list): 35 phrasings x {remote sensing image, aerial image, satellite image}.
+
+Both reference codebases embed a class by averaging the raw text features of its prompts and
+normalising once (``class_embedding="average"`` in `remoteclip_jax.evaluate.zeroshot`).
 """
 from __future__ import annotations
 
+from remoteclip_jax.data.classnames import dataset_key
+from remoteclip_jax.evaluate.choices import EvalOptionError, check_choice
+
+TEMPLATE_SETS = ("paper", "remoteclip", "georsclip")
+
 PAPER_TEMPLATES = ("a satellite photo of {}.",)
 
+# ITRA AID.py lines 36-42 (and the other five-prompt files listed above).
 REMOTECLIP_FIVE = (
     "a centered satellite photo of a {}.",
     "a centered satellite photo of the {} taken from above.",
@@ -25,14 +37,16 @@ REMOTECLIP_FIVE = (
     "an overhead view of {}.",
 )
 
-OPENAI_RESISC45 = tuple(
+# ITRA RESISC45.py lines 52-71: views vary fastest, then the article (none, "a", "the").
+REMOTECLIP_RESISC45 = tuple(
     f"{view} of {article}{{}}."
     for article in ("", "a ", "the ")
     for view in ("satellite imagery", "aerial imagery", "satellite photo", "aerial photo",
                  "satellite view", "aerial view")
 )
 
-OPENAI_EUROSAT = (
+# ITRA EuroSAT.py lines 19-23.
+REMOTECLIP_EUROSAT = (
     "a centered satellite photo of {}.",
     "a centered satellite photo of a {}.",
     "a centered satellite photo of the {}.",
@@ -40,7 +54,8 @@ OPENAI_EUROSAT = (
 
 
 def _georsclip_templates() -> tuple[str, ...]:
-    """The 105 GeoRSCLIP prompts, in their published order."""
+    """The 105 GeoRSCLIP prompts in RSAID.py's order: per image kind, 5 plain phrasings, 10
+    qualities x {the, a}, 5 sizes x {the, a}."""
     qualities = ("low resolution", "bad", "cropped", "bright", "dark", "close-up", "black and white",
                  "jpeg corrupted", "blurry", "good")
     sizes = ("large", "nice", "small", "weird", "cool")
@@ -60,16 +75,12 @@ GEORSCLIP_TEMPLATES = _georsclip_templates()
 
 # Dataset name (lower case, no separators) -> RemoteCLIP-codebase template set.
 REMOTECLIP_TEMPLATES = {
-    "resisc45": OPENAI_RESISC45,
-    "eurosat": OPENAI_EUROSAT,
+    "resisc45": REMOTECLIP_RESISC45,
+    "eurosat": REMOTECLIP_EUROSAT,
     **{name: REMOTECLIP_FIVE for name in (
         "aid", "mlrsnet", "optimal31", "patternnet", "rsc11", "rs2800", "rsicb128", "rsicb256",
-        "siriwhu", "whurs19", "ucm", "ucmerced")},
+        "siriwhu", "whurs19", "ucmerced")},
 }
-
-
-def _key(dataset: str) -> str:
-    return "".join(ch for ch in dataset.lower() if ch.isalnum())
 
 
 def get_templates(spec, dataset: str = "") -> tuple[str, ...]:
@@ -84,18 +95,19 @@ def get_templates(spec, dataset: str = "") -> tuple[str, ...]:
         The prompts.
 
     Raises:
-        ValueError: unknown spec, or a custom template without exactly one "{}".
+        EvalOptionError: unknown spec, or a custom template without exactly one "{}".
     """
     if isinstance(spec, str):
         if spec == "paper":
             return PAPER_TEMPLATES
         if spec == "remoteclip":
-            return REMOTECLIP_TEMPLATES.get(_key(dataset), REMOTECLIP_FIVE)
+            return REMOTECLIP_TEMPLATES.get(dataset_key(dataset), REMOTECLIP_FIVE)
         if spec == "georsclip":
             return GEORSCLIP_TEMPLATES
-        raise ValueError(f"unknown template set {spec!r}: use paper|remoteclip|georsclip or a list")
+        check_choice("templates", spec, TEMPLATE_SETS)
     templates = tuple(spec)
     bad = [t for t in templates if not isinstance(t, str) or t.count("{}") != 1]
     if not templates or bad:
-        raise ValueError(f"each template needs exactly one '{{}}', got {bad or 'an empty list'}")
+        raise EvalOptionError(f"evaluation option templates: each template needs exactly one '{{}}', "
+                              f"got {bad or 'an empty list'}")
     return templates

@@ -28,11 +28,10 @@ import time
 import numpy as np
 
 from remoteclip_jax.data.readers import read_captions
-from remoteclip_jax.evaluate.features import params_fingerprint
 from remoteclip_jax.inference.command_line import (add_encoder_arguments, encoder_options,
                                                    report_skipped)
 from remoteclip_jax.inference.inputs import InputError, list_images
-from remoteclip_jax.inference.loading import make_encoder
+from remoteclip_jax.inference.loading import make_encoder, weights_fingerprint
 from remoteclip_jax.inference.store import METADATA_FORMATS, StoreWriter
 
 CAPTION_SUFFIXES = (".json", ".jsonl", ".csv")
@@ -129,7 +128,7 @@ def embed(source, out_dir: str, *, model=None, encoder=None, modality: str | Non
     encoder = make_encoder(model, encoder=encoder, **encoder_options)
     shards = [rows[i:i + shard_size] for i in range(0, len(rows), shard_size)]
     identity = {"rows_sha1": _rows_hash(rows), "num_rows": len(rows), "shard_size": shard_size,
-                "model_fingerprint": params_fingerprint(encoder.variables),
+                "model_fingerprint": weights_fingerprint(encoder.variables),
                 "dtype": str(encoder.dtype), "embed_dim": encoder.embed_dim}
     info = {"source": os.fspath(source) if isinstance(source, (str, os.PathLike)) else None,
             "model": os.fspath(model) if isinstance(model, (str, os.PathLike)) else None}

@@ -16,16 +16,20 @@ from typing import Callable, Iterator, Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.sharding import NamedSharding, PartitionSpec as P
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 from PIL import Image
 from tqdm import tqdm
 
 from remoteclip_jax.data.images import ImageReadError, open_rgb
-from remoteclip_jax.evaluate.features import data_mesh
 from remoteclip_jax.inference.execution import ExecutionPlan, execution_plan, precast_params
 from remoteclip_jax.models import l2_normalize
 from remoteclip_jax.tokenizer import tokenize
 from remoteclip_jax.transforms import image_transform
+
+
+def data_mesh(devices=None) -> Mesh:
+    """1-D mesh named `data` over this process's devices (default: all local ones)."""
+    return Mesh(np.array(list(devices or jax.local_devices())), ("data",))
 
 
 @dataclasses.dataclass

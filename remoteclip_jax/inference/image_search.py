@@ -19,11 +19,10 @@ from typing import Sequence
 
 import numpy as np
 
-from remoteclip_jax.evaluate.features import params_fingerprint
 from remoteclip_jax.inference.command_line import add_encoder_arguments, encoder_options
 from remoteclip_jax.inference.contact_sheet import QueryHits, html_contact_sheet, png_contact_sheet
 from remoteclip_jax.inference.inputs import InputError
-from remoteclip_jax.inference.loading import make_encoder
+from remoteclip_jax.inference.loading import make_encoder, weights_fingerprint
 from remoteclip_jax.inference.store import EmbeddingStore, StoreError
 from remoteclip_jax.inference.topk import (DEFAULT_CHUNK_ROWS, METHODS, distinct_hits,
                                            duplicates_factor, faiss_top_k, top_k)
@@ -51,7 +50,7 @@ def encode_queries(encoder, texts: Sequence[str] = (), images: Sequence[str] = (
 def _check_model(store: EmbeddingStore, encoder) -> None:
     identity = store.manifest.get("identity", {})
     if identity.get("dtype") == str(encoder.dtype) and "model_fingerprint" in identity and \
-            identity["model_fingerprint"] != params_fingerprint(encoder.variables):
+            identity["model_fingerprint"] != weights_fingerprint(encoder.variables):
         print(f"warning: {store.root} was embedded with another model than --model; scores "
               "compare vectors of different models", file=sys.stderr)
 

@@ -1,40 +1,39 @@
-"""Model loading for the inference commands: a model directory -> (model, variables)."""
+"""Models for the inference commands: a model directory -> (model, variables), and a fingerprint
+of the weights (so a store knows which model filled it)."""
 from __future__ import annotations
 
+import hashlib
 import os
+
+import numpy as np
 
 from remoteclip_jax.errors import UserError
 
 
 class ModelLoadError(UserError, ValueError):
-    """A --model path that is not a model directory this package can read."""
+    """A --model path that does not exist or names no model."""
 
 
 def load_model(path: str | os.PathLike):
-    """Loads a model directory written by `remoteclip-jax import-weights` (orbax + model.json).
+    """Loads a model directory (ours, open_clip hub, transformers CLIPModel) for inference.
 
     Args:
-        path: the directory.
+        path: the directory (see `remoteclip_jax.load_pretrained` for the layouts read).
 
     Returns:
         (model, variables): the `remoteclip_jax.models.CLIP` module (float32) and its variables.
 
     Raises:
-        ModelLoadError: the path is missing or is not such a directory (the message says so).
+        UserError: the path is missing or holds no model we read (one line, naming the path).
     """
-    # One place to widen when more checkpoint layouts (HF CLIPModel, open_clip hub dirs) are read.
-    from remoteclip_jax.models import create_model
-    from remoteclip_jax.weights.openclip import load_orbax
+    from remoteclip_jax.weights.model_dir import load_pretrained
 
     path = os.fspath(path)
-    if not os.path.isdir(path):
-        raise ModelLoadError(f"{path}: model directory not found (pass --model DIR, a directory "
-                             "written by `remoteclip-jax import-weights`)")
-    if not os.path.isfile(os.path.join(path, "model.json")):
-        raise ModelLoadError(f"{path}: no model.json; not a model directory (convert OpenCLIP "
-                             "weights with `remoteclip-jax import-weights` first)")
-    variables, meta = load_orbax(path)
-    return create_model(meta.get("model") or meta["config"]), variables
+    if not os.path.exists(path):
+        raise ModelLoadError(f"{path}: model directory not found (pass --model DIR: a directory "
+                             "written by `remoteclip-jax import-weights`, an open_clip hub or a "
+                             "transformers CLIPModel directory)")
+    return load_pretrained(path)
 
 
 def make_encoder(model=None, *, encoder=None, **encoder_options):
@@ -56,3 +55,16 @@ def make_encoder(model=None, *, encoder=None, **encoder_options):
 
     module, variables = model if isinstance(model, tuple) else load_model(model)
     return Encoder(module, variables, **encoder_options)
+
+
+def weights_fingerprint(variables) -> str:
+    """A short content hash of a parameter tree: leaf paths, shapes, dtypes and float64 sums of
+    each leaf and of its squares. Two checkpoints differ in it in practice; equal weights agree."""
+    import jax
+
+    h = hashlib.sha1()
+    for path, leaf in jax.tree_util.tree_flatten_with_path(variables)[0]:
+        x = np.asarray(jax.device_get(leaf), np.float64)
+        h.update(f"{jax.tree_util.keystr(path)}:{x.shape}:{leaf.dtype}".encode())
+        h.update(np.array([x.sum(), np.square(x).sum()]).tobytes())
+    return h.hexdigest()[:16]

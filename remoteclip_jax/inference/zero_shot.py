@@ -21,14 +21,15 @@ from typing import Sequence
 
 import numpy as np
 
-from remoteclip_jax.evaluate.classnames import readable_classnames
+from remoteclip_jax.data.classnames import readable_classnames
 from remoteclip_jax.evaluate.templates import get_templates
-from remoteclip_jax.evaluate.zeroshot import CLASS_EMBEDDINGS, build_prompts, class_embeddings
+from remoteclip_jax.evaluate.zeroshot import (CLASS_EMBEDDINGS, DEFAULT_CLASS_EMBEDDING, build_prompts,
+                                             class_embeddings)
 from remoteclip_jax.inference.inputs import InputError, list_images, parse_class_names
 from remoteclip_jax.inference.command_line import (add_encoder_arguments, encoder_options,
                                                    report_skipped, write_skipped)
 from remoteclip_jax.inference.loading import make_encoder
-from remoteclip_jax.inference.presets import dataset_classes, dataset_key
+from remoteclip_jax.inference.presets import dataset_classes
 
 FORMATS = ("csv", "json")
 DEFAULT_TOP_K = 5
@@ -73,13 +74,13 @@ def resolve_templates(spec, dataset: str = "") -> tuple[str, ...]:
     elif isinstance(spec, str) and "{}" in spec:
         spec = [spec]
     try:
-        return get_templates(spec, dataset_key(dataset) if dataset else "")
+        return get_templates(spec, dataset)
     except ValueError as e:
         raise InputError(f"--templates {spec!r}: {e}") from None
 
 
 def class_classifier(encoder, class_names: Sequence[str], templates: Sequence[str],
-                     dataset: str = "", method: str = "openai") -> np.ndarray:
+                     dataset: str = "", method: str = DEFAULT_CLASS_EMBEDDING) -> np.ndarray:
     """(C, E) class embeddings: prompts from readable names x templates, combined per class.
 
     Args:
@@ -87,9 +88,10 @@ def class_classifier(encoder, class_names: Sequence[str], templates: Sequence[st
         class_names: labels (folder-style names are made readable for the prompts only).
         templates: prompt templates with one `{}`.
         dataset: dataset name for `readable_classnames`' per-dataset fixes.
-        method: "openai" or "average" (see `evaluate.zeroshot`).
+        method: "average" (average raw prompt features, normalise: RemoteCLIP's evaluation, the
+            default) or "openai" (normalise each prompt feature first); see `evaluate.zeroshot`.
     """
-    readable = readable_classnames(list(class_names), dataset_key(dataset) if dataset else "")
+    readable = readable_classnames(list(class_names), dataset)
     prompts = build_prompts(readable, list(templates))
     return class_embeddings(encoder.texts(prompts, desc="prompts"), len(class_names), method)
 
@@ -103,7 +105,8 @@ def softmax_scores(image_features: np.ndarray, classifier: np.ndarray) -> np.nda
 
 
 def classify(images, classes=None, *, model=None, encoder=None, dataset: str = "",
-             templates=None, class_embedding: str = "openai", out_dir: str | None = None,
+             templates=None, class_embedding: str = DEFAULT_CLASS_EMBEDDING,
+             out_dir: str | None = None,
              fmt: str = "csv", top_k: int = DEFAULT_TOP_K, **encoder_options) -> Predictions:
     """Zero-shot labels for images, optionally written to `out_dir`.
 
@@ -113,11 +116,12 @@ def classify(images, classes=None, *, model=None, encoder=None, dataset: str = "
             (default: the class list of `dataset`).
         model: a model directory or a `(model, variables)` pair (or pass `encoder`).
         encoder: an `Encoder` to reuse.
-        dataset: a dataset preset ("aid", "ucm", "resisc45", ...): its class list when `classes`
+        dataset: a scene dataset ("aid", "ucm", "resisc45", ...; `presets.SCENE_DATASETS`): its
+            class list when `classes`
             is not given, its template set for templates="remoteclip", its name fixes.
         templates: "paper" | "remoteclip" | "georsclip", a template with `{}`, a file, or a list
             (default: "remoteclip" with a dataset, else "paper").
-        class_embedding: "openai" (normalise prompts, then average) or "average".
+        class_embedding: "average" (as zero-shot evaluation) or "openai" (see `class_classifier`).
         out_dir: write predictions.csv / predictions.json (and skipped.csv) there.
         fmt: "csv" or "json".
         top_k: alternatives written per image.
@@ -205,15 +209,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--classes", help='class names: "a,b,c", a file with one name per line, '
                                           "or a folder whose sub-folders are the classes")
     parser.add_argument("--dataset", default="",
-                        help="dataset preset (aid, ucm, resisc45, eurosat, whurs19, rsc11): its "
-                             "class list when --classes is not given, and its prompt set")
+                        help="scene dataset preset (aid, eurosat, resisc45, ucm, whurs19, rsc11, "
+                             "siriwhu, optimal31, patternnet, mlrsnet, rs2800, rsicb128, "
+                             "rsicb256): its class list when --classes is not given, its prompt "
+                             "names and template set")
     parser.add_argument("--templates", default=None,
                         help='paper | remoteclip | georsclip, a template such as "a photo of {}.", '
                              "or a file with one template per line (default: remoteclip with "
                              "--dataset, else paper: \"a satellite photo of {}.\")")
-    parser.add_argument("--class-embedding", choices=CLASS_EMBEDDINGS, default="openai",
-                        help="openai: normalise each prompt's feature, average, normalise; "
-                             "average: average raw features, normalise (RemoteCLIP's evaluation)")
+    parser.add_argument("--class-embedding", choices=CLASS_EMBEDDINGS, default=DEFAULT_CLASS_EMBEDDING,
+                        help="average: average the prompts' raw features, normalise (RemoteCLIP's "
+                             "evaluation, as `remoteclip-jax eval`); openai: normalise each "
+                             "prompt's feature first")
     parser.add_argument("--top-k", type=int, default=DEFAULT_TOP_K,
                         help="alternatives per image (columns label_2, score_2, ...)")
     parser.add_argument("--out", default=".", help="output folder (predictions.csv is written there)")

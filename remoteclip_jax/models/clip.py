@@ -2,7 +2,8 @@
 
 The image tower is `visual`; the text tower's pieces sit at the top level (`token_embedding`,
 `positional_embedding`, `transformer`, `ln_final`, `text_projection`) exactly as in open_clip, so
-OpenCLIP state-dict keys map onto Flax paths one to one.
+OpenCLIP state-dict keys map onto Flax paths one to one. Like open_clip's `CLIP`, the model holds
+the 0-d `logit_scale` and, when its config sets `init_logit_bias` (SigLIP), a 0-d `logit_bias`.
 """
 from __future__ import annotations
 
@@ -19,6 +20,10 @@ from remoteclip_jax.models.layers import (Dtype, LayerNorm, Transformer, exact_g
                                           quick_gelu)
 from remoteclip_jax.models.resnet import ModifiedResNet
 from remoteclip_jax.models.vit import VisionTransformer
+
+
+# open_clip's default `init_logit_scale`: a temperature of 0.07.
+DEFAULT_LOGIT_SCALE = math.log(1 / 0.07)
 
 
 def l2_normalize(x: jax.Array, eps: float = 1e-12) -> jax.Array:
@@ -44,6 +49,11 @@ class CLIP(nn.Module):
     def embed_dim(self) -> int:
         return int(self.config["embed_dim"])
 
+    @property
+    def has_logit_bias(self) -> bool:
+        """Whether the parameters include the scalar `logit_bias` (config `init_logit_bias`)."""
+        return self.config.get("init_logit_bias") is not None
+
     def setup(self):
         cfg, v, t = self.config, self.config["vision_cfg"], self.config["text_cfg"]
         act = quick_gelu if cfg["quick_gelu"] else exact_gelu
@@ -67,8 +77,16 @@ class CLIP(nn.Module):
         self.ln_final = LayerNorm()
         self.text_projection = self.param("text_projection", normal_init(width ** -0.5),
                                           (width, cfg["embed_dim"]), jnp.float32)
-        self.logit_scale = self.param("logit_scale", nn.initializers.constant(math.log(1 / 0.07)),
-                                      (), jnp.float32)
+        # 0-d like open_clip's default (`nonscalar_logit_scale=False`), so state dicts match.
+        self.logit_scale = self.param(
+            "logit_scale", nn.initializers.constant(cfg.get("init_logit_scale", DEFAULT_LOGIT_SCALE)),
+            (), jnp.float32)
+        if self.has_logit_bias:
+            # SigLIP's learnt logit offset (open_clip `init_logit_bias`); only the sigmoid loss
+            # uses it, the towers do not.
+            self.logit_bias = self.param("logit_bias",
+                                         nn.initializers.constant(cfg["init_logit_bias"]), (),
+                                         jnp.float32)
 
     def encode_image(self, images: jax.Array, train: bool = False) -> jax.Array:
         """Unnormalised image features (N, embed_dim), float32, from NHWC normalised images."""

@@ -2,6 +2,10 @@
 
 A config is an open_clip-style dict: `embed_dim`, `vision_cfg`, `text_cfg` and `quick_gelu`.
 `vision_cfg.layers` is an int for a ViT and a list of four stage depths for a ModifiedResNet.
+Two optional top-level keys take open_clip's `CLIP(...)` argument names and meaning:
+`init_logit_scale` (default ln(1/0.07)) and `init_logit_bias` (absent: no `logit_bias` parameter;
+a number: the model holds a 0-d `logit_bias` initialised to it, as SigLIP models do). They are
+left out of the resolved config when not given, so configs without them resolve as before.
 """
 from __future__ import annotations
 
@@ -95,8 +99,17 @@ def model_config(name_or_config: str | dict) -> dict[str, Any]:
                    if v.get(k)}
     unsupported.update({k: t.get(k) for k in ("hf_model_name", "embed_cls", "ls_init_value")
                         if t.get(k)})
+    if cfg.get("nonscalar_logit_scale"):
+        unsupported["nonscalar_logit_scale"] = cfg["nonscalar_logit_scale"]
     if unsupported:
         raise UnknownModelError(f"model config options not supported: {unsupported}")
+    for key in ("init_logit_scale", "init_logit_bias"):
+        if cfg.get(key) is None:
+            cfg.pop(key, None)
+        elif not isinstance(cfg[key], (int, float)) or isinstance(cfg[key], bool):
+            raise UnknownModelError(f"model config {key}={cfg[key]!r} must be a number")
+        else:
+            cfg[key] = float(cfg[key])
     return cfg
 
 

@@ -31,15 +31,45 @@ class TrainState:
 
     Attributes:
         step: number of optimizer updates applied so far (int32 scalar).
-        params: model parameters, plus a scalar `logit_bias` when the loss is sigmoid.
+        params: model parameters; with the sigmoid loss they include the scalar `logit_bias`.
         batch_stats: BatchNorm running statistics (ResNet towers); `{}` for ViTs.
         opt_state: the optax state of `optim.make_optimizer(config, ...)`.
+        loss_only: names of entries of `params` the model does not hold (static, not saved):
+            ``("logit_bias",)`` for a sigmoid-loss state of a model built without
+            `init_logit_bias`, whose bias then stays out of `model_variables` and exports.
     """
 
     step: jax.Array
     params: Any
     batch_stats: Any
     opt_state: Any
+    loss_only: tuple[str, ...] = flax.struct.field(pytree_node=False, default=())
+
+
+def training_model_config(config: Any) -> str | dict:
+    """The model spec a run builds: `config.model`, plus SigLIP's scalars for the sigmoid loss.
+
+    With ``config.loss.type == "sigmoid"`` the model must hold `logit_bias` so that it trains,
+    checkpoints and exports as an ordinary parameter; as open_clip's trainer does for `--siglip`,
+    `init_logit_bias=-10` and `init_logit_scale=ln 10` are added unless `config.model` sets them.
+    Other losses get `config.model` unchanged (so their configs, and checkpoint signatures, stay
+    as they were).
+
+    Args:
+        config: the training config (reads `model` and `loss.type`).
+
+    Returns:
+        An open_clip name or config dict for `rc.create_model`, `rc.load_openclip` and export.
+    """
+    from remoteclip_jax.models import configs as model_configs
+
+    spec = config.model.to_dict() if hasattr(config.model, "to_dict") else config.model
+    if _loss_type(config) != "sigmoid":
+        return spec
+    resolved = model_configs.model_config(spec)
+    resolved.setdefault("init_logit_scale", SIGLIP_INIT_LOGIT_SCALE)
+    resolved.setdefault("init_logit_bias", SIGLIP_INIT_LOGIT_BIAS)
+    return resolved
 
 
 class InitVariablesError(UserError, ValueError):
@@ -50,14 +80,25 @@ def _loss_type(config: Any) -> str:
     return str(config.loss.get("type", "softmax")) if "loss" in config else "softmax"
 
 
-def model_params(params: Any) -> Any:
-    """The parameters the Flax model knows (drops the loss-only `logit_bias`)."""
+def _holds_logit_bias(model: Any) -> bool:
+    return bool(getattr(model, "has_logit_bias", False))
+
+
+def model_params(params: Any, model: Any = None) -> Any:
+    """The parameters `model` holds: drops `logit_bias` unless the model has it as a parameter
+    (config `init_logit_bias`); without `model`, drops it."""
+    if _holds_logit_bias(model):
+        return dict(params)
     return {k: v for k, v in params.items() if k != "logit_bias"}
 
 
 def model_variables(state: TrainState) -> dict:
-    """`{"params"[, "batch_stats"]}` for `model.apply`, evaluation or `rc.to_openclip`."""
-    variables = {"params": model_params(state.params)}
+    """`{"params"[, "batch_stats"]}` for `model.apply`, evaluation or `rc.to_openclip`.
+
+    A model built with `init_logit_bias` keeps its `logit_bias` here (so it is exported); only a
+    bias the model does not hold (`state.loss_only`) is left out.
+    """
+    variables = {"params": {k: v for k, v in state.params.items() if k not in state.loss_only}}
     if state.batch_stats:
         variables["batch_stats"] = state.batch_stats
     return variables
@@ -108,21 +149,27 @@ def create_train_state(model: Any, config: Any, mesh: Mesh, rng: jax.Array,
         InitVariablesError: when `init_variables` does not match the model's parameter tree.
     """
     sigmoid = _loss_type(config) == "sigmoid"
+    in_model = _holds_logit_bias(model)
+    model_cfg = getattr(model, "config", {}) or {}
+    bias_init = float(model_cfg.get("init_logit_bias", SIGLIP_INIT_LOGIT_BIAS))
+    # A sigmoid loss with a model built without init_logit_bias (not via training_model_config):
+    # the bias is kept beside the model's parameters, as before it became one of them.
+    loss_only = ("logit_bias",) if sigmoid and not in_model else ()
     # The optimizer's state structure does not depend on the schedule length.
     tx, _ = optim_lib.make_optimizer(config, total_steps=1)
 
     def build(variables, from_scratch: bool):
         params = dict(variables["params"])
         if sigmoid:
-            if from_scratch:
+            if from_scratch and "init_logit_scale" not in model_cfg:
                 params["logit_scale"] = jnp.full((), SIGLIP_INIT_LOGIT_SCALE, jnp.float32)
             if "logit_bias" not in params:
-                params["logit_bias"] = jnp.full((), SIGLIP_INIT_LOGIT_BIAS, jnp.float32)
+                params["logit_bias"] = jnp.full((), bias_init, jnp.float32)
         params = jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), params)
         batch_stats = jax.tree.map(lambda x: jnp.asarray(x, jnp.float32),
                                    dict(variables.get("batch_stats", {})))
         return TrainState(step=jnp.zeros((), jnp.int32), params=params, batch_stats=batch_stats,
-                          opt_state=tx.init(params))
+                          opt_state=tx.init(params), loss_only=loss_only)
 
     images, texts = _dummy_inputs(model)
 
@@ -136,7 +183,11 @@ def create_train_state(model: Any, config: Any, mesh: Mesh, rng: jax.Array,
         return state, shardings
 
     abstract_vars = jax.eval_shape(model.init, rng, images, texts)
-    given = {"params": model_params(init_variables["params"])}
+    init_params = dict(init_variables["params"])
+    if in_model and "logit_bias" not in init_params:
+        # A CLIP checkpoint for a model that holds the bias: start it where a fresh init would.
+        init_params["logit_bias"] = np.float32(bias_init)
+    given = {"params": model_params(init_params, model)}
     _check_tree(given["params"], abstract_vars["params"], "params")
     if "batch_stats" in abstract_vars:
         given["batch_stats"] = init_variables.get("batch_stats")
@@ -144,8 +195,8 @@ def create_train_state(model: Any, config: Any, mesh: Mesh, rng: jax.Array,
             raise InitVariablesError(
                 "init variables lack 'batch_stats' but the model has BatchNorm")
         _check_tree(given["batch_stats"], abstract_vars["batch_stats"], "batch_stats")
-    if "logit_bias" in init_variables["params"]:
-        given["params"]["logit_bias"] = init_variables["params"]["logit_bias"]
+    if loss_only and "logit_bias" in init_params:
+        given["params"]["logit_bias"] = init_params["logit_bias"]
     var_shardings = {"params": {k: v for k, v in shardings.params.items()
                                 if k in given["params"]}}
     if "batch_stats" in given:

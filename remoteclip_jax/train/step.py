@@ -78,7 +78,7 @@ class _Towers:
     def encode(self, params: dict, batch_stats: Any, images: jax.Array, texts: jax.Array,
                train: bool = True) -> tuple[jax.Array, jax.Array, Any]:
         """Normalised (img, txt) features and the updated BatchNorm statistics."""
-        variables = {"params": model_params(params)}
+        variables = {"params": model_params(params, self.model)}
         if batch_stats:
             variables["batch_stats"] = batch_stats
             if train and not self.lock_image:

@@ -1,28 +1,30 @@
 """OpenCLIP state dict <-> Flax variables, through one key table used in both directions.
 
-The Flax modules mirror open_clip's torch modules name for name, so the table is small:
+The Flax modules mirror open_clip's torch modules name for name, so the table is small (the
+top-level scalars `logit_scale` and, for SigLIP-style models, `logit_bias` keep their names):
   * an index under a container joins its name: torch `resblocks.3` <-> Flax `resblocks_3`
     (likewise `layer1.0`, `downsample.0`);
   * leaves are renamed and re-laid out by kind (see `_LEAF_RULES`): Linear weights are
     transposed, Conv weights go OIHW -> HWIO, norm weights become `scale`, BatchNorm running
     statistics live in the `batch_stats` collection, `in_proj_weight` becomes `in_proj/kernel`.
 
-CLI: `python -m remoteclip_jax.weights.openclip import|export ...` (see `main`).
+Directories of converted weights (ours, open_clip's, transformers') are in `weights.model_dir`;
+the command line is `remoteclip-jax import-weights` / `export-weights` (`weights.cli`).
 """
 from __future__ import annotations
 
 from remoteclip_jax.errors import UserError
-import argparse
-import json
 import os
 import re
-import sys
 from typing import Any, Mapping
 
 import numpy as np
 
 _CONTAINERS = ("resblocks", "layer1", "layer2", "layer3", "layer4", "downsample")
 _JOINED = re.compile(r"^(%s)_(\d+)$" % "|".join(_CONTAINERS))
+# The learnt scalars: open_clip keeps them 0-d by default and (1,) with `nonscalar_logit_scale`.
+# `logit_bias` exists only in SigLIP-style models (config `init_logit_bias`).
+_SCALARS = (("logit_scale",), ("logit_bias",))
 # Keys in OpenAI's files that describe the model rather than hold weights.
 _DROPPED = {"input_resolution", "context_length", "vocab_size", "attn_mask"}
 
@@ -209,7 +211,10 @@ def load_openclip(path_or_state_dict: str | Mapping, name: str | dict) -> dict:
         tensors or numpy arrays), possibly wrapped as `{"state_dict": ...}` with `module.` prefixes.
       name: the model to load into: an open_clip name such as "ViT-B-32-quickgelu", a preset such
         as "RemoteCLIP-ViT-B-32", or a config dict. It fixes the activation, which the weights
-        cannot tell (GELU and QuickGELU have the same shapes).
+        cannot tell (GELU and QuickGELU have the same shapes), and whether there is a
+        `logit_bias` (config `init_logit_bias`): a state dict with one needs a config that
+        declares it; a config that declares it and a state dict without one (a CLIP checkpoint
+        for SigLIP training) give the config's `init_logit_bias`.
 
     Returns:
       `{"params": ...}` (plus `"batch_stats"` for ResNets), float32 numpy leaves.
@@ -239,6 +244,9 @@ def load_openclip(path_or_state_dict: str | Mapping, name: str | dict) -> dict:
             continue
         want = expected[(collection, path)]
         value = _to_flax_layout(value, transform)
+        if path in _SCALARS and value.size == 1:
+            # open_clip's `nonscalar_logit_scale` models store these as (1,); ours are 0-d.
+            value = value.reshape(want)
         if value.shape != want:
             # Report both shapes in torch layout, as the user sees them in the checkpoint.
             want_torch = _to_torch_layout(np.empty(want, np.bool_), transform).shape
@@ -246,12 +254,18 @@ def load_openclip(path_or_state_dict: str | Mapping, name: str | dict) -> dict:
                              f"(model wants {want_torch})")
             continue
         flat[(collection, path)] = value.astype(np.float32)
+    if model.has_logit_bias and ("params", ("logit_bias",)) not in flat:
+        # A CLIP checkpoint loaded for SigLIP training: open_clip's loader fills the missing bias
+        # too (with 0); here it takes the config's init_logit_bias, as a fresh model would.
+        flat[("params", ("logit_bias",))] = np.asarray(model.config["init_logit_bias"], np.float32)
     missing = [_flax_to_torch_key(c, p, len(s))[0] for (c, p), s in expected.items()
                if (c, p) not in flat]
     if missing or unexpected or misshaped:
         model_name = name if isinstance(name, str) else "the given config"
+        hint = (" (a SigLIP-style checkpoint: set init_logit_bias in the model config)"
+                if "logit_bias" in unexpected else "")
         raise CheckpointError(
-            f"{origin} does not fit {model_name}: " + "; ".join(
+            f"{origin} does not fit {model_name}{hint}: " + "; ".join(
                 f"{label} ({len(keys)}): {', '.join(keys[:6])}{' ...' if len(keys) > 6 else ''}"
                 for label, keys in (("missing", missing), ("unexpected", unexpected),
                                     ("mis-shaped", misshaped)) if keys))
@@ -304,86 +318,3 @@ def save_state_dict(state_dict: Mapping[str, np.ndarray], path: str) -> None:
         raise CheckpointError(f"{path}: writing .pt needs torch (pip install torch==2.14.1); "
                               "or export to .safetensors") from e
     torch.save({k: torch.from_numpy(np.array(v)) for k, v in state_dict.items()}, path)
-
-
-# ---------------------------------------------------------------------------------------------
-# Orbax storage of converted weights, with the metadata the weights cannot carry.
-
-def save_orbax(variables: Mapping, directory: str, name: str | dict) -> None:
-    """Saves Flax variables to an orbax checkpoint directory, recording model and activation."""
-    import orbax.checkpoint as ocp
-
-    from remoteclip_jax.models import model_config
-    directory = os.path.abspath(directory)
-    cfg = model_config(name)
-    meta = {"model": name if isinstance(name, str) else None, "config": cfg,
-            "activation": "quick_gelu" if cfg["quick_gelu"] else "gelu"}
-    import jax
-    import jax.numpy as jnp
-    with ocp.StandardCheckpointer() as ckptr:
-        ckptr.save(os.path.join(directory, "variables"), jax.tree.map(jnp.asarray, dict(variables)),
-                   force=True)
-    with open(os.path.join(directory, "model.json"), "w") as f:
-        json.dump(meta, f, indent=2)
-
-
-def load_orbax(directory: str) -> tuple[dict, dict]:
-    """Loads what `save_orbax` wrote: (variables, metadata with `model`, `config`, `activation`)."""
-    import orbax.checkpoint as ocp
-    directory = os.path.abspath(directory)
-    meta_path = os.path.join(directory, "model.json")
-    if not os.path.exists(meta_path):
-        raise CheckpointError(f"{directory}: no model.json; not a directory written by "
-                              "`python -m remoteclip_jax.weights.openclip import`")
-    with open(meta_path) as f:
-        meta = json.load(f)
-    from remoteclip_jax.models import create_model
-    model = create_model(meta["model"] or meta["config"])
-    s = model.image_size
-    import jax
-    import jax.numpy as jnp
-    # Restoring against the model's abstract tree keeps shapes exact (scalars stay scalars).
-    target = jax.eval_shape(model.init, jax.random.PRNGKey(0), jnp.zeros((1, s, s, 3)),
-                            jnp.zeros((1, model.context_length), jnp.int32))
-    with ocp.StandardCheckpointer() as ckptr:
-        variables = ckptr.restore(os.path.join(directory, "variables"), target)
-    return jax.device_get(variables), meta
-
-
-# ---------------------------------------------------------------------------------------------
-# CLI.
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m remoteclip_jax.weights.openclip",
-        description="Convert OpenCLIP checkpoints to Flax/orbax and back.")
-    sub = parser.add_subparsers(dest="command", required=True)
-    imp = sub.add_parser("import", help="OpenCLIP .pt/.bin/.safetensors -> orbax directory")
-    imp.add_argument("checkpoint")
-    imp.add_argument("--model", required=True,
-                     help="open_clip model name (e.g. ViT-B-32-quickgelu) or preset (RemoteCLIP-ViT-B-32)")
-    imp.add_argument("--out", required=True, help="orbax checkpoint directory to write")
-    exp = sub.add_parser("export", help="orbax directory -> OpenCLIP .pt or .safetensors")
-    exp.add_argument("directory")
-    exp.add_argument("--out", required=True, help="output file (.pt, .bin or .safetensors)")
-    args = parser.parse_args(argv)
-    try:
-        if args.command == "import":
-            variables = load_openclip(args.checkpoint, args.model)
-            save_orbax(variables, args.out, args.model)
-            n = sum(int(np.prod(np.shape(v))) for c in variables
-                    for v in __import__("jax").tree.leaves(variables[c]))
-            print(f"wrote {args.out}: {args.model}, {n / 1e6:.1f}M values")
-        else:
-            variables, meta = load_orbax(args.directory)
-            save_state_dict(to_openclip(variables, meta["model"] or meta["config"]), args.out)
-            print(f"wrote {args.out} (open_clip model {meta['model'] or 'custom config'}, "
-                  f"activation {meta['activation']})")
-    except (CheckpointError, ValueError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,4 +1,4 @@
-"""Image-caption datasets: Karpathy-style JSON, JSON Lines, GeoRSCLIP-style `filename,title` CSV.
+"""Image-caption datasets: Karpathy-style JSON, JSON Lines, and caption CSVs (ITRA/RemoteCLIP, RS5M).
 
 Karpathy-style JSON is what RSICD, RSITMD, UCM-captions and Sydney-captions ship::
 
@@ -12,6 +12,7 @@ default: the retrieval protocol counts five captions per image, repeats included
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 import pathlib
@@ -179,76 +180,176 @@ def read_caption_jsonl(path: str | os.PathLike, split: str | None = None, *,
     return images
 
 
-def read_caption_csv(path: str | os.PathLike, *, image_root: str | os.PathLike | None = None,
-                     source: str = "", filename_column: str = "filename",
-                     caption_column: str = "title", drop_blank: bool = True,
+# ITRA's CSV defaults (ChenDelong1999/ITRA, branch test, itra/training/params.py: --csv-img-key
+# "filepath", --csv-caption-key "title", --csv-separator "\t"), then GeoRSCLIP/RS5M's `filename`,
+# then common spellings. Used when the caller names no column.
+IMAGE_COLUMNS = ("filepath", "filename", "image", "image_path", "img", "path", "file")
+CAPTION_COLUMNS = ("title", "caption", "captions", "sentence", "text", "raw")
+# Separators tried when sniffing the header, in order of preference on a tie.
+SEPARATORS = ("\t", ",", ";", "|")
+_UTF8_BOM = b"\xef\xbb\xbf"
+
+
+def decode_text(data: bytes, path: str | os.PathLike, encoding: str | None = None
+                ) -> tuple[str, str]:
+    """Decodes an annotation file's bytes: (text, encoding used).
+
+    Without `encoding`, UTF-8 is tried first, as utf-8-sig when the file starts with a byte
+    order mark (plain UTF-8 would keep U+FEFF glued to the first column name), then gb18030:
+    RSICD's CSVs are GB18030 (ITRA's CsvDataset reads files named `rsicd` with that encoding).
+    UTF-8 goes first because its multi-byte patterns are strict, so GB18030 bytes with Chinese
+    text almost never pass as UTF-8, while most UTF-8 byte sequences are valid GB18030 (which
+    would silently give mojibake the other way round). ASCII files decode the same either way.
+
+    Raises:
+        AnnotationError: the bytes are not text in any of these encodings (or in `encoding`).
+    """
+    if encoding is not None:
+        candidates = [encoding]
+    elif data.startswith(_UTF8_BOM):
+        candidates = ["utf-8-sig"]
+    else:
+        candidates = ["utf-8", "gb18030"]
+    for candidate in candidates:
+        try:
+            return data.decode(candidate), candidate
+        except UnicodeDecodeError as e:
+            error = e
+        except LookupError:
+            raise AnnotationError(path, None, f"unknown encoding {candidate!r}") from None
+    line = data[:error.start].count(b"\n") + 1
+    raise AnnotationError(path, line, f"not text in {' or '.join(candidates)} "
+                                      f"({error.reason} at byte {error.start}); pass the "
+                                      "file's encoding") from None
+
+
+def sniff_separator(header: str) -> str:
+    """The separator the header line uses most, outside quotes (tab wins a tie); "," if none."""
+    counts = dict.fromkeys(SEPARATORS, 0)
+    quoted = False
+    for char in header:
+        if char == '"':
+            quoted = not quoted
+        elif not quoted and char in counts:
+            counts[char] += 1
+    best = max(SEPARATORS, key=lambda sep: (counts[sep], -SEPARATORS.index(sep)))
+    return best if counts[best] else ","
+
+
+def _pick_column(header: list[str], wanted: str | None, candidates: tuple[str, ...], role: str,
+                 path: pathlib.Path, option: str) -> int:
+    names = (wanted,) if wanted else candidates
+    lowered = [h.lower() for h in header]
+    for name in names:
+        if name in header:
+            return header.index(name)
+        if wanted is None and name in lowered:
+            return lowered.index(name)
+    looked_for = f"'{wanted}'" if wanted else "any of " + ", ".join(f"'{c}'" for c in candidates)
+    raise AnnotationError(path, 1, f"header has no {role} column {looked_for} (columns found: "
+                                   f"{', '.join(repr(h) for h in header) or 'none'}); name the "
+                                   f"column with {option}")
+
+
+def read_caption_csv(path: str | os.PathLike, split: str | None = None, *,
+                     image_root: str | os.PathLike | None = None, source: str = "",
+                     image_column: str | None = None, caption_column: str | None = None,
+                     separator: str | None = None, encoding: str | None = None,
+                     split_column: str = "split", drop_blank: bool = True,
                      dedupe: bool = False, on_error: OnError | None = None
                      ) -> list[AnnotatedImage]:
-    """Reads a GeoRSCLIP/RS5M-style CSV with a header holding `filename` and `title` columns.
+    """Reads an image-caption CSV: one caption per row, rows of one image merged.
 
-    Rows naming the same file are merged into one image with several captions, in file order.
+    Covers RemoteCLIP's released files (`Ret-3_train.csv`, `Det-10.csv`, `Seg-4.csv`, test CSVs:
+    ITRA's layout, TAB-separated `filepath` / `title`), GeoRSCLIP/RS5M's comma-separated
+    `filename,title`, and RSICD's GB18030-encoded CSVs. Fields are quoted as the csv module
+    expects (a quoted field may hold separators and newlines).
 
     Args:
-        path: the CSV file (UTF-8, comma-separated, quoted as the csv module expects).
-        image_root: directory file names are relative to (default: the CSV's directory).
+        path: the CSV file.
+        split: keep only rows whose `split_column` equals this; ignored when the file has no
+            such column (RemoteCLIP's CSVs are one file per split).
+        image_root: directory relative image paths are resolved against (default: the CSV's
+            directory). Absolute paths are kept.
         source: dataset name for provenance (default: the CSV's stem).
-        filename_column / caption_column: the column names.
+        image_column: the image path column (default: the first of `IMAGE_COLUMNS` in the
+            header, compared case-insensitively).
+        caption_column: the caption column (default: the first of `CAPTION_COLUMNS`).
+        separator: field separator (default: sniffed from the header, see `sniff_separator`).
+        encoding: text encoding (default: detected, see `decode_text`).
+        split_column: name of an optional split column.
         drop_blank, dedupe, on_error: as for `read_caption_json`.
 
     Returns:
-        One AnnotatedImage per distinct file name.
+        One AnnotatedImage per distinct image path, in order of first appearance, with every
+        caption of its rows in file order; `image_id` is the path as written in the CSV.
 
     Raises:
-        AnnotationError: a missing column in the header, or (`path:line`) a row without a file
-            name or caption.
+        AnnotationError: undecodable bytes, a header without the needed columns (the message
+            lists the columns found), or `path:line` for a row without an image path or caption.
     """
     path = pathlib.Path(path)
     root = pathlib.Path(image_root) if image_root is not None else path.parent
     source = source or path.stem
-    by_name: dict[str, AnnotatedImage] = {}
     try:
-        handle = path.open(newline="", encoding="utf-8")
+        data = path.read_bytes()
     except OSError as e:
         raise AnnotationError(path, None, f"cannot read ({e.strerror or e})") from None
-    with handle:
-        reader = csv.DictReader(handle)
-        try:
-            header = reader.fieldnames or []
-            for column in (filename_column, caption_column):
-                if column not in header:
-                    raise AnnotationError(path, 1, f"header {header} has no '{column}' column")
-            for row in reader:
-                # line_num is the physical line just read, which handles quoted newlines.
-                number = reader.line_num
-                name, caption = row.get(filename_column), row.get(caption_column)
-                if not name or caption is None:
-                    report(AnnotationError(path, number, "row lacks a file name or a caption"),
-                           on_error)
-                    continue
-                image = by_name.get(name)
-                if image is None:
-                    image = by_name[name] = AnnotatedImage(path=str(root / name), source=source,
-                                                           image_id=name)
-                image.captions.extend(_clean_captions([caption], drop_blank, False))
-        except (csv.Error, UnicodeDecodeError) as e:
-            raise AnnotationError(path, reader.line_num, f"malformed CSV ({e})") from None
+    text, _ = decode_text(data, path, encoding)
+    if separator is None:
+        separator = sniff_separator(text.split("\n", 1)[0])
+    if len(separator) != 1:
+        raise AnnotationError(path, None, f"separator must be one character, got {separator!r}")
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=separator)
+    by_path: dict[str, AnnotatedImage] = {}
+    try:
+        header = [h.strip() for h in next(reader, [])]
+        image_at = _pick_column(header, image_column, IMAGE_COLUMNS, "image", path,
+                                "image_column (--csv-img-key)")
+        caption_at = _pick_column(header, caption_column, CAPTION_COLUMNS, "caption", path,
+                                  "caption_column (--csv-caption-key)")
+        split_at = header.index(split_column) if split_column in header else None
+        for row in reader:
+            # line_num is the physical line just read, so quoted newlines keep numbers right.
+            number = reader.line_num
+            if not any(field.strip() for field in row):
+                continue
+            name = row[image_at].strip() if image_at < len(row) else ""
+            caption = row[caption_at] if caption_at < len(row) else None
+            if not name or caption is None:
+                report(AnnotationError(path, number, f"row lacks an image path or a caption "
+                                                     f"({len(row)} fields, header has "
+                                                     f"{len(header)})"), on_error)
+                continue
+            row_split = row[split_at].strip() if split_at is not None and split_at < len(row) \
+                else ""
+            if split is not None and split_at is not None and row_split != split:
+                continue
+            image = by_path.get(name)
+            if image is None:
+                image = by_path[name] = AnnotatedImage(path=str(root / name), source=source,
+                                                       image_id=name, split=row_split)
+            image.captions.extend(_clean_captions([caption], drop_blank, False))
+    except csv.Error as e:
+        raise AnnotationError(path, reader.line_num, f"malformed CSV ({e})") from None
     if dedupe:
-        for image in by_name.values():
+        for image in by_path.values():
             image.captions = _clean_captions(image.captions, drop_blank, True)
-    return list(by_name.values())
+    return list(by_path.values())
 
 
 def read_captions(path: str | os.PathLike, split: str | None = None, **kwargs
                   ) -> list[AnnotatedImage]:
-    """Reads any caption file, chosen by extension: .json (Karpathy), .jsonl, .csv.
+    """Reads any caption file, chosen by extension: .json (Karpathy), .jsonl, .csv/.tsv.
 
-    Keyword arguments go to the chosen reader; `split` is ignored for CSV (it has none).
+    Keyword arguments go to the chosen reader (CSV: see `read_caption_csv`).
     """
     suffix = pathlib.Path(path).suffix.lower()
     if suffix == ".json":
         return read_caption_json(path, split, **kwargs)
     if suffix == ".jsonl":
         return read_caption_jsonl(path, split, **kwargs)
-    if suffix == ".csv":
-        return read_caption_csv(path, **kwargs)
-    raise AnnotationError(path, None, "unknown caption format (expected .json, .jsonl or .csv)")
+    if suffix in (".csv", ".tsv"):
+        return read_caption_csv(path, split, **kwargs)
+    raise AnnotationError(path, None, "unknown caption format (expected .json, .jsonl, .csv "
+                                      "or .tsv)")

@@ -15,7 +15,7 @@ def read_image_folder(root: str | os.PathLike, *, source: str = "",
 
     Args:
         root: the dataset directory; each sub-directory is a class, named as the dataset names
-            it (AID's "BaseballField"; normalise with `class_names.normalize_class_name`).
+            it (AID's "BaseballField"; normalise with `classnames.normalize_class_name`).
         source: dataset name for provenance (default: the directory's name).
         extensions: image file suffixes to take (case-insensitive); other files are ignored.
 

@@ -36,17 +36,17 @@ def _shard_paths(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> list
     return shards
 
 
-def _json_captions(raw: bytes, shard: pathlib.Path, key: str) -> list[str]:
+def _json_captions(raw: bytes, shard: pathlib.Path, key: str) -> tuple[list[str], list[str]]:
+    """(captions of the single-caption keys, the ``captions`` list) of a sample's JSON."""
     try:
         meta = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise AnnotationError(shard, None, f"{key}.json: invalid JSON ({e})") from None
     if not isinstance(meta, dict):
-        return []
-    captions = [meta[k] for k in _JSON_CAPTION_KEYS if isinstance(meta.get(k), str)]
-    if isinstance(meta.get("captions"), list):
-        captions.extend(c for c in meta["captions"] if isinstance(c, str))
-    return captions
+        return [], []
+    single = [meta[k] for k in _JSON_CAPTION_KEYS if isinstance(meta.get(k), str)]
+    listed = meta.get("captions") if isinstance(meta.get("captions"), list) else []
+    return single, [c for c in listed if isinstance(c, str)]
 
 
 def _find_part(parts: dict[str, bytes], kinds: tuple[str, ...]) -> str | None:
@@ -58,24 +58,45 @@ def _find_part(parts: dict[str, bytes], kinds: tuple[str, ...]) -> str | None:
     return next((ext for ext in parts if ext.rsplit(".", 1)[-1] in kinds), None)
 
 
-def _sample(key: str, parts: dict[str, bytes], shard: pathlib.Path, source: str
-            ) -> AnnotatedImage:
+def sample_parts(key: str, parts: dict[str, bytes], shard: str | os.PathLike) -> tuple[str, list[str]]:
+    """The image member's extension and the captions of one sample (its members by extension).
+
+    The one caption parser for webdataset samples: conversion (`iter_webdataset`) and the
+    training/evaluation source (`remoteclip_jax.data.sources.WebDatasetSource`) both use it.
+    Captions come from ``.txt`` (the whole text) and ``.json`` (caption keys and ``captions``),
+    whitespace-collapsed, blank ones dropped. A caption that two fields repeat (a title also in
+    the list) is kept once; repeats inside the ``captions`` list are kept, as caption files keep
+    them, because retrieval counts every caption of an image.
+
+    Raises:
+        AnnotationError: no image member, undecodable text, invalid JSON or no caption.
+    """
+    shard = pathlib.Path(shard)
     image_suffix = _find_part(parts, IMAGE_SUFFIXES)
     if image_suffix is None:
         raise AnnotationError(shard, None, f"sample '{key}' has no image "
                                            f"({', '.join(sorted(parts))})")
-    captions = []
+    single, listed = [], []
     if (txt := _find_part(parts, ("txt",))) is not None:
         try:
-            captions.append(parts[txt].decode("utf-8"))
+            single.append(parts[txt].decode("utf-8"))
         except UnicodeDecodeError as e:
             raise AnnotationError(shard, None, f"{key}.{txt}: not UTF-8 ({e.reason})") from None
     if (meta := _find_part(parts, ("json",))) is not None:
-        captions.extend(_json_captions(parts[meta], shard, key))
-    captions = [" ".join(c.split()) for c in captions]
-    captions = [c for i, c in enumerate(captions) if c and c not in captions[:i]]
+        more, listed = _json_captions(parts[meta], shard, key)
+        single += more
+    single = [c for c in (" ".join(s.split()) for s in single) if c]
+    single = [c for i, c in enumerate(single) if c not in single[:i]]
+    listed = [c for c in (" ".join(s.split()) for s in listed) if c]
+    captions = single + [c for c in listed if c not in single]
     if not captions:
         raise AnnotationError(shard, None, f"sample '{key}' has no caption (.txt or .json)")
+    return image_suffix, captions
+
+
+def _sample(key: str, parts: dict[str, bytes], shard: pathlib.Path, source: str
+            ) -> AnnotatedImage:
+    image_suffix, captions = sample_parts(key, parts, shard)
     return AnnotatedImage(path=f"{shard}#{key}.{image_suffix}", captions=captions,
                           source=source, image_id=key, data=parts[image_suffix])
 

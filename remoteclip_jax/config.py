@@ -1,0 +1,311 @@
+"""The one config schema: every key, its default and what it means. Recipes only override.
+
+A recipe in ``configs/`` is a ``get_config(arg)`` function that starts from `get_base_config()`,
+sets what differs, and may offer variants (``--config=configs/vitb32.py:smoke``).
+
+Datasets are *named entries*, so the command line reaches every field without JSON strings:
+
+* ``config.data.sources.<name>``: a training source, a dict of the source keys of
+  `remoteclip_jax.data.sources.SOURCE_DEFAULTS` (``kind``, ``path``, ``split``, ...);
+* ``config.evals.<name>``: an evaluation, the same source keys plus ``task`` and the task's own
+  keys (`EVAL_DEFAULTS`), e.g. ``--config.evals.rsicd.path=/data/RSICD/dataset_rsicd.json``.
+
+Build entries with `source(...)` and `evaluation(task, ...)`, which fill in every default, so each
+key exists for the command line to override. `validate(config)` refuses, before anything runs, an
+unknown key anywhere (naming the nearest valid one), a key an entry's kind or task does not read,
+and values that cannot work.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import ml_collections
+
+from remoteclip_jax.data.sources import SOURCE_DEFAULTS, SourceSpecError, nearest, normalize_spec
+from remoteclip_jax.errors import UserError
+
+# The evaluation tasks, each with the task keys it reads (beside the source keys).
+_SPLIT = {"train_fraction", "split_order"}
+TASK_KEYS: dict[str, set[str]] = {
+    "retrieval": {"ties"},
+    "zeroshot": {"templates", "class_embedding", "classnames", "subset", "ties"} | _SPLIT,
+    "linear_probe": {"Cs", "val_fraction", "sample_seed", "protocol", "itra_mode", "epochs"} | _SPLIT,
+    "knn": {"k", "temperature"} | _SPLIT,
+    "fewshot": {"shots", "episodes", "C", "sample_seed", "protocol", "itra_mode", "epochs",
+                "pool"} | _SPLIT,
+    "count": {"template", "ties"},
+}
+EVAL_DEFAULTS: dict[str, Any] = {
+    "task": "",                # one of TASK_KEYS
+    # retrieval/zeroshot/count: how exactly tied scores rank: "expected" (the mean over random
+    # tie orders; torch.topk, which the reference code uses, breaks ties arbitrarily),
+    # "pessimistic" (a tied wrong item first) or "optimistic".
+    "ties": "expected",
+    # zeroshot: "remoteclip" (RemoteCLIP's per-dataset prompt sets) | "paper" | "georsclip" |
+    # a list of "{}" templates.
+    "templates": "remoteclip",
+    # zeroshot: "average" (mean of raw prompt features, then normalised: ITRA and GeoRSCLIP) |
+    # "openai" (mean of normalised prompt features, OpenAI CLIP's notebook).
+    "class_embedding": "average",
+    "classnames": {},          # zeroshot: {class folder: readable name} overrides
+    "subset": "test",          # zeroshot: "test" = the paper's held-out 20% per class | "all"
+    "train_fraction": 0.8,     # classification: share of each class (by file name) for train
+    # classification: the order files are split in: "sorted" (by name) | "listing" (the file
+    # system's order, as ITRA's glob gives it: not reproducible across machines).
+    "split_order": "sorted",
+    "Cs": (0.1, 1.0, 10.0, 100.0, 1000.0),  # linear_probe: C grid, chosen on a split of train
+    "val_fraction": 0.2,       # linear_probe: share of train held out to choose C
+    # linear_probe/fewshot: "clean" (sklearn logistic regression, C chosen on a split of train)
+    # | "itra" (ITRA's SGD probe, which picks its best epoch on test accuracy: labelled so).
+    "protocol": "clean",
+    "itra_mode": "pytorch",    # protocol itra: "pytorch" | "sklearn" | "sklearn-search"
+    "epochs": 1000,            # protocol itra, pytorch mode: SGD epochs (ITRA: 1000)
+    "pool": "cumulative",      # fewshot itra: "cumulative" (ITRA's code as written) | "per_class"
+    "sample_seed": 0,          # linear_probe/fewshot: validation split / episode sampling
+    "k": 20,                   # knn: neighbours
+    "temperature": 0.07,       # knn: vote weight exp(similarity / temperature)
+    "shots": (1, 2, 4, 8, 16, 32),  # fewshot: images per class
+    "episodes": 5,             # fewshot: episodes per shot count
+    "C": 1.0,                  # fewshot: logistic-regression C
+    "template": "There {be} {number} {objects} in the picture.",  # count: the prompt
+}
+
+
+class ConfigError(UserError, ValueError):
+    """A config value that cannot work; the message names the key and what to set it to."""
+
+
+def source(**keys) -> dict[str, Any]:
+    """A training source entry with every source key filled in (checked by `validate`)."""
+    unknown = sorted(set(keys) - set(SOURCE_DEFAULTS))
+    if unknown:
+        raise ConfigError(f"source(): unknown key {unknown[0]!r}{nearest(unknown[0], SOURCE_DEFAULTS)}")
+    return {**SOURCE_DEFAULTS, **keys}
+
+
+def evaluation(task: str, **keys) -> dict[str, Any]:
+    """An evaluation entry: task, source keys and task keys, every default filled in."""
+    entry = {**SOURCE_DEFAULTS, **EVAL_DEFAULTS, "task": task}
+    unknown = sorted(set(keys) - set(entry))
+    if unknown:
+        raise ConfigError(f"evaluation({task!r}): unknown key {unknown[0]!r}{nearest(unknown[0], entry)}")
+    entry.update(keys)
+    return entry
+
+
+def get_base_config() -> ml_collections.ConfigDict:
+    """Every key with its default. "open_clip" = open_clip's params.py / training/main.py."""
+    c = ml_collections.ConfigDict()
+    c.seed = 0                    # model init, data order, augmentation
+    # An open_clip model name ("ViT-B-32-quickgelu") or an open_clip-style dict
+    # {embed_dim, vision_cfg, text_cfg, quick_gelu}.
+    c.model = "ViT-B-32-quickgelu"
+    c.dtype = "float32"           # compute dtype: float32 | bfloat16 (params stay float32)
+    c.remat = False               # rematerialise residual blocks (saves activation memory)
+    # Initial weights: an OpenCLIP checkpoint file, a model directory (`remoteclip-jax
+    # import-weights`), or "" to train from scratch.
+    c.init_from = ""
+    c.lock_image = False          # LiT-style: freeze the image tower (open_clip --lock-image)
+
+    c.loss = ml_collections.ConfigDict()
+    c.loss.type = "softmax"       # softmax (InfoNCE, CLIP) | sigmoid (SigLIP)
+
+    c.optim = ml_collections.ConfigDict()
+    c.optim.lr = 5e-4             # peak learning rate
+    c.optim.warmup_steps = 10000  # linear warmup (open_clip --warmup default)
+    c.optim.schedule = "cosine"   # cosine | const (after the warmup)
+    c.optim.weight_decay = 0.05   # AdamW decoupled weight decay
+    c.optim.b1 = 0.9              # AdamW beta1 (open_clip ViT default)
+    c.optim.b2 = 0.98             # AdamW beta2 (open_clip ViT default)
+    c.optim.eps = 1e-6            # AdamW eps (open_clip ViT default)
+    c.optim.grad_clip_norm = 0.0  # global-norm clipping; 0 = off
+    # Parameters without weight decay: "all_embeddings" (biases, norms, logit_scale and every
+    # embedding), "open_clip" (open_clip's main.py rule: ndim < 2 or bn/ln/bias/logit_scale in
+    # the name) or "open_clip_head" (newer open_clip's no_weight_decay(): adds the positional
+    # embeddings).
+    c.optim.wd_exclude = "all_embeddings"
+    c.accum_steps = 1             # gradient accumulation with cached features (open_clip --accum-freq)
+
+    c.mesh = ml_collections.ConfigDict()
+    c.mesh.data = -1              # data-parallel axis size; -1 = devices not used by other axes
+    c.mesh.fsdp = 1               # > 1 shards parameters and optimizer state over this axis
+
+    c.data = ml_collections.ConfigDict()
+    c.data.batch_size = 0         # global batch; 0 = batch_size_per_device x devices
+    c.data.batch_size_per_device = 64
+    c.data.image_size = 224       # model input side (train transform: RandomResizedCrop 0.9-1)
+    c.data.num_workers = 0        # grain worker processes per host (0 = decode in-process)
+    c.data.sources = ml_collections.ConfigDict()   # named sources: see `source()`
+
+    c.train = ml_collections.ConfigDict()
+    c.train.epochs = 32           # run length in epochs of the training sources...
+    c.train.steps = 0             # ...unless steps > 0
+    c.train.log_every = 10        # steps between metric lines
+    c.train.checkpoint_every = 1000  # steps between checkpoints
+    c.train.keep_checkpoints = 3  # newest checkpoints kept
+    c.train.eval_every = 0        # steps between evaluations; 0 = only at the end
+    c.train.export = True         # write OpenCLIP weights to WORKDIR/export at the end
+    c.train.peak_tflops_per_device = 0.0  # for MFU; 0 = look the device kind up (none for CPU)
+
+    c.eval = ml_collections.ConfigDict()
+    c.eval.batch_size = 256       # images or texts per encoder call, per process
+    c.eval.num_workers = 0        # grain worker processes decoding evaluation images
+    c.eval.cache_features = True  # --mode=eval: keep image features in WORKDIR/eval/cache
+    c.eval.model_name = "model"   # how results.md names the model
+    c.evals = ml_collections.ConfigDict()          # named evaluations: see `evaluation()`
+    return c
+
+
+def set_model(c: ml_collections.ConfigDict, model: str | dict) -> None:
+    """Sets ``config.model`` to a name or a config dict (the schema's default is a name, and a
+    ConfigDict field keeps its type, so a dict needs the field replaced)."""
+    del c.model
+    c.model = model
+
+
+def smoke(c: ml_collections.ConfigDict, model: dict) -> None:
+    """Turns a recipe into its CPU smoke variant in place: `model` (a tiny config dict), built-in
+    synthetic scenes and 4 steps, keeping the recipe's optimiser and schedule (big_vision's
+    `runlocal` idea: every recipe runs end to end on a laptop in seconds)."""
+    set_model(c, dict(model))
+    c.data.image_size = c.model.vision_cfg.image_size
+    c.init_from = ""
+    c.data.sources = {"scenes": source(kind="synthetic", num_images=64,
+                                        image_size=max(32, c.data.image_size))}
+    c.data.batch_size = 0
+    c.data.batch_size_per_device = 2
+    c.optim.warmup_steps = 2
+    c.train.steps = 4
+    c.train.log_every = 1
+    c.train.checkpoint_every = 2
+    c.evals = {}
+
+
+# --- validation -------------------------------------------------------------------------------
+
+_CHOICES = {
+    "dtype": ("float32", "bfloat16"),
+    "loss.type": ("softmax", "sigmoid"),
+    "optim.schedule": ("cosine", "const"),
+    "optim.wd_exclude": ("all_embeddings", "open_clip", "open_clip_head"),
+}
+_ENTRY_SECTIONS = ("data.sources", "evals")
+_CHOICES_EVAL = {"ties": ("expected", "pessimistic", "optimistic"),
+                 "class_embedding": ("openai", "average"), "subset": ("test", "all"),
+                 "protocol": ("clean", "itra"), "split_order": ("sorted", "listing"),
+                 "itra_mode": ("pytorch", "sklearn", "sklearn-search"),
+                 "pool": ("cumulative", "per_class")}
+
+
+def _plain(value):
+    return value.to_dict() if hasattr(value, "to_dict") else value
+
+
+def _check_keys(config, schema, prefix: str) -> None:
+    for key in config.keys():
+        dotted = f"{prefix}{key}"
+        if dotted.rstrip(".") in _ENTRY_SECTIONS:
+            continue
+        if key not in schema:
+            raise ConfigError(f"config.{dotted}: unknown key{nearest(key, schema.keys())}")
+        if isinstance(schema[key], ml_collections.ConfigDict) and dotted != "model":
+            if not isinstance(config[key], ml_collections.ConfigDict):
+                raise ConfigError(f"config.{dotted} must be a section, got {config[key]!r}")
+            _check_keys(config[key], schema[key], dotted + ".")
+
+
+def source_entries(config) -> dict[str, dict[str, Any]]:
+    """``config.data.sources`` as {name: complete, checked source spec}."""
+    return {name: normalize_spec(_plain(spec), f"config.data.sources.{name}")
+            for name, spec in config.data.sources.items()}
+
+
+def eval_entries(config) -> dict[str, dict[str, Any]]:
+    """``config.evals`` as {name: complete, checked evaluation entry}."""
+    out = {}
+    for name, entry in config.evals.items():
+        where = f"config.evals.{name}"
+        entry = dict(_plain(entry))
+        unknown = sorted(set(entry) - set(SOURCE_DEFAULTS) - set(EVAL_DEFAULTS))
+        if unknown:
+            raise ConfigError(f"{where}: unknown key {unknown[0]!r}"
+                              f"{nearest(unknown[0], [*SOURCE_DEFAULTS, *EVAL_DEFAULTS])}")
+        task = entry.get("task", "")
+        if task not in TASK_KEYS:
+            raise ConfigError(f"{where}.task={task!r}: unknown task{nearest(str(task), TASK_KEYS)} "
+                              f"(tasks: {', '.join(TASK_KEYS)})")
+        full = {**EVAL_DEFAULTS, **{k: v for k, v in entry.items() if k in EVAL_DEFAULTS}}
+        for key, default in EVAL_DEFAULTS.items():
+            if key != "task" and key not in TASK_KEYS[task] and _plain(full[key]) != _plain(default) \
+                    and tuple(_as_seq(full[key])) != tuple(_as_seq(default)):
+                raise ConfigError(f"{where}.{key}={full[key]!r}: task {task!r} does not read "
+                                  f"{key!r} (it reads {', '.join(sorted(TASK_KEYS[task]))})")
+        for key, choices in _CHOICES_EVAL.items():
+            if full[key] not in choices:
+                raise ConfigError(f"{where}.{key}={full[key]!r}: must be one of {choices}")
+        spec = normalize_spec({k: v for k, v in entry.items() if k in SOURCE_DEFAULTS}, where)
+        out[name] = {**spec, **full, "name": name}
+    return out
+
+
+def _as_seq(value):
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+def global_batch_size(config, device_count: int) -> int:
+    """config.data.batch_size if set (> 0), else batch_size_per_device x devices."""
+    if config.data.batch_size > 0:
+        return int(config.data.batch_size)
+    return int(config.data.batch_size_per_device) * device_count
+
+
+def validate(config: ml_collections.ConfigDict, device_count: int = 1, process_count: int = 1,
+             *, for_training: bool = True) -> None:
+    """Refuses a config that cannot run, before any model or data is built.
+
+    Raises:
+        ConfigError, SourceSpecError: naming the key and what to change.
+    """
+    _check_keys(config, get_base_config(), "")
+    for key, choices in _CHOICES.items():
+        section, _, leaf = key.rpartition(".")
+        value = (config[section] if section else config)[leaf]
+        if value not in choices:
+            raise ConfigError(f"config.{key}={value!r}: must be one of {choices}")
+    eval_entries(config)
+    if not for_training:
+        return
+    source_entries(config)
+    if config.data.batch_size_per_device < 1 and config.data.batch_size < 1:
+        raise ConfigError("config.data.batch_size_per_device must be >= 1")
+    if config.accum_steps < 1:
+        raise ConfigError("config.accum_steps must be >= 1")
+    if config.train.steps <= 0 and config.train.epochs <= 0:
+        raise ConfigError("set config.train.steps > 0 or config.train.epochs > 0")
+    if config.train.log_every < 1 or config.train.checkpoint_every < 1:
+        raise ConfigError("config.train.log_every and config.train.checkpoint_every must be >= 1")
+    if config.train.keep_checkpoints < 1:
+        raise ConfigError("config.train.keep_checkpoints must be >= 1")
+    if not len(config.data.sources):
+        raise ConfigError("no training data: add a source, e.g. --config.data.sources.train.kind="
+                          "records --config.data.sources.train.path=DIR in a recipe that has a "
+                          "'train' entry, or config.data.sources.<name> = source(...) in the recipe")
+    global_batch = global_batch_size(config, device_count)
+    if global_batch % device_count:
+        raise ConfigError(
+            f"global batch {global_batch} (config.data.batch_size) cannot be split over the "
+            f"{device_count} devices of the mesh; set config.data.batch_size to a multiple of "
+            f"{device_count}, or 0 to use config.data.batch_size_per_device")
+    if global_batch % (config.accum_steps * device_count):
+        raise ConfigError(
+            f"global batch {global_batch} with config.accum_steps={config.accum_steps} gives "
+            f"micro-batches the {device_count} devices cannot split; make the batch a multiple of "
+            f"accum_steps x devices = {config.accum_steps * device_count}")
+    if global_batch % process_count:
+        raise ConfigError(f"global batch {global_batch} cannot be split over {process_count} "
+                          f"processes; make it a multiple of {process_count}")
+
+
+__all__ = ["ConfigError", "EVAL_DEFAULTS", "SourceSpecError", "TASK_KEYS", "eval_entries",
+           "evaluation", "get_base_config", "global_batch_size", "smoke", "source",
+           "source_entries", "validate"]
