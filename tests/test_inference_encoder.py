@@ -77,3 +77,11 @@ def test_empty_inputs_give_empty_arrays(tiny):
     encoder = Encoder(model, variables)
     assert encoder.images([]).features.shape == (0, model.embed_dim)
     assert encoder.texts([]).shape == (0, model.embed_dim)
+
+
+def test_raw_text_features_are_the_unnormalised_model_output(tiny):
+    model, variables = tiny
+    texts = ["a bridge over a river", "parking lot"]
+    raw = Encoder(model, variables).texts(texts, normalize=False)
+    np.testing.assert_allclose(raw, reference_text_features(model, variables, texts, unit=False),
+                               rtol=1e-5, atol=1e-6)

@@ -100,14 +100,18 @@ class Encoder:
             variables = precast_params(variables, dtype)
         self.variables = jax.device_put(variables, replicated)
 
-        def compiled(method):
+        def compiled(method, normalize=True):
             def encode(v, x):
-                return l2_normalize(self.model.apply(v, x, method=method).astype(jnp.float32))
+                features = self.model.apply(v, x, method=method).astype(jnp.float32)
+                return l2_normalize(features) if normalize else features
             return jax.jit(encode, in_shardings=(replicated, self._batch_sharding),
                            out_shardings=replicated, compiler_options=self.plan.compiler_options)
 
         self._encode_image = compiled("encode_image")
         self._encode_text = compiled("encode_text")
+        # Unnormalised text features: the "average" class embedding of zero-shot evaluation
+        # averages prompt features before normalising. (jax.jit compiles on first call only.)
+        self._encode_text_raw = compiled("encode_text", normalize=False)
 
     @property
     def embed_dim(self) -> int:
@@ -174,13 +178,20 @@ class Encoder:
             out.append(values)
         return self._stack(out)
 
-    def texts(self, texts: Sequence[str], desc: str = "texts") -> np.ndarray:
-        """(N, E) float32 features of `texts` (rows of unit norm), in input order."""
+    def texts(self, texts: Sequence[str], desc: str = "texts", normalize: bool = True) -> np.ndarray:
+        """(N, E) float32 features of `texts`, in input order.
+
+        Args:
+            texts: the strings (tokenized to the model's context length; longer ones truncated).
+            desc: progress-bar label.
+            normalize: unit rows (default); False gives the model's raw text features.
+        """
         texts = [str(t) for t in texts]
         context = self.model.context_length
+        encode = self._encode_text if normalize else self._encode_text_raw
         out = [values for _, values, _ in self._stream(
             len(texts), lambda i: tokenize([texts[i]], context_length=context)[0],
-            self._encode_text, desc, "text")]
+            encode, desc, "text")]
         return self._stack(out)
 
     # -- internals ---------------------------------------------------------------------------

@@ -93,7 +93,8 @@ def class_classifier(encoder, class_names: Sequence[str], templates: Sequence[st
     """
     readable = readable_classnames(list(class_names), dataset)
     prompts = build_prompts(readable, list(templates))
-    return class_embeddings(encoder.texts(prompts, desc="prompts"), len(class_names), method)
+    features = encoder.texts(prompts, desc="prompts", normalize=False)  # the method normalises
+    return class_embeddings(features, len(class_names), method)
 
 
 def softmax_scores(image_features: np.ndarray, classifier: np.ndarray) -> np.ndarray:
