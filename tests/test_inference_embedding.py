@@ -89,6 +89,7 @@ def _shard_files(out, index):
             out / ".progress" / f"shard_{tag}.json"]
 
 
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs a named pipe (POSIX)")
 def test_sigkilled_run_resumes_without_recomputing_finished_shards(tmp_path):
     model_dir = save_model_dir(tiny_model()[1], tmp_path / "model")
     paths = random_images(tmp_path / "imgs", 40)

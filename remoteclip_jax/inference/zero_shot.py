@@ -107,8 +107,8 @@ def softmax_scores(image_features: np.ndarray, classifier: np.ndarray) -> np.nda
 
 def classify(images, classes=None, *, model=None, encoder=None, dataset: str = "",
              templates=None, class_embedding: str = DEFAULT_CLASS_EMBEDDING,
-             out_dir: str | None = None,
-             fmt: str = "csv", top_k: int = DEFAULT_TOP_K, **encoder_options) -> Predictions:
+             out_dir: str | None = None, fmt: str = "csv", top_k: int = DEFAULT_TOP_K,
+             **encoder_options) -> Predictions:
     """Zero-shot labels for images, optionally written to `out_dir`.
 
     Args:
@@ -118,8 +118,8 @@ def classify(images, classes=None, *, model=None, encoder=None, dataset: str = "
         model: a model directory or a `(model, variables)` pair (or pass `encoder`).
         encoder: an `Encoder` to reuse.
         dataset: a scene dataset ("aid", "ucm", "resisc45", ...; `presets.SCENE_DATASETS`): its
-            class list when `classes`
-            is not given, its template set for templates="remoteclip", its name fixes.
+            class list when `classes` is not given, its template set for
+            templates="remoteclip", and its prompt names (`data.classnames`).
         templates: "paper" | "remoteclip" | "georsclip", a template with `{}`, a file, or a list
             (default: "remoteclip" with a dataset, else "paper").
         class_embedding: "average" (as zero-shot evaluation) or "openai" (see `class_classifier`).
