@@ -10,7 +10,7 @@ import pytest
 from remoteclip_jax.inference.zero_shot import classify, resolve_templates
 from remoteclip_jax.inference.inputs import InputError
 from tests.cli_helpers import ROOT, cli_env
-from tests.inference_helpers import (aid_subset, cli_command, corrupt_images,
+from tests.inference_helpers import (aid_subset, cli_command, corrupt_images, random_images,
                                      reference_image_features, reference_text_features,
                                      save_model_dir, tiny_model)
 
@@ -116,9 +116,9 @@ def test_empty_folder_is_one_line_error_with_exit_code_2(model_dir, tmp_path):
 @pytest.mark.parametrize("kwargs, message", [({"classes": None}, "no classes given"),
                                              ({"templates": "a photo"}, "--templates"),
                                              ({"fmt": "xml"}, "--format")])
-def test_bad_options_are_user_errors(aid, kwargs, message):
-    folder, _ = aid
+def test_bad_options_are_user_errors(tmp_path, kwargs, message):
+    random_images(tmp_path, 2)
     options = {"classes": "a,b", **kwargs}
     with pytest.raises(InputError, match=message):
-        classify(folder, model=tiny_model(), **options)
+        classify(tmp_path, model=tiny_model(), **options)
 
