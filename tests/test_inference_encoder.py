@@ -1,5 +1,7 @@
 """Encoder: sharded, padded batches give the features of one plain model.apply; unreadable images
 are skipped and listed; in-memory chips equal the same pixels read from files."""
+import json
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -85,3 +87,25 @@ def test_raw_text_features_are_the_unnormalised_model_output(tiny):
     raw = Encoder(model, variables).texts(texts, normalize=False)
     np.testing.assert_allclose(raw, reference_text_features(model, variables, texts, unit=False),
                                rtol=1e-5, atol=1e-6)
+
+
+def test_arrays_plugs_into_geo_scene_classification_as_encode_chips(tiny, tmp_path):
+    """`Encoder.arrays` is the `encode_chips` callable the GeoTIFF workflows take."""
+    from tests import geo_scenes  # skips without rasterio
+    from remoteclip_jax.geo.workflows import classify_scene
+
+    model, variables = tiny
+    rng = np.random.default_rng(1)
+    rgb = rng.integers(0, 256, (64, 96, 3), dtype=np.uint8)
+    scene = geo_scenes.write_rgb(tmp_path / "scene.tif", rgb)
+    encoder = Encoder(model, variables)
+    classes = encoder.texts(["forest", "harbour"])
+    classify_scene(scene, encoder.arrays, classes, ["forest", "harbour"], tmp_path / "out",
+                   tile=32, progress=False)
+    tiles = json.loads((tmp_path / "out" / "tiles.geojson").read_text())["features"]
+    chips = {(r, c): rgb[32 * r:32 * r + 32, 32 * c:32 * c + 32] for r in range(2) for c in range(3)}
+    assert len(tiles) == len(chips)
+    for tile in tiles:
+        p = tile["properties"]
+        similarity = encoder.arrays([chips[p["row"], p["col"]]]) @ classes.T
+        np.testing.assert_allclose(p["similarity"], similarity.max(), atol=1e-5)
