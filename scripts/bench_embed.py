@@ -68,8 +68,8 @@ def main() -> None:
                         help="model: jitted model.apply vs open_clip (default); encoder: the "
                              "inference Encoder vs open_clip; bf16-recall: bfloat16 vs float32 "
                              "features on real caption pairs")
-    parser.add_argument("--data", default=os.environ.get("REMOTECLIP_SHARED_DATA",
-                                                         "/work/shared/data"),
+    shared = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data")
+    parser.add_argument("--data", default=os.environ.get("REMOTECLIP_SHARED_DATA", shared),
                         help="shared data root (aid_150px/, rsicd_aid/) for the file-based rows")
     parser.add_argument("--files", type=int, default=96,
                         help="encoder mode: real AID images for the end-to-end row (0: skip)")
