@@ -8,6 +8,7 @@ Public API (imported lazily, so data workers that only need numpy/PIL never impo
   save_pretrained(variables, name, out_dir, format="hf" | "open_clip" | "orbax") -> out_dir
   tokenize(texts, context_length=77) -> numpy.ndarray[int32]
   image_transform(image_size=224, train=False) -> callable(PIL.Image) -> (H, W, 3) float32
+  classify / embed / search: the inference commands as functions (see remoteclip_jax.inference)
 """
 import importlib
 
@@ -27,8 +28,13 @@ _EXPORTS = {
     "image_transform": "remoteclip_jax.transforms",
     "PRESETS": "remoteclip_jax.weights.presets",
     "UserError": "remoteclip_jax.errors",
+    # Inference API (remoteclip_jax.inference): one function per command.
+    "classify": "remoteclip_jax.inference",
+    "embed": "remoteclip_jax.inference",
+    "search": "remoteclip_jax.inference",
 }
-_SUBMODULES = {"models", "weights", "tokenizer", "transforms", "data", "train", "evaluate", "errors"}
+_SUBMODULES = {"models", "weights", "tokenizer", "transforms", "data", "train", "evaluate", "errors",
+               "inference"}
 
 __all__ = sorted(_EXPORTS) + sorted(_SUBMODULES)
 

@@ -32,6 +32,12 @@ COMMANDS: dict[str, tuple[str, str]] = {
               "training images that duplicate evaluation images (pHash) -> an exclusion list"),
     "count-manifest": ("remoteclip_jax.evaluate.counting",
                        "DOTA labels -> a RemoteCount-style counting manifest"),
+    "classify": ("remoteclip_jax.inference.zero_shot",
+                 "zero-shot labels for a folder of images -> predictions.csv"),
+    "embed": ("remoteclip_jax.inference.embedding",
+              "image/caption embeddings -> a resumable clip-retrieval-style store"),
+    "search": ("remoteclip_jax.inference.image_search",
+               "text or image query -> top-k images of an embedding store, with a contact sheet"),
 }
 # Commands served by the absl entry point: the sub-command becomes its --mode.
 _ABSL_MODES = ("train", "eval", "export")

@@ -1,0 +1,40 @@
+"""Inference for remote-sensing users: labels, embeddings and search over folders of images.
+
+Python API (each mirrors a `remoteclip-jax` command; all accept `model=` a model directory or a
+`(model, variables)` pair, or `encoder=` an `Encoder` to reuse across calls):
+
+  classify(images, classes, model=..., dataset=..., templates=..., out_dir=...) -> Predictions
+      zero-shot labels; score = softmax over classes of 100 x cosine similarity.
+  embed(source, out_dir, model=..., shard_size=...) -> EmbedSummary
+      image/caption embeddings -> a resumable store in clip-retrieval's layout.
+  search(store_dir, texts=[...], images=[...], model=..., k=..., out_dir=...) -> [QueryHits]
+      text -> image and image -> image top-k, with PNG/HTML contact sheets.
+  Encoder(model, variables, batch_size=None, dtype=None)
+      .images(paths) -> EncodedImages, .iter_images(paths), .texts(texts), .arrays(batch)
+      L2-normalised float32 features; unreadable images are skipped and listed.
+  load_model(path) -> (model, variables)
+
+Submodules are imported on first use, so `import remoteclip_jax.inference` stays light.
+"""
+import importlib
+
+_EXPORTS = {
+    "classify": "remoteclip_jax.inference.zero_shot",
+    "Predictions": "remoteclip_jax.inference.zero_shot",
+    "embed": "remoteclip_jax.inference.embedding",
+    "EmbedSummary": "remoteclip_jax.inference.embedding",
+    "search": "remoteclip_jax.inference.image_search",
+    "QueryHits": "remoteclip_jax.inference.contact_sheet",
+    "Encoder": "remoteclip_jax.inference.encoder",
+    "EncodedImages": "remoteclip_jax.inference.encoder",
+    "EmbeddingStore": "remoteclip_jax.inference.store",
+    "load_model": "remoteclip_jax.inference.loading",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'remoteclip_jax.inference' has no attribute {name!r}")

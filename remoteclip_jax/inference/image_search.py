@@ -1,0 +1,166 @@
+"""`remoteclip-jax search`: text -> image and image -> image top-k over an embedding store.
+
+Queries are encoded with the store's model and scored by cosine similarity against the store's
+image embeddings (exact, streamed through the device; or a faiss index). In a store of
+(image, caption) pairs an image appears once per caption, so hits are made distinct by image.
+Results are printed, and with --out written as results.csv plus a contact sheet (PNG and/or a
+self-contained HTML page) to look at.
+
+    remoteclip-jax search store/ --model models/RemoteCLIP-ViT-B-32 --text "many planes at an airport" --k 8 --out hits/
+    remoteclip-jax search store/ --model ... --image query.jpg --k 8 --out hits/
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import sys
+from typing import Sequence
+
+import numpy as np
+
+from remoteclip_jax.inference.command_line import add_encoder_arguments, encoder_options
+from remoteclip_jax.inference.contact_sheet import QueryHits, html_contact_sheet, png_contact_sheet
+from remoteclip_jax.inference.inputs import InputError
+from remoteclip_jax.inference.loading import make_encoder, weights_fingerprint
+from remoteclip_jax.inference.store import EmbeddingStore, StoreError
+from remoteclip_jax.inference.topk import (DEFAULT_CHUNK_ROWS, METHODS, distinct_hits,
+                                           duplicates_factor, faiss_top_k, top_k)
+
+SHEETS = ("png", "html", "both", "none")
+
+
+def encode_queries(encoder, texts: Sequence[str] = (), images: Sequence[str] = ()) -> np.ndarray:
+    """(len(texts) + len(images), E) unit query vectors, texts first.
+
+    Raises:
+        InputError: a query image that cannot be read.
+    """
+    parts = []
+    if texts:
+        parts.append(encoder.texts(list(texts), desc="queries"))
+    if images:
+        encoded = encoder.images(list(images), desc="query images")
+        if encoded.skipped:
+            raise InputError(f"query image {encoded.skipped[0][1]}")
+        parts.append(encoded.features)
+    return np.concatenate(parts) if parts else np.zeros((0, encoder.embed_dim), np.float32)
+
+
+def _check_model(store: EmbeddingStore, encoder) -> None:
+    identity = store.manifest.get("identity", {})
+    if identity.get("dtype") == str(encoder.dtype) and "model_fingerprint" in identity and \
+            identity["model_fingerprint"] != weights_fingerprint(encoder.variables):
+        print(f"warning: {store.root} was embedded with another model than --model; scores "
+              "compare vectors of different models", file=sys.stderr)
+
+
+def search(store_dir: str, *, texts: Sequence[str] = (), images: Sequence[str] = (),
+           model=None, encoder=None, k: int = 10, method: str = "exact",
+           faiss_index: str | None = None, chunk_rows: int = DEFAULT_CHUNK_ROWS,
+           out_dir: str | None = None, sheet: str = "both", **encoder_options) -> list[QueryHits]:
+    """Top-k images of a store for text and/or image queries.
+
+    Args:
+        store_dir: a store written by `embed` (or by clip-retrieval).
+        texts: text queries.
+        images: query image files.
+        model: the store's model directory or `(model, variables)` (or pass `encoder`).
+        encoder: an `Encoder` to reuse.
+        k: distinct images per query.
+        method: "exact" or "approx" device top-k (ignored with `faiss_index`).
+        faiss_index: search this faiss index file instead (built over the store's img_emb rows).
+        chunk_rows: store rows per device step (memory bound).
+        out_dir: write results.csv and contact sheets there.
+        sheet: "png", "html", "both" or "none".
+        **encoder_options: batch_size, dtype, num_workers, progress for a new `Encoder`.
+
+    Returns:
+        One `QueryHits` per query (texts first, then images), hits best first.
+    """
+    if not texts and not images:
+        raise InputError("no query: pass --text \"...\" and/or --image PATH")
+    if k < 1:
+        raise InputError(f"--k {k}: must be at least 1")
+    if sheet not in SHEETS:
+        raise InputError(f"--sheet {sheet!r}: expected one of {', '.join(SHEETS)}")
+    store = EmbeddingStore(store_dir)
+    paths = store.metadata().get("image_path")
+    if "image" not in store.modalities or not paths:
+        raise StoreError(f"{store_dir}: has no image embeddings with an image_path column to "
+                         "search (embed images, or a caption file with --modality both)")
+    encoder = make_encoder(model, encoder=encoder, **encoder_options)
+    _check_model(store, encoder)
+    queries = encode_queries(encoder, texts, images)
+    # Ask for enough rows that k distinct images survive when one image has several rows.
+    wanted = min(len(paths), k * duplicates_factor(paths))
+    if faiss_index:
+        scores, rows = faiss_top_k(queries, faiss_index, wanted)
+    else:
+        scores, rows = top_k(queries, store.shards("image"), wanted, num_rows=len(paths),
+                             method=method, chunk_rows=chunk_rows)
+    hits = distinct_hits(scores, rows, paths, k)
+    labels = [(t, False) for t in texts] + [(os.fspath(p), True) for p in images]
+    results = [QueryHits(q, is_image, [(paths[i], s) for i, s in h])
+               for (q, is_image), h in zip(labels, hits)]
+    if out_dir is not None:
+        write_results(results, out_dir, sheet)
+    return results
+
+
+def write_results(results: Sequence[QueryHits], out_dir: str, sheet: str = "both") -> list[str]:
+    """OUT/results.csv (query, rank, score, image_path) and the contact sheets; returns paths."""
+    os.makedirs(out_dir, exist_ok=True)
+    written = [os.path.join(out_dir, "results.csv")]
+    with open(written[0], "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["query", "rank", "score", "image_path"])
+        for r in results:
+            writer.writerows((r.query, rank, f"{s:.6f}", p) for rank, (p, s) in enumerate(r.hits, 1))
+    if sheet in ("png", "both"):
+        written.append(png_contact_sheet(results, os.path.join(out_dir, "contact_sheet.png")))
+    if sheet in ("html", "both"):
+        written.append(html_contact_sheet(results, os.path.join(out_dir, "contact_sheet.html")))
+    return written
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="remoteclip-jax search",
+        description="Top-k images of an embedding store (from `remoteclip-jax embed`) for text "
+                    "and/or image queries, by cosine similarity; prints the hits and, with "
+                    "--out, writes results.csv and a contact sheet (PNG, HTML).")
+    parser.add_argument("store", help="store folder written by `remoteclip-jax embed`")
+    add_encoder_arguments(parser)
+    parser.add_argument("--text", action="append", default=[], help="text query (repeatable)")
+    parser.add_argument("--image", action="append", default=[], help="query image (repeatable)")
+    parser.add_argument("--k", type=int, default=10, help="images per query")
+    parser.add_argument("--method", choices=METHODS, default="exact",
+                        help="exact: jax.lax.top_k; approx: jax.lax.approx_max_k (faster on TPU)")
+    parser.add_argument("--faiss-index", default=None,
+                        help="search this faiss index (over the store's img_emb rows) instead; "
+                             "needs faiss-cpu")
+    parser.add_argument("--chunk-rows", type=int, default=DEFAULT_CHUNK_ROWS,
+                        help="store rows scored per device step (bounds memory)")
+    parser.add_argument("--out", default=None, help="write results.csv and contact sheets here")
+    parser.add_argument("--sheet", choices=SHEETS, default="both", help="contact sheet format(s)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    results = search(args.store, texts=args.text, images=args.image, model=args.model,
+                     k=args.k, method=args.method, faiss_index=args.faiss_index,
+                     chunk_rows=args.chunk_rows, out_dir=args.out, sheet=args.sheet,
+                     **encoder_options(args))
+    for r in results:
+        print(f"query: {r.query}")
+        for rank, (path, score) in enumerate(r.hits, 1):
+            print(f"  {rank:3d}  {score:.4f}  {path}")
+    if args.out:
+        print(f"results and contact sheet -> {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

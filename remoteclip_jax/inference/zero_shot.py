@@ -1,0 +1,248 @@
+"""`remoteclip-jax classify`: zero-shot scene labels for a folder of images.
+
+Each class is embedded as zero-shot evaluation does (`evaluate.zeroshot`: one prompt per template,
+class-major, combined into one unit vector per class), every image is encoded, and an image's
+score for a class is the softmax over classes of 100 x cosine similarity, CLIP's zero-shot logit
+scale. Results go to OUT/predictions.csv (or .json), one row per readable image.
+
+    remoteclip-jax classify photos/ --model models/RemoteCLIP-ViT-B-32 --classes "forest,river,airport" --out run1
+    remoteclip-jax classify list.txt --model ... --dataset aid --templates remoteclip --top-k 3
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import json
+import os
+import sys
+import time
+from typing import Sequence
+
+import numpy as np
+
+from remoteclip_jax.data.classnames import readable_classnames
+from remoteclip_jax.evaluate.templates import get_templates
+from remoteclip_jax.evaluate.zeroshot import (CLASS_EMBEDDINGS, DEFAULT_CLASS_EMBEDDING, build_prompts,
+                                             class_embeddings)
+from remoteclip_jax.inference.inputs import InputError, list_images, parse_class_names
+from remoteclip_jax.inference.command_line import (add_encoder_arguments, encoder_options,
+                                                   report_skipped, write_skipped)
+from remoteclip_jax.inference.loading import make_encoder
+from remoteclip_jax.inference.presets import dataset_classes
+
+FORMATS = ("csv", "json")
+DEFAULT_TOP_K = 5
+
+
+@dataclasses.dataclass
+class Predictions:
+    """Zero-shot results for a list of images.
+
+    Attributes:
+        paths: the images that were read, in input order.
+        class_names: the labels, as given.
+        probabilities: (N, C) softmax over classes of 100 x cosine(image, class).
+        skipped: (path, reason) for each image that could not be read.
+        seconds: wall time of the whole call (model compile included).
+    """
+
+    paths: list[str]
+    class_names: list[str]
+    probabilities: np.ndarray
+    skipped: list[tuple[str, str]]
+    seconds: float
+
+    def top(self, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """(N, k) class indices and their probabilities, best first (ties: lower index first)."""
+        k = min(int(k), len(self.class_names))
+        order = np.argsort(-self.probabilities, axis=1, kind="stable")[:, :k]
+        return order, np.take_along_axis(self.probabilities, order, axis=1)
+
+    @property
+    def labels(self) -> list[str]:
+        """Top-1 label per image."""
+        return [self.class_names[i] for i in self.top(1)[0][:, 0]]
+
+
+def resolve_templates(spec, dataset: str = "") -> tuple[str, ...]:
+    """`--templates`: paper | remoteclip | georsclip, one template holding `{}`, a file with one
+    template per line, or a list of templates."""
+    if isinstance(spec, str) and os.path.isfile(spec):
+        with open(spec, encoding="utf-8") as f:
+            spec = [line.strip() for line in f if line.strip()]
+    elif isinstance(spec, str) and "{}" in spec:
+        spec = [spec]
+    try:
+        return get_templates(spec, dataset)
+    except ValueError as e:
+        raise InputError(f"--templates {spec!r}: {e}") from None
+
+
+def class_classifier(encoder, class_names: Sequence[str], templates: Sequence[str],
+                     dataset: str = "", method: str = DEFAULT_CLASS_EMBEDDING) -> np.ndarray:
+    """(C, E) class embeddings: prompts from readable names x templates, combined per class.
+
+    Args:
+        encoder: an `Encoder`.
+        class_names: labels (folder-style names are made readable for the prompts only).
+        templates: prompt templates with one `{}`.
+        dataset: dataset name for `readable_classnames`' per-dataset fixes.
+        method: "average" (average raw prompt features, normalise: RemoteCLIP's evaluation, the
+            default) or "openai" (normalise each prompt feature first); see `evaluate.zeroshot`.
+    """
+    readable = readable_classnames(list(class_names), dataset)
+    prompts = build_prompts(readable, list(templates))
+    features = encoder.texts(prompts, desc="prompts", normalize=False)  # the method normalises
+    return class_embeddings(features, len(class_names), method)
+
+
+def softmax_scores(image_features: np.ndarray, classifier: np.ndarray) -> np.ndarray:
+    """Softmax over classes of 100 x cosine similarity, in float64."""
+    logits = 100.0 * np.asarray(image_features, np.float64) @ np.asarray(classifier, np.float64).T
+    logits -= logits.max(axis=1, keepdims=True)
+    weights = np.exp(logits)
+    return weights / weights.sum(axis=1, keepdims=True)
+
+
+def classify(images, classes=None, *, model=None, encoder=None, dataset: str = "",
+             templates=None, class_embedding: str = DEFAULT_CLASS_EMBEDDING,
+             out_dir: str | None = None, fmt: str = "csv", top_k: int = DEFAULT_TOP_K,
+             **encoder_options) -> Predictions:
+    """Zero-shot labels for images, optionally written to `out_dir`.
+
+    Args:
+        images: a folder (recursive), a .txt list of paths, an image file, or a list of these.
+        classes: "a,b,c", a file with one name per line, a folder of class sub-folders, or a list
+            (default: the class list of `dataset`).
+        model: a model directory or a `(model, variables)` pair (or pass `encoder`).
+        encoder: an `Encoder` to reuse.
+        dataset: a scene dataset ("aid", "ucm", "resisc45", ...; `presets.SCENE_DATASETS`): its
+            class list when `classes` is not given, its template set for
+            templates="remoteclip", and its prompt names (`data.classnames`).
+        templates: "paper" | "remoteclip" | "georsclip", a template with `{}`, a file, or a list
+            (default: "remoteclip" with a dataset, else "paper").
+        class_embedding: "average" (as zero-shot evaluation) or "openai" (see `class_classifier`).
+        out_dir: write predictions.csv / predictions.json (and skipped.csv) there.
+        fmt: "csv" or "json".
+        top_k: alternatives written per image.
+        **encoder_options: batch_size, dtype, num_workers, progress for a new `Encoder`.
+
+    Returns:
+        `Predictions`.
+    """
+    start = time.perf_counter()
+    if fmt not in FORMATS:
+        raise InputError(f"--format {fmt!r}: expected one of {', '.join(FORMATS)}")
+    if class_embedding not in CLASS_EMBEDDINGS:
+        raise InputError(f"--class-embedding {class_embedding!r}: expected one of "
+                         f"{', '.join(CLASS_EMBEDDINGS)}")
+    if classes is None:
+        if not dataset:
+            raise InputError("no classes given: pass --classes \"a,b,c\" (or a file, or a folder "
+                             "of class sub-folders) or --dataset NAME")
+        class_names = dataset_classes(dataset)
+    else:
+        class_names = parse_class_names(classes)
+    prompt_templates = resolve_templates(templates or ("remoteclip" if dataset else "paper"), dataset)
+    paths = list_images(images)
+    encoder = make_encoder(model, encoder=encoder, **encoder_options)
+    classifier = class_classifier(encoder, class_names, prompt_templates, dataset, class_embedding)
+    encoded = encoder.images(paths)
+    if not encoded.paths:
+        raise InputError(f"none of the {len(paths)} images could be read; first: "
+                         f"{encoded.skipped[0][1]}")
+    result = Predictions(encoded.paths, class_names, softmax_scores(encoded.features, classifier),
+                         encoded.skipped, 0.0)
+    if out_dir is not None:
+        write_predictions(result, out_dir, fmt, top_k)
+    result.seconds = time.perf_counter() - start
+    return result
+
+
+def write_predictions(predictions: Predictions, out_dir: str, fmt: str = "csv",
+                      top_k: int = DEFAULT_TOP_K) -> str:
+    """Writes OUT/predictions.csv (columns path,label,score,label_2,score_2,...) or
+    OUT/predictions.json, plus OUT/skipped.csv (path,reason) when images were skipped.
+
+    Returns:
+        The predictions file's path.
+    """
+    os.makedirs(out_dir, exist_ok=True)
+    order, scores = predictions.top(top_k)
+    names = predictions.class_names
+    k = order.shape[1]
+    if fmt == "csv":
+        path = os.path.join(out_dir, "predictions.csv")
+        header = ["path", "label", "score"]
+        header += [f"{col}_{j}" for j in range(2, k + 1) for col in ("label", "score")]
+        with open(path + ".tmp", "w", newline="", encoding="utf-8") as f:
+            writer = csv.writer(f)
+            writer.writerow(header)
+            for p, idx, sc in zip(predictions.paths, order, scores):
+                row = [p]
+                for i, s in zip(idx, sc):
+                    row += [names[i], f"{s:.6f}"]
+                writer.writerow(row)
+    else:
+        path = os.path.join(out_dir, "predictions.json")
+        rows = [{"path": p, "label": names[idx[0]], "score": round(float(sc[0]), 6),
+                 "top": [{"label": names[i], "score": round(float(s), 6)} for i, s in zip(idx, sc)]}
+                for p, idx, sc in zip(predictions.paths, order, scores)]
+        with open(path + ".tmp", "w", encoding="utf-8") as f:
+            json.dump({"classes": names, "predictions": rows,
+                       "skipped": [{"path": p, "reason": r} for p, r in predictions.skipped]},
+                      f, indent=1)
+    os.replace(path + ".tmp", path)
+    write_skipped(predictions.skipped, out_dir)
+    return path
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="remoteclip-jax classify",
+        description="Zero-shot scene labels for images. Score = softmax over the given classes "
+                    "of 100 x cosine similarity between the image and each class embedding "
+                    "(CLIP's zero-shot logit scale); scores of one image sum to 1.")
+    parser.add_argument("input", help="folder of images (searched recursively), .txt file with one "
+                                      "image path per line, or one image")
+    add_encoder_arguments(parser)
+    parser.add_argument("--classes", help='class names: "a,b,c", a file with one name per line, '
+                                          "or a folder whose sub-folders are the classes")
+    parser.add_argument("--dataset", default="",
+                        help="scene dataset preset (aid, eurosat, resisc45, ucm, whurs19, rsc11, "
+                             "siriwhu, optimal31, patternnet, mlrsnet, rs2800, rsicb128, "
+                             "rsicb256): its class list when --classes is not given, its prompt "
+                             "names and template set")
+    parser.add_argument("--templates", default=None,
+                        help='paper | remoteclip | georsclip, a template such as "a photo of {}.", '
+                             "or a file with one template per line (default: remoteclip with "
+                             "--dataset, else paper: \"a satellite photo of {}.\")")
+    parser.add_argument("--class-embedding", choices=CLASS_EMBEDDINGS, default=DEFAULT_CLASS_EMBEDDING,
+                        help="average: average the prompts' raw features, normalise (RemoteCLIP's "
+                             "evaluation, as `remoteclip-jax eval`); openai: normalise each "
+                             "prompt's feature first")
+    parser.add_argument("--top-k", type=int, default=DEFAULT_TOP_K,
+                        help="alternatives per image (columns label_2, score_2, ...)")
+    parser.add_argument("--out", default=".", help="output folder (predictions.csv is written there)")
+    parser.add_argument("--format", choices=FORMATS, default="csv",
+                        help="csv: predictions.csv; json: predictions.json")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.top_k < 1:
+        raise InputError(f"--top-k {args.top_k}: must be at least 1")
+    result = classify(args.input, args.classes, model=args.model, dataset=args.dataset,
+                      templates=args.templates, class_embedding=args.class_embedding,
+                      out_dir=args.out, fmt=args.format, top_k=args.top_k, **encoder_options(args))
+    report_skipped(result.skipped)
+    name = "predictions.csv" if args.format == "csv" else "predictions.json"
+    print(f"classified {len(result.paths)} images, skipped {len(result.skipped)}, "
+          f"{result.seconds:.1f} s -> {os.path.join(args.out, name)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
