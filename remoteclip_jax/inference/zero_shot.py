@@ -198,6 +198,37 @@ def write_predictions(predictions: Predictions, out_dir: str, fmt: str = "csv",
     return path
 
 
+def classify_scene(scene: str, classes=None, *, model=None, encoder=None, dataset: str = "",
+                   templates=None, class_embedding: str = DEFAULT_CLASS_EMBEDDING,
+                   out_dir: str = ".", top_k: int = 3, **tiling) -> dict:
+    """Zero-shot labels for every tile of a georeferenced scene (GeoTIFF / COG).
+
+    Classes and prompts as `classify`; the tiles, their footprints in the scene's CRS and the
+    outputs (``tiles.geojson``, ``classmap.tif``, ``summary.json``) as
+    `remoteclip_jax.geo.workflows.classify_scene`, which `tiling` (tile, stride, units, bands,
+    scale, nodata_max_fraction, wgs84, batch_size) is passed to.
+
+    Returns:
+        The scene summary (tiles kept and skipped, scaling, CRS, output paths).
+    """
+    from remoteclip_jax.geo import workflows
+
+    if class_embedding not in CLASS_EMBEDDINGS:
+        raise InputError(f"--class-embedding {class_embedding!r}: expected one of "
+                         f"{', '.join(CLASS_EMBEDDINGS)}")
+    if classes is None:
+        if not dataset:
+            raise InputError("no classes given: pass --classes \"a,b,c\" or --dataset NAME")
+        class_names = dataset_classes(dataset)
+    else:
+        class_names = parse_class_names(classes)
+    prompt_templates = resolve_templates(templates or ("remoteclip" if dataset else "paper"), dataset)
+    encoder = make_encoder(model, encoder=encoder)
+    classifier = class_classifier(encoder, class_names, prompt_templates, dataset, class_embedding)
+    return workflows.classify_scene(scene, encoder.arrays, classifier, class_names, out_dir,
+                                    top_k=top_k, **tiling)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="remoteclip-jax classify",
@@ -227,6 +258,26 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", default=".", help="output folder (predictions.csv is written there)")
     parser.add_argument("--format", choices=FORMATS, default="csv",
                         help="csv: predictions.csv; json: predictions.json")
+    scene = parser.add_argument_group(
+        "georeferenced scenes", "with --tile, INPUT is one GeoTIFF/COG scene (needs rasterio): "
+        "every tile gets a label; writes OUT/tiles.geojson (tile polygons in the scene's CRS, "
+        "named in the file), OUT/classmap.tif and OUT/summary.json")
+    scene.add_argument("--tile", type=float, default=None,
+                       help="tile side, in pixels (or metres with --units m)")
+    scene.add_argument("--stride", type=float, default=None,
+                       help="tile step (default: the tile side, no overlap)")
+    scene.add_argument("--units", choices=("px", "m"), default="px",
+                       help="units of --tile/--stride; m uses the scene's ground sample distance")
+    scene.add_argument("--bands", default=None,
+                       help='bands as RGB: 1-based indices "4,3,2" or descriptions "B4,B3,B2" '
+                            "(default: the first three)")
+    scene.add_argument("--scale", default=None,
+                       help='to 8 bits: "LOW,HIGH" (e.g. 0,10000), "p2,98" (percentile stretch), '
+                            "none; default: uint8 as is, other types p2,98")
+    scene.add_argument("--nodata-max-fraction", type=float, default=0.5,
+                       help="skip (and count) tiles with more nodata than this")
+    scene.add_argument("--wgs84", action="store_true",
+                       help="also write tiles_wgs84.geojson (RFC 7946 longitude/latitude)")
     return parser
 
 
@@ -234,6 +285,16 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.top_k < 1:
         raise InputError(f"--top-k {args.top_k}: must be at least 1")
+    if args.tile is not None:
+        summary = classify_scene(
+            args.input, args.classes, model=args.model, dataset=args.dataset,
+            templates=args.templates, class_embedding=args.class_embedding, out_dir=args.out,
+            top_k=args.top_k, tile=args.tile, stride=args.stride, units=args.units,
+            bands=args.bands, scale=args.scale, nodata_max_fraction=args.nodata_max_fraction,
+            wgs84=args.wgs84)
+        print(f"classified {summary.get('tiles_kept', '?')} tiles of {args.input}, skipped "
+              f"{summary.get('tiles_skipped_nodata', '?')} (nodata) -> {os.path.join(args.out, 'tiles.geojson')}")
+        return 0
     result = classify(args.input, args.classes, model=args.model, dataset=args.dataset,
                       templates=args.templates, class_embedding=args.class_embedding,
                       out_dir=args.out, fmt=args.format, top_k=args.top_k, **encoder_options(args))

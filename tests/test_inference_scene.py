@@ -1,0 +1,54 @@
+"""`remoteclip-jax classify SCENE.tif --tile N`: per-tile labels in the scene's CRS."""
+import json
+import subprocess
+
+import numpy as np
+import pytest
+
+from tests import geo_scenes as gs
+from tests import inference_helpers as ih
+from tests.cli_helpers import ROOT, cli_env
+
+pytest.importorskip("rasterio")
+
+
+def test_classify_a_scene_writes_tiles_geojson_in_its_crs_equal_to_the_python_api(
+        tmp_path, shared_data):
+    from remoteclip_jax.inference.zero_shot import classify_scene
+
+    model, variables = ih.tiny_model()
+    model_dir = ih.save_model_dir(variables, tmp_path / "model")
+    scene = gs.write_rgb(tmp_path / "scene.tif", gs.aid_mosaic(shared_data))   # 450 x 450
+    out = subprocess.run(ih.cli_command("classify", scene, "--model", model_dir, "--classes",
+                                        "forest,beach,airport", "--tile", "150",
+                                        "--out", tmp_path / "cli"),
+                         cwd=ROOT, env=cli_env(2), capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    tiles = json.loads((tmp_path / "cli" / "tiles.geojson").read_text())
+    assert tiles["type"] == "FeatureCollection"
+    assert tiles["crs"]["properties"]["name"] == gs.CRS
+    assert len(tiles["features"]) == 9
+    first = tiles["features"][0]
+    x0, y0 = gs.world(0, 0)
+    x1, y1 = gs.world(150, 150)
+    xs, ys = zip(*first["geometry"]["coordinates"][0])
+    assert (min(xs), max(xs), min(ys), max(ys)) == (x0, x1, y1, y0)   # pixel -> world by hand
+    api = classify_scene(scene, "forest,beach,airport", model=model_dir, out_dir=str(tmp_path / "api"),
+                         tile=150)
+    again = json.loads((tmp_path / "api" / "tiles.geojson").read_text())
+    assert api["tiles_kept"] == 9
+    for a, b in zip(tiles["features"], again["features"]):
+        assert a["properties"]["label"] == b["properties"]["label"]
+        np.testing.assert_allclose(a["properties"]["score"], b["properties"]["score"], atol=1e-5)
+
+
+def test_an_unreadable_scene_is_one_line_and_exit_code_2(tmp_path):
+    model, variables = ih.tiny_model()
+    model_dir = ih.save_model_dir(variables, tmp_path / "model")
+    (tmp_path / "broken.tif").write_bytes(b"II*\x00not a tiff")
+    out = subprocess.run(ih.cli_command("classify", tmp_path / "broken.tif", "--model", model_dir,
+                                        "--classes", "a,b", "--tile", "64", "--out", tmp_path),
+                         cwd=ROOT, env=cli_env(2), capture_output=True, text=True, timeout=300)
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    last = out.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: ") and "broken.tif" in last
