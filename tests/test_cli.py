@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import remoteclip_jax as rc
 from remoteclip_jax import checkpoint as ckpt
 from remoteclip_jax.recipes import SMOKE_RESNET
-from tests.cli_helpers import ROOT, cli_env
+from tests.helpers.cli import ROOT, cli_env
 from tests.test_config import load
 
 

@@ -12,7 +12,7 @@ from remoteclip_jax import checkpoint as ckpt
 from remoteclip_jax import config as schema
 from remoteclip_jax.data.sources import SourceSpecError
 from remoteclip_jax.train import loop, setup
-from tests.cli_helpers import run_main
+from tests.helpers.cli import run_main
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 RECIPES = ["rn50", "vitb32", "vitl14"]

@@ -5,7 +5,7 @@ import os
 import numpy as np
 import pytest
 
-from tests import geo_scenes as gs
+from tests.helpers import geo as gs
 from remoteclip_jax.errors import UserError
 from remoteclip_jax.geo import outputs
 

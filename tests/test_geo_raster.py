@@ -4,7 +4,7 @@ import sys
 import numpy as np
 import pytest
 
-from tests import geo_scenes as gs
+from tests.helpers import geo as gs
 from remoteclip_jax.errors import UserError, one_line
 from remoteclip_jax.geo.raster import RasterError, Scene, parse_scale, resolve_bands
 

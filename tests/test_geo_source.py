@@ -4,7 +4,7 @@ import pickle
 import numpy as np
 import pytest
 
-from tests import geo_scenes as gs
+from tests.helpers import geo as gs
 from remoteclip_jax.geo import SceneTileSource
 
 

@@ -2,12 +2,12 @@
 import numpy as np
 import pytest
 
-from tests import geo_scenes as gs
+from tests.helpers import geo as gs
 from remoteclip_jax.errors import UserError
 from remoteclip_jax.geo.raster import Scene
 from remoteclip_jax.geo.tiles import TileGrid, grid_starts, iter_tile_batches
 
-from affine import Affine  # noqa: E402  (installed with rasterio, which geo_scenes requires)
+from affine import Affine  # noqa: E402  (installed with rasterio, which tests.helpers.geo requires)
 from rasterio.crs import CRS  # noqa: E402
 
 

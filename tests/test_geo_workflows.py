@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from tests import geo_scenes as gs
+from tests.helpers import geo as gs
 from remoteclip_jax.errors import UserError
 from remoteclip_jax.geo import classify_scene, embed_scene, query_scene, search_tile_store
 from remoteclip_jax.geo.outputs import load_tile_store

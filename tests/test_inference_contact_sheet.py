@@ -7,7 +7,7 @@ from PIL import Image
 
 from remoteclip_jax.inference.contact_sheet import (QueryHits, html_contact_sheet,
                                                     png_contact_sheet, thumbnail)
-from tests.inference_helpers import random_images
+from tests.helpers.inference import random_images
 
 
 def test_png_grid_has_a_row_per_query_and_a_cell_per_hit(tmp_path):

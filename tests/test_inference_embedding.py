@@ -17,8 +17,8 @@ from remoteclip_jax.inference.embedding import embed, store_rows
 from remoteclip_jax.inference.encoder import Encoder
 from remoteclip_jax.inference.inputs import InputError
 from remoteclip_jax.inference.store import EmbeddingStore
-from tests.cli_helpers import ROOT, cli_env
-from tests.inference_helpers import (aid_subset, cli_command, corrupt_images, random_images,
+from tests.helpers.cli import ROOT, cli_env
+from tests.helpers.inference import (aid_subset, cli_command, corrupt_images, random_images,
                                      reference_image_features, reference_text_features,
                                      save_model_dir, tiny_model)
 

@@ -8,7 +8,7 @@ from PIL import Image
 
 from remoteclip_jax.data.images import ImageReadError
 from remoteclip_jax.inference.encoder import Encoder
-from tests.inference_helpers import (aid_subset, corrupt_images, random_images,
+from tests.helpers.inference import (aid_subset, corrupt_images, random_images,
                                      reference_image_features, reference_text_features, tiny_model)
 
 
@@ -91,7 +91,7 @@ def test_raw_text_features_are_the_unnormalised_model_output(tiny):
 
 def test_arrays_plugs_into_geo_scene_classification_as_encode_chips(tiny, tmp_path):
     """`Encoder.arrays` is the `encode_chips` callable the GeoTIFF workflows take."""
-    from tests import geo_scenes  # skips without rasterio
+    from tests.helpers import geo as geo_scenes  # skips without rasterio
     from remoteclip_jax.geo.workflows import classify_scene
 
     model, variables = tiny

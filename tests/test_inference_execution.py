@@ -6,7 +6,7 @@ import numpy as np
 from remoteclip_jax.inference.execution import (CPU_FLOAT32_OPTIONS, ExecutionPlan,
                                                 execution_plan, precast_params)
 from remoteclip_jax.inference.encoder import Encoder
-from tests.inference_helpers import random_images, tiny_model
+from tests.helpers.inference import random_images, tiny_model
 
 
 def test_cpu_float32_uses_eigen_dots_and_bfloat16_precasts():

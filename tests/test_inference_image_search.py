@@ -12,8 +12,8 @@ from remoteclip_jax.inference.encoder import Encoder
 from remoteclip_jax.inference.image_search import search
 from remoteclip_jax.inference.inputs import InputError
 from remoteclip_jax.inference.store import StoreError
-from tests.cli_helpers import ROOT, cli_env
-from tests.inference_helpers import (aid_subset, cli_command, reference_image_features,
+from tests.helpers.cli import ROOT, cli_env
+from tests.helpers.inference import (aid_subset, cli_command, reference_image_features,
                                      reference_text_features, save_model_dir, tiny_model)
 
 QUERIES = ["many airplanes parked next to the terminal", "waves on a sandy beach"]

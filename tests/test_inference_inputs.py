@@ -3,7 +3,7 @@ import pytest
 
 from remoteclip_jax.errors import UserError
 from remoteclip_jax.inference.inputs import InputError, list_images, parse_class_names
-from tests.inference_helpers import random_images
+from tests.helpers.inference import random_images
 
 
 def test_folder_is_searched_recursively_in_sorted_order_skipping_hidden(tmp_path):

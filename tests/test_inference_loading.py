@@ -7,7 +7,7 @@ import pytest
 import remoteclip_jax as rc
 from remoteclip_jax.errors import UserError
 from remoteclip_jax.inference.loading import load_model, make_encoder, weights_fingerprint
-from tests.inference_helpers import save_model_dir, tiny_model
+from tests.helpers.inference import save_model_dir, tiny_model
 
 
 def _assert_same(a_tree, b_tree):

@@ -5,9 +5,9 @@ import subprocess
 import numpy as np
 import pytest
 
-from tests import geo_scenes as gs
-from tests import inference_helpers as ih
-from tests.cli_helpers import ROOT, cli_env
+from tests.helpers import geo as gs
+from tests.helpers import inference as ih
+from tests.helpers.cli import ROOT, cli_env
 
 pytest.importorskip("rasterio")
 

@@ -9,8 +9,8 @@ import pytest
 
 from remoteclip_jax.inference.zero_shot import classify, resolve_templates
 from remoteclip_jax.inference.inputs import InputError
-from tests.cli_helpers import ROOT, cli_env
-from tests.inference_helpers import (aid_subset, cli_command, corrupt_images, random_images,
+from tests.helpers.cli import ROOT, cli_env
+from tests.helpers.inference import (aid_subset, cli_command, corrupt_images, random_images,
                                      reference_image_features, reference_text_features,
                                      save_model_dir, tiny_model)
 

@@ -6,7 +6,7 @@ import jax
 import numpy as np
 import pytest
 
-from tests.cli_helpers import run_main
+from tests.helpers.cli import run_main
 
 REQUIRED = ("train/loss", "train/lr", "train/logit_scale", "train/grad_norm", "train/param_norm",
             "train/pairs_per_s", "train/mfu")

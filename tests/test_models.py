@@ -8,7 +8,7 @@ import pytest
 
 import remoteclip_jax as rc
 from remoteclip_jax.models import TINY_RESNET, TINY_VIT, UnknownModelError
-from tests.openclip_reference import (build_openclip, max_relative_error, open_clip,
+from tests.helpers.openclip import (build_openclip, max_relative_error, open_clip,
                                       reference_inputs, torch)
 
 TINY_VIT_GELU = {**TINY_VIT, "quick_gelu": False}

@@ -7,7 +7,7 @@ import time
 import numpy as np
 
 from remoteclip_jax.train import loop
-from tests.cli_helpers import ROOT, cli_env, main_command
+from tests.helpers.cli import ROOT, cli_env, main_command
 from tests.test_resume import smoke_config
 
 STEPS, GLOBAL_BATCH = 4, 8

@@ -9,7 +9,7 @@ import time
 import numpy as np
 
 from remoteclip_jax.train import loop
-from tests.cli_helpers import ROOT, cli_env, main_command, run_main
+from tests.helpers.cli import ROOT, cli_env, main_command, run_main
 
 # Many steps, so that the kill (as soon as step KILL_AFTER is logged) lands mid-run.
 STEPS, CHECKPOINT_EVERY, KILL_AFTER = 40, 4, 6

@@ -8,7 +8,7 @@ import pytest
 from remoteclip_jax import cli
 from remoteclip_jax.models import TINY_RESNET, TINY_VIT
 from remoteclip_jax.weights.openclip import read_state_dict
-from tests.openclip_reference import build_openclip, torch
+from tests.helpers.openclip import build_openclip, torch
 
 
 def _run(capsys, *argv):

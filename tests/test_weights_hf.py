@@ -12,7 +12,7 @@ import remoteclip_jax as rc
 from remoteclip_jax.models import TINY_RESNET, TINY_VIT
 from remoteclip_jax.weights import hf
 from remoteclip_jax.weights.openclip import CheckpointError
-from tests.openclip_reference import build_openclip, max_relative_error, reference_inputs, torch
+from tests.helpers.openclip import build_openclip, max_relative_error, reference_inputs, torch
 
 transformers = pytest.importorskip("transformers")
 

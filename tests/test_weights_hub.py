@@ -9,7 +9,7 @@ import pytest
 import remoteclip_jax as rc
 from remoteclip_jax.models import TINY_RESNET, TINY_VIT
 from remoteclip_jax.weights import hub
-from tests.openclip_reference import build_openclip, max_relative_error, reference_inputs, open_clip, torch
+from tests.helpers.openclip import build_openclip, max_relative_error, reference_inputs, open_clip, torch
 
 CONFIGS = {"vit-quickgelu": TINY_VIT, "resnet-gelu": TINY_RESNET,
            "vit-gelu": {**TINY_VIT, "quick_gelu": False}}

@@ -6,7 +6,7 @@ import pytest
 import remoteclip_jax as rc
 from remoteclip_jax.models import TINY_VIT
 from remoteclip_jax.weights import model_dir
-from tests.openclip_reference import build_openclip, max_relative_error, reference_inputs, torch
+from tests.helpers.openclip import build_openclip, max_relative_error, reference_inputs, torch
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ import remoteclip_jax as rc
 from remoteclip_jax.weights import torch_pickle
 from remoteclip_jax.weights.openclip import CheckpointError, read_state_dict
 from remoteclip_jax.models import TINY_RESNET, TINY_VIT
-from tests.openclip_reference import build_openclip, max_relative_error, reference_inputs, torch
+from tests.helpers.openclip import build_openclip, max_relative_error, reference_inputs, torch
 
 
 def _numpy_state(model):

@@ -7,7 +7,7 @@ import subprocess
 import sys
 import tempfile
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 # One persistent XLA compilation cache for every CLI subprocess of the session: the second run of
 # the same tiny model loads its executables instead of compiling them (~2.5x faster start).
 _CACHE = tempfile.mkdtemp(prefix="remoteclip_jax_cache_")

@@ -1,0 +1,1 @@
+"""What several test modules share: CLI subprocesses, tiny models, reference encoders, scenes."""
