@@ -73,7 +73,7 @@ def itra_adamw(c: ml_collections.ConfigDict) -> None:
     c.optim.b2 = 0.999                  # torch AdamW default: --opt_betas is None (itra/training/params.py line 320)
     c.optim.eps = 1e-8                  # ITRA default --opt_eps (itra/training/params.py line 318)
     c.optim.weight_decay = 0.05         # ITRA default --weight_decay (itra/training/params.py line 326)
-    c.optim.wd_exclude = "open_clip"    # ITRA get_parameter_groups (itra/training/optimization.py line 101)
+    c.optim.wd_exclude = "open_clip"    # ITRA get_parameter_groups (itra/training/optimization.py line 105)
     c.optim.schedule = "cosine"         # ITRA cosine_lr (itra/training/main.py line 200)
     c.optim.grad_clip_norm = 0.0        # ITRA default --max-grad-norm 1e16 = off (itra/training/params.py line 360)
     c.dtype = "float32"                 # ITRA default --precision amp (itra/training/params.py line 356): ours float32
