@@ -96,7 +96,12 @@ def test_restoring_state_mid_epoch_continues_exactly():
                   with_metadata=True)
     sources = [_synthetic(10), _synthetic(7, seed=9, weight=0.5)]
     reference = list(pipeline.make_train_iterator(sources, **kwargs))
-    for stop in (2, 5):  # mid-epoch, and across the first epoch boundary
+    _assert_resumes_exactly(sources, kwargs, reference, stops=(2, 5))  # mid-epoch and across
+
+
+def _assert_resumes_exactly(sources, kwargs, reference, stops):
+    """Stopping after each of `stops` batches and resuming from the saved state gives `reference`."""
+    for stop in stops:
         it = pipeline.make_train_iterator(sources, **kwargs)
         head = _take(it, stop)
         state = json.loads(json.dumps(it.get_state()))  # as a checkpoint stores it
@@ -440,16 +445,8 @@ def test_pairs_caption_is_deterministic_and_resumes_exactly_mid_epoch(tmp_path):
     _assert_same_batches(reference, again)
     other = list(pipeline.make_train_iterator(sources, **{**kwargs, "seed": 3}))
     assert [b["caption"] for b in other] != [b["caption"] for b in reference]
-    for stop in (2, 5):  # mid-epoch, and past the first epoch boundary (14 pairs per epoch)
-        it = pipeline.make_train_iterator(sources, **kwargs)
-        head = _take(it, stop)
-        state = json.loads(json.dumps(it.get_state()))
-        it.close()
-        resumed = pipeline.make_train_iterator(sources, **kwargs)
-        resumed.set_state(state)
-        tail = list(resumed)
-        _assert_same_batches(head + tail, reference)
-        assert [b["caption"] for b in head + tail] == [b["caption"] for b in reference]
+    # Mid-epoch, and past the first epoch boundary (14 pairs per epoch, 3 per batch).
+    _assert_resumes_exactly(sources, kwargs, reference, stops=(2, 5))
 
 
 def test_caption_counts_of_record_shards_match_their_captions(tmp_path):
