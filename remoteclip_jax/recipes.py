@@ -1,6 +1,11 @@
-"""What the recipes in ``configs/`` share: the RemoteCLIP continual-pretraining recipe and the
-tiny models of the smoke variants. Recipes import this module (installed with the package), so a
-``configs/*.py`` file loads from any working directory."""
+"""What the recipes in ``configs/`` share: the RemoteCLIP continual-pretraining recipe, the
+optimizer ITRA effectively ran, and the tiny models of the smoke variants. Recipes import this
+module (installed with the package), so a ``configs/*.py`` file loads from any working directory.
+
+RemoteCLIP was trained with ITRA (an open_clip fork, branch ``test``). Where its settings come from
+its command-line defaults, the trailing comment names the line of ``itra/training/params.py``
+that sets them; "RemoteCLIP paper" marks the paper's own numbers, "ours" our choices.
+"""
 from __future__ import annotations
 
 import copy
@@ -9,6 +14,13 @@ import ml_collections
 
 from remoteclip_jax import config as schema
 from remoteclip_jax.models import configs as model_configs
+
+# RemoteCLIP's training data (paper: RET-3 + DET-10 + SEG-4): 165,745 images. Every image carries
+# 5 captions (the RET-3 caption files ship 5 per image; Box-to-Caption writes 5), and ITRA's caption
+# CSV holds one row per caption, so one ITRA epoch is 5 x 165,745 = 828,725 pairs.
+REMOTECLIP_IMAGES = 165_745
+REMOTECLIP_CAPTIONS_PER_IMAGE = 5
+REMOTECLIP_PAIRS = REMOTECLIP_IMAGES * REMOTECLIP_CAPTIONS_PER_IMAGE
 
 
 def _one_block(config: dict, quick_gelu: bool) -> dict:
@@ -45,10 +57,37 @@ def smoke(c: ml_collections.ConfigDict, family: str = "vit") -> None:
     schema.smoke(c, SMOKE_RESNET if family == "resnet" else SMOKE_VIT)
 
 
+def itra_adamw(c: ml_collections.ConfigDict) -> None:
+    """Sets the AdamW that ITRA's ``create_optimizer`` actually builds, for every model.
+
+    ITRA's ``params.py`` fills ``--beta1/--beta2/--eps`` with open_clip's per-model values, but
+    ``create_optimizer`` never reads them: it passes ``--opt_eps`` (default 1e-8) and ``--opt_betas``
+    (default None, so torch's own (0.9, 0.999)). Its parameter groups exclude from weight decay
+    1-D parameters, names ending in ".bias" and the top-level ``logit_scale`` (its skip list is
+    matched by whole name), which is the parameter set of open_clip's main.py rule ("open_clip").
+    Gradient clipping is ``--max-grad-norm`` 1e16 (off). Precision: AMP (float16 autocast with a
+    loss scaler, params.py line 356); our nearest is ``--config.dtype=bfloat16``, float32 here.
+    """
+    c.optim.lr = 5e-4                   # ITRA default via get_default_params (itra/training/params.py line 10)
+    c.optim.b1 = 0.9                    # torch AdamW default: --opt_betas is None (itra/training/params.py line 320)
+    c.optim.b2 = 0.999                  # torch AdamW default: --opt_betas is None (itra/training/params.py line 320)
+    c.optim.eps = 1e-8                  # ITRA default --opt_eps (itra/training/params.py line 318)
+    c.optim.weight_decay = 0.05         # ITRA default --weight_decay (itra/training/params.py line 326)
+    c.optim.wd_exclude = "open_clip"    # ITRA get_parameter_groups (itra/training/optimization.py line 105)
+    c.optim.schedule = "cosine"         # ITRA cosine_lr (itra/training/main.py line 200)
+    c.optim.grad_clip_norm = 0.0        # ITRA default --max-grad-norm 1e16 = off (itra/training/params.py line 360)
+    c.dtype = "float32"                 # ITRA default --precision amp (itra/training/params.py line 356): ours float32
+
+
 def remoteclip(config_file: str, model: str, init_from: str, family: str,
                arg: str | None) -> ml_collections.ConfigDict:
     """The RemoteCLIP recipe shared by rn50/vitb32/vitl14: continual pretraining of every
-    parameter from OpenAI CLIP weights.
+    parameter from OpenAI CLIP weights, with the settings ITRA effectively ran.
+
+    open_clip's variants stay one flag away: ``--config.optim.b2=0.98 --config.optim.eps=1e-6``
+    (its ViT AdamW), ``--config.optim.warmup_steps=10000`` (its ``--warmup`` default),
+    ``--config.optim.wd_exclude=open_clip_head``, ``--config.data.sources.train.pairs=image``
+    (one caption per image per epoch).
 
     Args:
       config_file: the recipe's file name, for error messages.
@@ -60,14 +99,15 @@ def remoteclip(config_file: str, model: str, init_from: str, family: str,
     c = schema.get_base_config()
     c.model = model
     c.init_from = init_from
-    c.optim.lr = 5e-4                   # RemoteCLIP
-    c.optim.weight_decay = 0.05         # RemoteCLIP
-    c.optim.schedule = "cosine"         # RemoteCLIP / open_clip: linear warmup, then cosine decay
-    c.optim.warmup_steps = 10000        # open_clip default --warmup
-    c.data.batch_size_per_device = 64   # RemoteCLIP: 64 pairs per GPU
-    c.data.image_size = 224             # RemoteCLIP / OpenAI CLIP
-    c.train.epochs = 32                 # RemoteCLIP
+    itra_adamw(c)
+    c.optim.warmup_steps = 0            # ITRA default --warmup (itra/training/params.py line 347)
+    c.data.batch_size_per_device = 64   # ITRA default --batch-size per GPU (itra/training/params.py line 340)
+    c.data.image_size = 224             # RemoteCLIP paper / OpenAI CLIP input size
+    c.train.epochs = 32                 # ITRA default --epochs (itra/training/params.py line 341)
     # Yours (RemoteCLIP's data is not shipped): --config.data.sources.train.path=DIR of record
     # shards from `remoteclip-jax convert-data`, or another kind (--config.data.sources.train.kind).
-    c.data.sources.train = schema.source(kind="records")
+    # An epoch is every (image, caption) row once, as ITRA's caption CSV (itra/data/train_data.py
+    # line 189) gives it.
+    c.data.sources.train = schema.source(kind="records", pairs="caption")
     return variant(c, arg, config_file, family)
+

@@ -96,7 +96,12 @@ def test_restoring_state_mid_epoch_continues_exactly():
                   with_metadata=True)
     sources = [_synthetic(10), _synthetic(7, seed=9, weight=0.5)]
     reference = list(pipeline.make_train_iterator(sources, **kwargs))
-    for stop in (2, 5):  # mid-epoch, and across the first epoch boundary
+    _assert_resumes_exactly(sources, kwargs, reference, stops=(2, 5))  # mid-epoch and across
+
+
+def _assert_resumes_exactly(sources, kwargs, reference, stops):
+    """Stopping after each of `stops` batches and resuming from the saved state gives `reference`."""
+    for stop in stops:
         it = pipeline.make_train_iterator(sources, **kwargs)
         head = _take(it, stop)
         state = json.loads(json.dumps(it.get_state()))  # as a checkpoint stores it
@@ -377,3 +382,84 @@ def test_skips_at_the_end_of_the_stream_are_still_reported(tmp_path):
                                           seed=seed, epochs=1)
         assert len(list(it)) == 1
         assert it.stats.num_skipped == 2, seed
+
+
+# --- pairs="caption": an epoch is every (image, caption) pair once ------------------------------
+
+
+def _write_jsonl_with_caption_counts(tmp_path, caption_lists):
+    """Images 0..n-1 with the given captions each; returns the jsonl source spec."""
+    lines = []
+    for i, captions in enumerate(caption_lists):
+        Image.new("RGB", (40, 36), (30 * i, 90, 0)).save(tmp_path / f"{i}.png")
+        lines.append(json.dumps({"image": f"{i}.png", "captions": captions}))
+    (tmp_path / "pairs.jsonl").write_text("\n".join(lines) + "\n")
+    return {"kind": "jsonl", "path": str(tmp_path / "pairs.jsonl"), "pairs": "caption"}
+
+
+# Images with 1, 2, 3 and 5 captions; a blank caption (RSITMD has 20) makes no pair.
+_CAPTIONS = [["only one"], ["two a", "two b"], ["three a", " ", "three b", "three c"],
+             [f"five {k}" for k in "abcde"]]
+_PAIRS = {(i, c) for i, caps in enumerate(_CAPTIONS) for c in caps if c.strip()}
+
+
+def _pairs_by_epoch(batches):
+    seen = collections.defaultdict(list)
+    for b in batches:
+        for e, i, cap in zip(b["epoch"], b["index"], b["caption"]):
+            seen[int(e)].append((int(i), cap))
+    return seen
+
+
+def test_pairs_caption_uses_every_pair_exactly_once_per_epoch(tmp_path):
+    spec = _write_jsonl_with_caption_counts(tmp_path, _CAPTIONS)
+    it = pipeline.make_train_iterator([spec], batch_size_per_process=1, image_size=SIZE, seed=0,
+                                      epochs=3, with_metadata=True)
+    assert it.examples_per_epoch == len(_PAIRS) == 11
+    assert pipeline.examples_per_epoch([spec]) == 11
+    seen = _pairs_by_epoch(list(it))
+    assert sorted(seen) == [0, 1, 2]
+    for pairs in seen.values():
+        assert len(pairs) == len(set(pairs)) and set(pairs) == _PAIRS
+    assert seen[0] != seen[1]  # a new order each epoch
+    # The default keeps one caption per image per epoch.
+    image_spec = {**spec, "pairs": "image"}
+    assert pipeline.examples_per_epoch([image_spec]) == len(_CAPTIONS)
+
+
+def test_pairs_caption_with_weight_two_uses_every_pair_twice(tmp_path):
+    spec = {**_write_jsonl_with_caption_counts(tmp_path, _CAPTIONS), "weight": 2.0}
+    it = pipeline.make_train_iterator([spec], batch_size_per_process=1, image_size=SIZE, seed=1,
+                                      epochs=1, with_metadata=True)
+    counts = collections.Counter(_pairs_by_epoch(list(it))[0])
+    assert set(counts) == _PAIRS and set(counts.values()) == {2}
+
+
+def test_pairs_caption_is_deterministic_and_resumes_exactly_mid_epoch(tmp_path):
+    spec = _write_jsonl_with_caption_counts(tmp_path, _CAPTIONS)
+    sources = [spec, _synthetic(3, seed=5)]  # mixed with a one-caption-per-image source
+    kwargs = dict(batch_size_per_process=3, image_size=SIZE, seed=2, epochs=2,
+                  with_metadata=True)
+    reference = list(pipeline.make_train_iterator(sources, **kwargs))
+    again = list(pipeline.make_train_iterator(sources, **kwargs))
+    _assert_same_batches(reference, again)
+    other = list(pipeline.make_train_iterator(sources, **{**kwargs, "seed": 3}))
+    assert [b["caption"] for b in other] != [b["caption"] for b in reference]
+    # Mid-epoch, and past the first epoch boundary (14 pairs per epoch, 3 per batch).
+    _assert_resumes_exactly(sources, kwargs, reference, stops=(2, 5))
+
+
+def test_caption_counts_of_record_shards_match_their_captions(tmp_path):
+    synthetic.write_synthetic_records(tmp_path / "rec", 6, image_size=32, seed=0)
+    src = records.RecordSource(tmp_path / "rec")
+    expected = [len([c for c in src[i]["captions"] if c.strip()]) for i in range(len(src))]
+    np.testing.assert_array_equal(pipeline.caption_counts(src), expected)
+    spec = {"kind": "records", "path": str(tmp_path / "rec"), "pairs": "caption"}
+    assert pipeline.examples_per_epoch([spec]) == sum(expected)
+
+
+def test_unknown_pairs_value_is_refused():
+    with pytest.raises(sources.SourceSpecError, match="pairs"):
+        sources.normalize_spec({"kind": "synthetic", "pairs": "captions"})
+    with pytest.raises(sources.SourceSpecError, match="does not read 'pairs'"):
+        sources.normalize_spec({"kind": "image_folder", "path": "x", "pairs": "caption"})

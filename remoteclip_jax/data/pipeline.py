@@ -1,5 +1,6 @@
 """grain input pipelines: weighted mixing, seeded shuffle, per-process sharding, decode, augment,
-one caption per image per epoch, tokenise, batch, multiprocess prefetch, checkpointable state.
+one caption per image or every caption per epoch, tokenise, batch, multiprocess prefetch,
+checkpointable state.
 
 Training data flow (everything before the last stage is cheap integer index arithmetic; images
 are read and decoded only for the indices this process will actually use)::
@@ -9,15 +10,24 @@ are read and decoded only for the indices this process will actually use)::
     --> slice [process_index::process_count] --> read + decode + augment + pick caption + tokenise
     --> drop unreadable images (counted) --> batch --> mp_prefetch(num_workers) --> iterator
 
+What an epoch holds is each source's ``pairs`` key. "image" (the default): every image once, with
+one of its captions drawn at random each epoch. "caption": every (image, caption) pair once, as a
+caption CSV with one row per caption gives it to ITRA's and open_clip's loaders; an image with
+``k`` non-blank captions then appears ``k`` times per epoch, copy ``j`` with caption ``j``.
+Counting the captions takes one pass over the source when the pipeline is built: free for the
+caption-file kinds (their items are in memory), one read of every record (no image decoding) for
+record shards and webdataset tars.
+
 Determinism: the batches depend only on (sources, weights, seed, batch size, process index and
-count, num_workers). The caption of an image in epoch ``e`` is drawn from
-``(seed, e, source, index, copy)`` and the augmentation from ``(seed, global position)``; neither
-depends on timing, threads or workers. Changing ``num_workers`` changes which images share a batch
+count, num_workers). With ``pairs="image"`` the caption of an image in epoch ``e`` is drawn from
+``(seed, e, source, index, copy)``; the augmentation comes from ``(seed, global position)``;
+neither depends on timing, threads or workers. Changing ``num_workers`` changes which images share a batch
 (grain batches inside each worker), so resume with the same ``num_workers``.
 
-Weights: ``weight`` is how many times per epoch each example of a source is used. 1.0 (the
-default) everywhere means a plain concatenation, each image exactly once per epoch; 2.0 doubles a
-source; 0.5 uses a fresh random half of it each epoch. ``examples_per_epoch = sum(round(w * n))``.
+Weights: ``weight`` is how many times per epoch each example (an image, or a pair with
+``pairs="caption"``) of a source is used. 1.0 (the default) everywhere means a plain
+concatenation, each example exactly once per epoch; 2.0 doubles a source; 0.5 uses a fresh random
+half of it each epoch. ``examples_per_epoch = sum(round(w * n))``, n = images or pairs.
 
 Checkpointing: the returned iterator is a grain ``DatasetIterator``; save ``it.get_state()`` (a
 JSON-serialisable dict) with the train state and call ``it.set_state(state)`` on a fresh iterator
@@ -111,13 +121,23 @@ def _skip(key: str, error: BaseException | str) -> dict[str, Any]:
     return {"_skip": (key, reason)}
 
 
-class _TrainLoader:
-    """(global position, source id, index, copy) -> {image, text} or a skip marker."""
+def usable_captions(item: dict[str, Any]) -> list[str]:
+    """The captions training can use: the non-blank strings of ``item["captions"]``."""
+    return [c for c in item.get("captions", ()) if isinstance(c, str) and c.strip()]
 
-    def __init__(self, sources, names, *, seed, epoch_length, image_size, context_length,
-                 mean, std, with_metadata):
+
+class _TrainLoader:
+    """(global position, source id, index, copy) -> {image, text} or a skip marker.
+
+    ``every_caption[sid]`` says how source ``sid`` picks the caption: copy ``j`` takes caption
+    ``j`` (its epoch view lists every pair), or a seeded random draw per epoch.
+    """
+
+    def __init__(self, sources, names, *, every_caption, seed, epoch_length, image_size,
+                 context_length, mean, std, with_metadata):
         self.sources = sources
         self.names = names
+        self.every_caption = list(every_caption)
         self.seed = seed
         self.epoch_length = epoch_length
         self.image_size = image_size
@@ -149,14 +169,17 @@ class _TrainLoader:
         item = None
         try:
             item = self.sources[sid][index]
-            captions = [c for c in item.get("captions", ()) if isinstance(c, str) and c.strip()]
+            captions = usable_captions(item)
             if not captions:
                 return _skip(_item_key(item, fallback), "no non-blank caption")
             image = decode_image(item)
         except Exception as e:  # an unreadable input is skipped and reported, never fatal
             return _skip(_item_key(item, fallback), e)
-        rng = np.random.default_rng([self.seed, _CAPTION_STREAM, epoch, sid, index, copy])
-        caption = captions[int(rng.integers(len(captions)))]
+        if self.every_caption[sid]:
+            caption = captions[copy % len(captions)]
+        else:
+            rng = np.random.default_rng([self.seed, _CAPTION_STREAM, epoch, sid, index, copy])
+            caption = captions[int(rng.integers(len(captions)))]
         pixels = transform(image, np.random.default_rng([self.seed, _AUGMENT_STREAM, position]))
         out = {"images": np.asarray(pixels, np.float32),
                "texts": tokenize([caption], self.context_length)[0].astype(np.int32)}
@@ -307,8 +330,48 @@ class _WithTrainIterator(grain.IterDataset):
 # --- the epoch structure (integer arithmetic only) -------------------------------------------------
 
 
-def _epoch_view(sid: int, n: int, weight: float, seed: int) -> grain.MapDataset:
-    """One epoch's (source id, index, copy) triples for a source of ``n`` examples."""
+class _ExampleTriple:
+    """Position ``j`` in a source's epoch view and example ``e`` -> (source id, index, copy).
+
+    Without per-item caption counts an example is an image: copy = how many times the view has
+    wrapped around. With counts, example ``e`` is pair (items[e], first[e]) and a wrap adds the
+    image's caption count, so every copy of an image names a different caption slot.
+    """
+
+    def __init__(self, sid: int, n: int, counts: np.ndarray | None):
+        self.sid, self.n = sid, n
+        self.items = self.caption = self.per_item = None
+        if counts is not None:
+            self.items = np.repeat(np.arange(len(counts), dtype=np.int64), counts)
+            starts = np.cumsum(counts) - counts
+            self.caption = np.arange(n, dtype=np.int64) - np.repeat(starts, counts)
+            self.per_item = np.repeat(counts, counts)
+
+    def __call__(self, j: int, e: int) -> tuple[int, int, int]:
+        wraps = j // self.n
+        if self.items is None:
+            return self.sid, int(e), wraps
+        return (self.sid, int(self.items[e]),
+                int(self.caption[e] + wraps * self.per_item[e]))
+
+
+def _epoch_view(sid: int, n_items: int, weight: float, seed: int,
+                caption_counts: np.ndarray | None = None) -> grain.MapDataset:
+    """One epoch's (source id, index, copy) triples for a source of ``n_items`` images.
+
+    Args:
+        sid: the source's id in the pipeline.
+        n_items: images in the source.
+        weight: uses of each example per epoch (fractions take a fresh random subset each epoch).
+        seed: the pipeline seed.
+        caption_counts: None (an example is an image) or, per image, how many pairs it makes
+            (an example is a pair; each image appears that many times, copy j = caption j).
+    """
+    counts = None
+    n = n_items
+    if caption_counts is not None:
+        counts = np.asarray(caption_counts, np.int64)
+        n = int(counts.sum())
     count = round(weight * n)
     copies = math.ceil(count / n)
     view = grain.MapDataset.range(n)
@@ -318,7 +381,35 @@ def _epoch_view(sid: int, n: int, weight: float, seed: int) -> grain.MapDataset:
     if copies > 1:
         view = view.repeat(copies)
     view = view.slice(slice(0, count))
-    return view.map_with_index(lambda j, index: (sid, index, j // n))
+    return view.map_with_index(_ExampleTriple(sid, n, counts))
+
+
+def caption_counts(source) -> np.ndarray:
+    """Per image, the (image, caption) pairs it makes: its non-blank captions, at least 1.
+
+    An image without a usable caption still counts once, so that training skips and reports it
+    as it does with one caption per image. Record shards are read (not decoded) record by record;
+    other sources are indexed, which is free for the in-memory caption-file kinds.
+    """
+    read_raw = getattr(source, "read_raw", None)
+    counts = np.empty(len(source), np.int64)
+    for i in range(len(source)):
+        if read_raw is not None:
+            import msgpack
+
+            item = msgpack.unpackb(read_raw(i), raw=False)
+        else:
+            item = source[i]
+        counts[i] = max(len(usable_captions(item)), 1)
+    return counts
+
+
+def _examples_of(source, spec: dict[str, Any]) -> tuple[int, np.ndarray | None]:
+    """(examples of one epoch at weight 1, per-image pair counts or None) of a built source."""
+    if spec["pairs"] == "caption":
+        counts = caption_counts(source)
+        return int(counts.sum()), counts
+    return len(source), None
 
 
 def _derived_seed(*parts: int) -> int:
@@ -344,7 +435,7 @@ def make_train_dataset(sources: Sequence[dict[str, Any]], *, batch_size_per_proc
         raise ValueError(f"process_index {process_index} not in [0, {process_count})")
     if batch_size_per_process < 1:
         raise ValueError(f"batch_size_per_process must be >= 1, got {batch_size_per_process}")
-    built, names, views = [], [], []
+    built, names, views, every_caption = [], [], [], []
     where = list(where or [f"source {i}" for i in range(len(sources))])
     for spec, place in zip(sources, where):
         spec = source_registry.normalize_spec(spec, place)
@@ -356,13 +447,15 @@ def make_train_dataset(sources: Sequence[dict[str, Any]], *, batch_size_per_proc
         source = source_registry.build_source(spec, place)
         if len(source) == 0:
             raise EmptyDatasetError(f"{source_registry.source_name(spec)}: empty source")
-        if round(weight * len(source)) == 0:
+        n, counts = _examples_of(source, spec)
+        if round(weight * n) == 0:
             raise source_registry.SourceSpecError(
-                f"source {spec!r}: weight {weight} x {len(source)} examples rounds to 0")
+                f"source {spec!r}: weight {weight} x {n} examples rounds to 0")
         sid = len(built)
         built.append(source)
         names.append(source_registry.source_name(spec))
-        views.append(_epoch_view(sid, len(source), weight, seed))
+        every_caption.append(counts is not None)
+        views.append(_epoch_view(sid, len(source), weight, seed, counts))
     if not built:
         raise EmptyDatasetError("every training source has weight 0")
 
@@ -380,7 +473,8 @@ def make_train_dataset(sources: Sequence[dict[str, Any]], *, batch_size_per_proc
             raise EmptyDatasetError(f"{epochs} epoch(s) of {epoch_length} examples is less than "
                                     f"one global batch of {global_batch}")
         stream = stream.slice(slice(0, num_batches * batch_size_per_process))
-    loader = _TrainLoader(built, names, seed=seed, epoch_length=epoch_length,
+    loader = _TrainLoader(built, names, every_caption=every_caption, seed=seed,
+                          epoch_length=epoch_length,
                           image_size=image_size, context_length=context_length, mean=mean,
                           std=std, with_metadata=with_metadata)
     stream = stream.map(loader)
@@ -431,12 +525,13 @@ def make_train_iterator(sources: Sequence[dict[str, Any]], *, batch_size_per_pro
 
 
 def examples_per_epoch(sources: Sequence[dict[str, Any]]) -> int:
-    """``sum(round(weight * len(source)))``: what one training epoch holds (all processes)."""
+    """``sum(round(weight * n))``, n = images or (``pairs="caption"``) pairs of each source:
+    what one training epoch holds (all processes)."""
     total = 0
     for spec in map(source_registry.normalize_spec, sources):
         weight = float(spec["weight"])
         if weight > 0:
-            total += round(weight * len(source_registry.build_source(spec)))
+            total += round(weight * _examples_of(source_registry.build_source(spec), spec)[0])
     return total
 
 

@@ -20,9 +20,11 @@ Kinds and the keys each one reads (every key and its default: `SOURCE_DEFAULTS`)
     geotiff        path, tile, stride, units, bands, scale, nodata_max_fraction   chips tiled
                    from GeoTIFF / COG scenes (a file or a glob; needs rasterio)
 
-plus ``weight`` (training only: uses of each item per epoch), ``exclude`` (a de-duplication
-exclusion list; items whose image path or id it lists are dropped) and, for the kinds that list
-images in an annotation file, ``skip_missing`` (drop items whose image file is absent).
+plus ``weight`` (training only: uses of each item per epoch), ``pairs`` (training only, kinds
+with captions: "image" = an epoch is each image once, "caption" = each (image, caption) pair
+once), ``exclude`` (a de-duplication exclusion list; items whose image path or id it lists are
+dropped) and, for the kinds that list images in an annotation file, ``skip_missing`` (drop items
+whose image file is absent).
 
 numpy/PIL only: this runs inside grain workers, which must not import jax.
 """
@@ -44,6 +46,10 @@ SOURCE_DEFAULTS: dict[str, Any] = {
     "split": "",          # "" = every item; else the caption file's / record set's split
     "image_root": "",     # folder image paths are relative to ("" = the annotation file's)
     "weight": 1.0,        # training: uses of each item per epoch (0.5 = a random half)
+    # training: what one epoch holds. "image": each image once, with one of its captions drawn
+    # at random; "caption": every (image, caption) pair once, as a caption CSV with one row per
+    # caption (ITRA's and open_clip's loaders) has it.
+    "pairs": "image",
     "exclude": "",        # exclusion list (`remoteclip-jax dedup`): listed images are dropped
     "skip_missing": False,  # file kinds: drop items whose image file is absent (partial copies)
     "csv_separator": "",  # csv: "" = detect from the header ("\t" in RemoteCLIP's files)
@@ -66,17 +72,18 @@ SOURCE_DEFAULTS: dict[str, Any] = {
 }
 _COMMON = {"kind", "weight", "exclude"}
 KIND_KEYS: dict[str, set[str]] = {
-    "records": {"path", "split"},
-    "caption_json": {"path", "split", "image_root", "skip_missing"},
-    "jsonl": {"path", "split", "image_root", "skip_missing"},
+    "records": {"path", "split", "pairs"},
+    "caption_json": {"path", "split", "image_root", "skip_missing", "pairs"},
+    "jsonl": {"path", "split", "image_root", "skip_missing", "pairs"},
     "csv": {"path", "split", "image_root", "skip_missing", "csv_separator", "csv_image_key", "csv_caption_key",
-            "encoding"},
-    "webdataset": {"path"},
+            "encoding", "pairs"},
+    "webdataset": {"path", "pairs"},
     "image_folder": {"path", "classes", "max_per_class"},
     "count_manifest": {"path", "skip_missing"},
-    "synthetic": {"num_images", "image_size", "seed", "max_categories", "spell_counts"},
+    "synthetic": {"num_images", "image_size", "seed", "max_categories", "spell_counts", "pairs"},
     "geotiff": {"path", "tile", "stride", "units", "bands", "scale", "nodata_max_fraction"},
 }
+PAIRS_CHOICES = ("image", "caption")
 SOURCE_KINDS = tuple(KIND_KEYS)
 IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp", "tif", "tiff", "bmp")
 
@@ -115,6 +122,9 @@ def normalize_spec(spec: dict[str, Any], where: str = "source") -> dict[str, Any
                               f" (kinds: {', '.join(SOURCE_KINDS)})")
     if "path" in KIND_KEYS[kind] and not full["path"]:
         raise SourceSpecError(f"{where}: kind {kind!r} needs a path; set {where}.path")
+    if full["pairs"] not in PAIRS_CHOICES:
+        raise SourceSpecError(f"{where}.pairs={full['pairs']!r}: must be one of {PAIRS_CHOICES} "
+                              "(\"image\": each image once per epoch; \"caption\": each caption)")
     used = KIND_KEYS[kind] | _COMMON
     for key, default in SOURCE_DEFAULTS.items():
         if key not in used and full[key] != default:
