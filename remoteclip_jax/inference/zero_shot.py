@@ -105,6 +105,22 @@ def softmax_scores(image_features: np.ndarray, classifier: np.ndarray) -> np.nda
     return weights / weights.sum(axis=1, keepdims=True)
 
 
+def _classes_and_templates(classes, dataset: str, templates, class_embedding: str):
+    """The class names and prompt templates `classify` and `classify_scene` use (checked)."""
+    if class_embedding not in CLASS_EMBEDDINGS:
+        raise InputError(f"--class-embedding {class_embedding!r}: expected one of "
+                         f"{', '.join(CLASS_EMBEDDINGS)}")
+    if classes is None:
+        if not dataset:
+            raise InputError("no classes given: pass --classes \"a,b,c\" (or a file, or a folder "
+                             "of class sub-folders) or --dataset NAME")
+        class_names = dataset_classes(dataset)
+    else:
+        class_names = parse_class_names(classes)
+    return class_names, resolve_templates(templates or ("remoteclip" if dataset else "paper"),
+                                          dataset)
+
+
 def classify(images, classes=None, *, model=None, encoder=None, dataset: str = "",
              templates=None, class_embedding: str = DEFAULT_CLASS_EMBEDDING,
              out_dir: str | None = None, fmt: str = "csv", top_k: int = DEFAULT_TOP_K,
@@ -134,17 +150,8 @@ def classify(images, classes=None, *, model=None, encoder=None, dataset: str = "
     start = time.perf_counter()
     if fmt not in FORMATS:
         raise InputError(f"--format {fmt!r}: expected one of {', '.join(FORMATS)}")
-    if class_embedding not in CLASS_EMBEDDINGS:
-        raise InputError(f"--class-embedding {class_embedding!r}: expected one of "
-                         f"{', '.join(CLASS_EMBEDDINGS)}")
-    if classes is None:
-        if not dataset:
-            raise InputError("no classes given: pass --classes \"a,b,c\" (or a file, or a folder "
-                             "of class sub-folders) or --dataset NAME")
-        class_names = dataset_classes(dataset)
-    else:
-        class_names = parse_class_names(classes)
-    prompt_templates = resolve_templates(templates or ("remoteclip" if dataset else "paper"), dataset)
+    class_names, prompt_templates = _classes_and_templates(classes, dataset, templates,
+                                                           class_embedding)
     paths = list_images(images)
     encoder = make_encoder(model, encoder=encoder, **encoder_options)
     classifier = class_classifier(encoder, class_names, prompt_templates, dataset, class_embedding)
@@ -213,16 +220,8 @@ def classify_scene(scene: str, classes=None, *, model=None, encoder=None, datase
     """
     from remoteclip_jax.geo import workflows
 
-    if class_embedding not in CLASS_EMBEDDINGS:
-        raise InputError(f"--class-embedding {class_embedding!r}: expected one of "
-                         f"{', '.join(CLASS_EMBEDDINGS)}")
-    if classes is None:
-        if not dataset:
-            raise InputError("no classes given: pass --classes \"a,b,c\" or --dataset NAME")
-        class_names = dataset_classes(dataset)
-    else:
-        class_names = parse_class_names(classes)
-    prompt_templates = resolve_templates(templates or ("remoteclip" if dataset else "paper"), dataset)
+    class_names, prompt_templates = _classes_and_templates(classes, dataset, templates,
+                                                           class_embedding)
     encoder = make_encoder(model, encoder=encoder)
     classifier = class_classifier(encoder, class_names, prompt_templates, dataset, class_embedding)
     return workflows.classify_scene(scene, encoder.arrays, classifier, class_names, out_dir,
