@@ -105,18 +105,20 @@ class Evaluator:
             try:
                 source = source_registry.build_source(
                     {k: entry[k] for k in source_registry.SOURCE_DEFAULTS}, f"config.evals.{entry['name']}")
-                items = [source[i] for i in range(len(source))]
+                keys, captions, labels, counts = [], [], [], []
+                for i in range(len(source)):  # one pass; images are not kept
+                    item = source[i]
+                    keys.append(str(item.get("path") or item.get("image_id") or i))
+                    captions.append([c for c in item.get("captions", ())
+                                     if isinstance(c, str) and c.strip()])
+                    labels.append(str(item.get("label") or ""))
+                    counts.append(dict(item.get("counts") or {}))
                 data = pipeline.EvalData(
                     source, source_registry.source_name(entry), image_size=self.model.image_size,
                     batch_size=self.batch_size, num_workers=self.num_workers,
                     process_index=jax.process_index(), process_count=jax.process_count(),
                     mean=None, std=None)
-                self._datasets[key] = _Dataset(
-                    data, [str(it.get("path") or it.get("image_id") or i) for i, it in enumerate(items)],
-                    [[c for c in it.get("captions", ()) if isinstance(c, str) and c.strip()]
-                     for it in items],
-                    [str(it.get("label") or "") for it in items],
-                    [dict(it.get("counts") or {}) for it in items])
+                self._datasets[key] = _Dataset(data, keys, captions, labels, counts)
             except UserError as e:
                 self._datasets[key] = EvalDataError(_one_line(e))
         found = self._datasets[key]
