@@ -150,7 +150,7 @@ def get_base_config() -> ml_collections.ConfigDict:
     c.eval = ml_collections.ConfigDict()
     c.eval.batch_size = 256       # images or texts per encoder call, per process
     c.eval.num_workers = 0        # grain worker processes decoding evaluation images
-    c.eval.cache_features = True  # --mode=eval: keep image features in WORKDIR/eval/cache
+    c.eval.cache_features = True  # eval mode: keep image features in WORKDIR/eval/cache (resumable)
     c.eval.model_name = "model"   # how results.md names the model
     c.evals = ml_collections.ConfigDict()          # named evaluations: see `evaluation()`
     return c

@@ -69,9 +69,13 @@ class Evaluator:
         mesh: the training mesh (axes "data", "fsdp").
         workdir: results go to ``workdir/eval``.
         raise_on_error: raise `EvalDataError` after a call in which a dataset failed.
+        cache_features: keep each dataset's image features on disk, keyed by the weights, so a
+            rerun after a crash recomputes nothing finished (default ``config.eval.cache_features``;
+            a trainer passes False: its weights change between evaluations).
     """
 
-    def __init__(self, model, config, mesh, workdir, *, raise_on_error: bool = True):
+    def __init__(self, model, config, mesh, workdir, *, raise_on_error: bool = True,
+                 cache_features: bool | None = None):
         from remoteclip_jax.tokenizer import tokenize
         from remoteclip_jax.train import sharding as sharding_lib
 
@@ -80,7 +84,8 @@ class Evaluator:
         self.out_dir = pathlib.Path(workdir) / "eval"
         self.raise_on_error = raise_on_error
         self.model_name = str(config.eval.model_name)
-        self.cache = config.eval.cache_features
+        self.cache = (config.eval.cache_features if cache_features is None
+                      else bool(cache_features))
         local = len(mesh.local_devices)
         self.batch_size = max(local, -(-int(config.eval.batch_size) // local) * local)
         self.num_workers = int(config.eval.num_workers)

@@ -111,7 +111,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     logger = progress = None
     try:
         # Built before the first step: a broken eval entry is refused before any training.
-        evaluator = (Evaluator(run.model, config, run.mesh, workdir, raise_on_error=False)
+        evaluator = (Evaluator(run.model, config, run.mesh, workdir, raise_on_error=False,
+                               cache_features=False)
                      if len(config.evals) else None)
         if primary:
             workdir.mkdir(parents=True, exist_ok=True)
