@@ -21,7 +21,8 @@ import sys
 COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("remoteclip_jax.main", "train a recipe (resumes from --workdir automatically)"),
     "eval": ("remoteclip_jax.main", "evaluate a workdir's newest checkpoint or config.init_from"),
-    "export": ("remoteclip_jax.main", "write a workdir's newest checkpoint as OpenCLIP weights"),
+    "export": ("remoteclip_jax.main",
+               "a workdir's newest checkpoint -> an open_clip directory with a model card"),
     "import-weights": ("remoteclip_jax.weights.cli",
                        "an OpenCLIP file, transformers or open_clip directory -> a model directory"),
     "export-weights": ("remoteclip_jax.weights.cli",
@@ -33,7 +34,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "count-manifest": ("remoteclip_jax.evaluate.counting",
                        "DOTA labels -> a RemoteCount-style counting manifest"),
     "classify": ("remoteclip_jax.inference.zero_shot",
-                 "zero-shot labels for a folder of images -> predictions.csv"),
+                 "zero-shot labels for images -> predictions.csv, or per tile of a GeoTIFF (--tile)"),
     "embed": ("remoteclip_jax.inference.embedding",
               "image/caption embeddings -> a resumable clip-retrieval-style store"),
     "search": ("remoteclip_jax.inference.image_search",
