@@ -34,7 +34,7 @@ _EXPORTS = {
     "search": "remoteclip_jax.inference",
 }
 _SUBMODULES = {"models", "weights", "tokenizer", "transforms", "data", "train", "evaluate", "errors",
-               "inference"}
+               "inference", "geo", "config"}
 
 __all__ = sorted(_EXPORTS) + sorted(_SUBMODULES)
 
