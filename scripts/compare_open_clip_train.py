@@ -1,7 +1,7 @@
 """Trains one small CLIP on the same real pairs with our trainer and with open_clip's, and scores
 both with our evaluator: does our training loop learn as well as the reference one?
 
-    python scripts/compare_open_clip_train.py --data /work/shared/data --out /tmp/cmp \
+    python scripts/compare_open_clip_train.py --data ../shared/data --out /tmp/cmp \
         --steps 1000 --seeds 0 1
 
 Both sides train `configs/rsicd_aid.py`'s model (written out as an open_clip model config, loaded

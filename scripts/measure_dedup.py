@@ -1,6 +1,6 @@
 """Measures pHash de-duplication on real AID images: recall on edited copies, false matches.
 
-    python scripts/measure_dedup.py [--shared /work/shared/data] [--n 400]
+    python scripts/measure_dedup.py [--shared ../shared/data] [--n 400]
 
 Takes `--n` distinct AID scenes (seeded), makes edited copies of each (JPEG re-encode at another
 quality, resize, small crop, brightness change), and prints for thresholds 0..10 the share of
@@ -43,8 +43,8 @@ EDITS = {
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--shared", default=os.environ.get("REMOTECLIP_SHARED_DATA",
-                                                           "/work/shared/data"))
+    beside = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data"
+    parser.add_argument("--shared", default=os.environ.get("REMOTECLIP_SHARED_DATA", str(beside)))
     parser.add_argument("--n", type=int, default=400)
     args = parser.parse_args()
     paths = sorted(pathlib.Path(args.shared, "aid_150px").rglob("*.jpg"))
