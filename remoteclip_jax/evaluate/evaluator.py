@@ -33,7 +33,6 @@ import time
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec as P
 
@@ -44,6 +43,7 @@ from remoteclip_jax.data.classnames import resolve_classnames
 from remoteclip_jax.evaluate import counting, itra_probes, plots, probes, report, splits, zeroshot
 from remoteclip_jax.evaluate.retrieval import retrieval_report
 from remoteclip_jax.evaluate.templates import get_templates
+from remoteclip_jax.weights.fingerprint import weights_fingerprint
 
 
 @dataclasses.dataclass
@@ -231,7 +231,7 @@ class Evaluator:
         details: dict = {"step": step, "datasets": {}, "errors": {}, "seconds": {}}
         curves: dict = {}
         memo: dict[str, np.ndarray] = {}
-        fingerprint = _fingerprint(variables) if self.cache else None
+        fingerprint = weights_fingerprint(variables) if self.cache else None
         self._encoders(variables)
         for name, entry in self.entries.items():
             t0 = time.perf_counter()
@@ -296,18 +296,6 @@ def _all_processes(x: np.ndarray) -> np.ndarray:
         return np.asarray(x)
     from jax.experimental import multihost_utils
     return np.asarray(multihost_utils.process_allgather(np.asarray(x), tiled=True))
-
-
-def _fingerprint(variables) -> str:
-    """Content hash of a parameter tree from per-leaf sums (cheap, works on sharded arrays)."""
-    leaves = jax.tree_util.tree_flatten_with_path(variables)[0]
-    stats = jax.device_get([(jnp.sum(x.astype(jnp.float32)),
-                             jnp.sum(jnp.square(x.astype(jnp.float32)))) for _, x in leaves])
-    h = hashlib.sha1()
-    for (path, x), s in zip(leaves, stats):
-        h.update(f"{jax.tree_util.keystr(path)}{tuple(x.shape)}".encode())
-        h.update(np.asarray(s, np.float64).tobytes())
-    return h.hexdigest()[:16]
 
 
 # --- the tasks: features in hand -> (metrics, details) ----------------------------------------------

@@ -31,7 +31,8 @@ from remoteclip_jax.data.readers import read_captions
 from remoteclip_jax.inference.command_line import (add_encoder_arguments, encoder_options,
                                                    report_skipped)
 from remoteclip_jax.inference.inputs import InputError, list_images
-from remoteclip_jax.inference.loading import make_encoder, weights_fingerprint
+from remoteclip_jax.inference.loading import make_encoder
+from remoteclip_jax.weights.fingerprint import weights_fingerprint
 from remoteclip_jax.inference.store import METADATA_FORMATS, StoreWriter
 
 CAPTION_SUFFIXES = (".json", ".jsonl", ".csv")

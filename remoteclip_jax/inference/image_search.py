@@ -22,7 +22,8 @@ import numpy as np
 from remoteclip_jax.inference.command_line import add_encoder_arguments, encoder_options
 from remoteclip_jax.inference.contact_sheet import QueryHits, html_contact_sheet, png_contact_sheet
 from remoteclip_jax.inference.inputs import InputError
-from remoteclip_jax.inference.loading import make_encoder, weights_fingerprint
+from remoteclip_jax.inference.loading import make_encoder
+from remoteclip_jax.weights.fingerprint import weights_fingerprint
 from remoteclip_jax.inference.store import EmbeddingStore, StoreError
 from remoteclip_jax.inference.topk import (DEFAULT_CHUNK_ROWS, METHODS, distinct_hits,
                                            duplicates_factor, faiss_top_k, top_k)
