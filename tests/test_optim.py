@@ -85,6 +85,17 @@ def test_schedule_equals_open_clip_scheduler(kind, fn):
         np.testing.assert_allclose(float(ours(step)), theirs(step), rtol=1e-6, atol=0)
 
 
+def _our_adamw_steps(config, params, grads):
+    """`params` after one update of our optimizer per gradient in `grads` (float32)."""
+    tx, _ = optim.make_optimizer(config, total_steps=10)
+    ours = jax.tree.map(jnp.float32, params)
+    state = tx.init(ours)
+    for g in grads:
+        updates, state = tx.update(jax.tree.map(jnp.float32, g), state, ours)
+        ours = jax.tree.map(lambda p, u: p + u, ours, updates)
+    return ours
+
+
 def _torch_adamw_steps(params, grads_per_step, lr, wd, clip, **adamw):
     """torch AdamW with open_clip's two groups, torch.nn.utils.clip_grad_norm_; `adamw` = the
     betas/eps passed (open_clip's ViT values unless given; ITRA passes eps only)."""
@@ -112,12 +123,7 @@ def test_adamw_updates_equal_torch_adamw(clip):
     config = get_base_config()
     config.optim.lr, config.optim.warmup_steps, config.optim.schedule = 1e-2, 0, "const"
     config.optim.weight_decay, config.optim.grad_clip_norm = 0.1, clip
-    tx, _ = optim.make_optimizer(config, total_steps=10)
-    ours = jax.tree.map(jnp.float32, params)
-    state = tx.init(ours)
-    for g in grads:
-        updates, state = tx.update(jax.tree.map(jnp.float32, g), state, ours)
-        ours = jax.tree.map(lambda p, u: p + u, ours, updates)
+    ours = _our_adamw_steps(config, params, grads)
     theirs = _torch_adamw_steps(params, grads, 1e-2, 0.1, clip)
     for k in params:
         np.testing.assert_allclose(np.asarray(ours[k]), theirs[k], rtol=1e-5, atol=1e-6)
@@ -193,12 +199,7 @@ def test_remoteclip_recipe_adamw_equals_itras_torch_adamw():
     config = get_base_config()
     recipes.itra_adamw(config)
     config.optim.warmup_steps, config.optim.schedule = 0, "const"
-    tx, _ = optim.make_optimizer(config, total_steps=10)
-    ours = jax.tree.map(jnp.float32, params)
-    state = tx.init(ours)
-    for g in grads:
-        updates, state = tx.update(jax.tree.map(jnp.float32, g), state, ours)
-        ours = jax.tree.map(lambda p, u: p + u, ours, updates)
+    ours = _our_adamw_steps(config, params, grads)
     theirs = _torch_adamw_steps(params, grads, 5e-4, 0.05, 0.0, eps=1e-8)
     for k in params:
         np.testing.assert_allclose(np.asarray(ours[k]), theirs[k], rtol=1e-5, atol=1e-7)

@@ -3,7 +3,6 @@ import collections
 import io
 import json
 import pathlib
-import tarfile
 
 import numpy as np
 import pytest
@@ -12,6 +11,7 @@ from PIL import Image
 from remoteclip_jax.data import readers
 from remoteclip_jax.data.readers import AnnotationError
 from remoteclip_jax.data.types import Box
+from tests.helpers.archives import write_tar
 
 
 def _write_image(path, size=(32, 24), colour=(10, 120, 200), fmt=None):
@@ -435,15 +435,6 @@ def test_real_masks(shared_data):
 # Webdataset
 
 
-def _tar(path, members):
-    with tarfile.open(path, "w") as tar:
-        for name, data in members:
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return path
-
-
 def _jpeg_bytes():
     buffer = io.BytesIO()
     Image.new("RGB", (8, 8), (1, 2, 3)).save(buffer, format="JPEG")
@@ -452,7 +443,7 @@ def _jpeg_bytes():
 
 def test_webdataset_groups_members_by_key(tmp_path):
     jpg = _jpeg_bytes()
-    _tar(tmp_path / "shard-000.tar", [
+    write_tar(tmp_path / "shard-000.tar", [
         ("s/0001.jpg", jpg), ("s/0001.txt", b"a harbor  with ships\n"),
         ("s/0002.webp", b"webp-bytes"), ("s/0002.json", json.dumps(
             {"title": "a farm", "captions": ["fields", "a farm"]}).encode()),
@@ -467,7 +458,7 @@ def test_webdataset_groups_members_by_key(tmp_path):
 
 
 def test_webdataset_bad_samples_and_shards(tmp_path):
-    _tar(tmp_path / "bad.tar", [("k1.jpg", b"x"), ("k2.txt", b"no image"),
+    write_tar(tmp_path / "bad.tar", [("k1.jpg", b"x"), ("k2.txt", b"no image"),
                                 ("k3.jpg", b"y"), ("k3.txt", b"ok")])
     with pytest.raises(AnnotationError, match="sample 'k1' has no caption"):
         list(readers.iter_webdataset(tmp_path / "bad.tar"))

@@ -1,7 +1,6 @@
 """The source registry: one spec format for training and evaluation, checked before reading."""
 import io
 import json
-import tarfile
 
 import numpy as np
 import pytest
@@ -9,6 +8,7 @@ from PIL import Image
 
 from remoteclip_jax.data import readers, sources
 from remoteclip_jax.data.records import EmptyDatasetError
+from tests.helpers.archives import write_tar
 
 
 def test_bad_specs_name_the_key_and_the_nearest_valid_one(tmp_path):
@@ -80,18 +80,10 @@ def test_synthetic_scenes_materialised_with_spelled_counts():
         assert not any(ch.isdigit() for c in item["captions"] for ch in c)
 
 
-def _tar(path, members):
-    with tarfile.open(path, "w") as tar:
-        for name, data in members:
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-
-
 def test_webdataset_source_and_reader_parse_captions_alike(tmp_path):
     buffer = io.BytesIO()
     Image.new("RGB", (8, 8), (1, 2, 3)).save(buffer, format="JPEG")
-    _tar(tmp_path / "s.tar", [
+    write_tar(tmp_path / "s.tar", [
         ("a.jpg", buffer.getvalue()), ("a.txt", b"a harbor  with ships\n"),
         ("b.jpg", buffer.getvalue()), ("b.json", json.dumps(
             {"title": "a farm", "captions": ["fields", "a farm", "fields"],
