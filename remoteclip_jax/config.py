@@ -198,7 +198,11 @@ _CHOICES_EVAL = {"ties": ("expected", "pessimistic", "optimistic"),
 
 
 def _plain(value):
-    return value.to_dict() if hasattr(value, "to_dict") else value
+    """A config value as plain Python: ConfigDicts as dicts, lists and tuples as tuples (a
+    command-line or JSON round trip may turn one into the other)."""
+    if hasattr(value, "to_dict"):
+        return value.to_dict()
+    return tuple(value) if isinstance(value, (list, tuple)) else value
 
 
 def _check_keys(config, schema, prefix: str) -> None:
@@ -236,8 +240,7 @@ def eval_entries(config) -> dict[str, dict[str, Any]]:
                               f"(tasks: {', '.join(TASK_KEYS)})")
         full = {**EVAL_DEFAULTS, **{k: v for k, v in entry.items() if k in EVAL_DEFAULTS}}
         for key, default in EVAL_DEFAULTS.items():
-            if key != "task" and key not in TASK_KEYS[task] and _plain(full[key]) != _plain(default) \
-                    and tuple(_as_seq(full[key])) != tuple(_as_seq(default)):
+            if key != "task" and key not in TASK_KEYS[task] and _plain(full[key]) != _plain(default):
                 raise ConfigError(f"{where}.{key}={full[key]!r}: task {task!r} does not read "
                                   f"{key!r} (it reads {', '.join(sorted(TASK_KEYS[task]))})")
         for key, choices in _CHOICES_EVAL.items():
@@ -246,10 +249,6 @@ def eval_entries(config) -> dict[str, dict[str, Any]]:
         spec = normalize_spec({k: v for k, v in entry.items() if k in SOURCE_DEFAULTS}, where)
         out[name] = {**spec, **full, "name": name}
     return out
-
-
-def _as_seq(value):
-    return list(value) if isinstance(value, (list, tuple)) else [value]
 
 
 def global_batch_size(config, device_count: int) -> int:
