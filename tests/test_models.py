@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 import remoteclip_jax as rc
-from remoteclip_jax.models import TINY_RESNET, TINY_VIT, UnknownModelError
+from remoteclip_jax.models import TINY_RESNET, TINY_VIT, UnknownModelError, init_variables
+from tests.helpers.hlo import products
 from tests.helpers.openclip import (build_openclip, max_relative_error, open_clip,
                                       reference_inputs, torch)
 
@@ -92,11 +93,16 @@ def test_resnet_train_mode_batchnorm_matches_torch():
 
 
 def test_fresh_init_exports_to_open_clip_strictly():
-    """A from-scratch Flax init has exactly open_clip's tree, and open_clip's init conventions."""
+    """A from-scratch init (the scanned one training uses) has exactly open_clip's tree and init
+    conventions, and model.init's tree."""
     for config in (TINY_VIT, TINY_RESNET):
         model = rc.create_model(config)
         s = model.image_size
-        variables = model.init(jax.random.PRNGKey(0), jnp.zeros((1, s, s, 3)), jnp.zeros((1, 77), jnp.int32))
+        variables = init_variables(model, jax.random.PRNGKey(0))
+        unrolled = jax.eval_shape(model.init, jax.random.PRNGKey(0), jnp.zeros((1, s, s, 3)),
+                                  jnp.zeros((1, 77), jnp.int32))
+        assert jax.tree.structure(variables) == jax.tree.structure(unrolled)
+        assert jax.tree.map(jnp.shape, variables) == jax.tree.map(jnp.shape, unrolled)
         state_dict = rc.to_openclip(variables, config)
         reference = build_openclip(config, randomize_batchnorm=False)
         reference.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in state_dict.items()},
@@ -105,6 +111,10 @@ def test_fresh_init_exports_to_open_clip_strictly():
         np.testing.assert_allclose(state_dict["positional_embedding"].std(), 0.01, rtol=0.2)
         if config is TINY_RESNET:
             assert not np.any(state_dict["visual.layer1.0.bn3.weight"])
+        # Every block its own draw, at open_clip's text-tower std (width^-0.5 for in_proj).
+        first, second = (state_dict[f"transformer.resblocks.{i}.attn.in_proj_weight"] for i in (0, 1))
+        assert not np.allclose(first, second)
+        np.testing.assert_allclose(np.std(np.stack([first, second])), 64 ** -0.5, rtol=0.05)
 
 
 def test_bfloat16_compute_keeps_float32_params_and_tracks_float32():
@@ -166,34 +176,21 @@ def test_presets_pick_the_published_activation():
     assert dataclasses.asdict(rc.PRESETS["RemoteCLIP-ViT-L-14"])["model"] == "ViT-L-14-quickgelu"
 
 
-def _all_eqns(jaxpr):
-    """Every equation of a jaxpr, nested ones (pjit, remat, custom_vjp) included."""
-    for eqn in jaxpr.eqns:
-        yield eqn
-        for param in eqn.params.values():
-            for sub in param if isinstance(param, (tuple, list)) else (param,):
-                inner = getattr(sub, "jaxpr", sub)
-                if hasattr(inner, "eqns"):
-                    yield from _all_eqns(inner)
-
-
 @pytest.mark.parametrize("config", [TINY_VIT, TINY_RESNET], ids=["vit", "resnet"])
-def test_bfloat16_matmuls_take_bf16_operands_and_accumulate_in_float32(config):
-    """The property that makes bf16 fast on XLA:CPU (scripts/xla_cpu_flags.md): no bf16 -> bf16 dots."""
+def test_bfloat16_products_per_backend(config):
+    """XLA:CPU gets bf16 x bf16 -> f32 products (its fast bf16 kernels, scripts/xla_cpu_flags.md);
+    GPUs and TPUs get plain bf16 GEMMs."""
     model = rc.create_model(config, dtype=jnp.bfloat16)
     s = model.image_size
     images, texts = jnp.zeros((2, s, s, 3)), jnp.zeros((2, 77), jnp.int32)
     variables = jax.eval_shape(model.init, jax.random.PRNGKey(0), images, texts)
     bf16 = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, jnp.bfloat16), variables)
     for method, x in (("encode_image", images), ("encode_text", texts)):
-        jaxpr = jax.make_jaxpr(lambda v, x: model.apply(v, x, method=method))(bf16, x)
-        dots = [e for e in _all_eqns(jaxpr.jaxpr) if e.primitive.name == "dot_general"]
-        # The projections (weights of 32+ rows), not the batched attention products.
-        big = [e for e in dots if e.invars[1].aval.ndim == 2 and e.invars[1].aval.shape[0] >= 32]
-        assert big, method
-        for eqn in big:
-            assert {v.aval.dtype for v in eqn.invars} == {jnp.dtype(jnp.bfloat16)}, (method, eqn)
-            assert eqn.outvars[0].aval.dtype == jnp.float32, (method, eqn)
+        fn = lambda v, x, method=method: model.apply(v, x, method=method)  # noqa: E731
+        for platform, out in (("cpu", "f32"), ("cuda", "bf16"), ("tpu", "bf16")):
+            found = {(d.lhs, d.rhs, d.out) for d in products(fn, bf16, x, platform=platform)
+                     if d.kind == "dot"}
+            assert found == {("bf16", "bf16", out)}, (method, platform, found)
 
 
 def test_init_logit_bias_adds_open_clips_scalar_bias_and_nothing_else():

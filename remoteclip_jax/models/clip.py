@@ -15,9 +15,9 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from remoteclip_jax.models import configs
+from remoteclip_jax.models import configs, ops
 from remoteclip_jax.models.layers import (Dtype, LayerNorm, Transformer, exact_gelu, normal_init,
-                                          quick_gelu)
+                                          quick_gelu, unstack_blocks)
 from remoteclip_jax.models.resnet import ModifiedResNet
 from remoteclip_jax.models.vit import VisionTransformer
 
@@ -36,6 +36,8 @@ class CLIP(nn.Module):
     config: dict[str, Any]  # complete open_clip-style config (see configs.model_config)
     dtype: Dtype = jnp.float32
     remat: bool = False
+    attention: str = "auto"  # ops.ATTENTION_IMPLEMENTATIONS
+    scan_blocks: bool = False  # residual blocks as one scan each (see init_variables)
 
     @property
     def image_size(self) -> int:
@@ -66,14 +68,16 @@ class CLIP(nn.Module):
             self.visual = VisionTransformer(
                 image_size=v["image_size"], patch_size=v["patch_size"], width=v["width"],
                 layers=v["layers"], heads=v["width"] // v["head_width"], output_dim=cfg["embed_dim"],
-                activation=act, mlp_ratio=v["mlp_ratio"], dtype=self.dtype, remat=self.remat)
+                activation=act, mlp_ratio=v["mlp_ratio"], dtype=self.dtype, remat=self.remat,
+                attention=self.attention, scan=self.scan_blocks)
         width = t["width"]
         self.token_embedding = nn.Embed(t["vocab_size"], width, embedding_init=normal_init(0.02),
                                         dtype=self.dtype)
         self.positional_embedding = self.param("positional_embedding", normal_init(0.01),
                                                (t["context_length"], width), jnp.float32)
         self.transformer = Transformer(t["layers"], t["heads"], t["mlp_ratio"], act, self.dtype,
-                                       self.remat, openclip_text_init=True)
+                                       self.remat, openclip_text_init=True, causal=True,
+                                       attention=self.attention, scan=self.scan_blocks)
         self.ln_final = LayerNorm()
         self.text_projection = self.param("text_projection", normal_init(width ** -0.5),
                                           (width, cfg["embed_dim"]), jnp.float32)
@@ -96,13 +100,12 @@ class CLIP(nn.Module):
         """Unnormalised text features (N, embed_dim), float32, from int token ids (N, L)."""
         length = texts.shape[1]
         x = self.token_embedding(texts) + self.positional_embedding[:length].astype(self.dtype)
-        causal = jnp.tril(jnp.ones((length, length), dtype=bool))
-        x = self.transformer(x, causal[None, None])
+        x = self.transformer(x)  # causal: open_clip's attention mask, without a mask array
         x = self.ln_final(x)
         # The end-of-text token has the largest id, so argmax finds it (open_clip pool_type='argmax').
         pooled = x[jnp.arange(x.shape[0]), jnp.argmax(texts, axis=-1)]
-        return jnp.matmul(pooled, self.text_projection.astype(pooled.dtype),
-                          preferred_element_type=jnp.float32)
+        return ops.dot_general(pooled, self.text_projection.astype(pooled.dtype),
+                               (((1,), (0,)), ((), ())), preferred_element_type=jnp.float32)
 
     def __call__(self, images: jax.Array, texts: jax.Array, train: bool = False):
         """Returns (normalised image features, normalised text features, exp(logit_scale))."""
@@ -111,7 +114,8 @@ class CLIP(nn.Module):
         return image_features, text_features, jnp.exp(self.logit_scale)
 
 
-def create_model(name_or_config: str | dict, *, dtype: Dtype = jnp.float32, remat: bool = False) -> CLIP:
+def create_model(name_or_config: str | dict, *, dtype: Dtype = jnp.float32, remat: bool = False,
+                 attention: str = "auto") -> CLIP:
     """Builds a CLIP model by open_clip name ("ViT-B-32-quickgelu"), preset or config dict.
 
     Args:
@@ -119,11 +123,32 @@ def create_model(name_or_config: str | dict, *, dtype: Dtype = jnp.float32, rema
         open_clip-style dict with `embed_dim`, `vision_cfg`, `text_cfg` (and `quick_gelu`).
       dtype: compute dtype (float32 or bfloat16); parameters and LayerNorm statistics stay float32.
       remat: rematerialise residual blocks in the backward pass to save activation memory.
+      attention: "auto" (cuDNN flash attention for bfloat16 on NVIDIA GPUs, XLA's elsewhere),
+        "xla" or "cudnn"; see `models.ops`.
     """
     if isinstance(dtype, str):
         dtype = jnp.dtype(dtype)
+    if attention not in ops.ATTENTION_IMPLEMENTATIONS:
+        raise configs.UnknownModelError(
+            f"attention={attention!r} is not one of {', '.join(ops.ATTENTION_IMPLEMENTATIONS)}")
     # Frozen so the module stays hashable (jit caches on it).
-    return CLIP(_freeze(configs.model_config(name_or_config)), dtype=dtype, remat=remat)
+    return CLIP(_freeze(configs.model_config(name_or_config)), dtype=dtype, remat=remat,
+                attention=attention)
+
+
+def init_variables(model: CLIP, rng: jax.Array) -> dict:
+    """Fresh variables for `model`, the tree `model.init` gives, from a program that stays small.
+
+    `model.init` unrolls every residual block's random initialisers (36 for ViT-L-14), which
+    XLA:GPU takes a minute and a half to compile; here each tower's blocks are initialised by one
+    scanned block and unstacked into `resblocks_{i}`. Same initialisers and shapes, other random
+    streams than `model.init`.
+    """
+    size, length = model.image_size, model.context_length
+    images = jnp.zeros((1, size, size, 3), jnp.float32)
+    texts = jnp.zeros((1, length), jnp.int32)
+    variables = model.clone(scan_blocks=True).init(rng, images, texts)
+    return unstack_blocks(flax.core.unfreeze(variables))
 
 
 def _freeze(x):

@@ -2,7 +2,8 @@
 with a two-pass variance, exact-erf GELU or QuickGELU, fused in_proj attention).
 
 Module and parameter names mirror open_clip's torch modules one to one (`ln_1`, `attn.in_proj`,
-`mlp.c_fc`, ...), so the converter is a table, not a program.
+`mlp.c_fc`, ...), so the converter is a table, not a program. Products and attention take the
+form each backend runs fastest (`ops`).
 """
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from typing import Any, Callable
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+
+from remoteclip_jax.models import ops
 
 Dtype = Any
 Initializer = Callable[..., jax.Array]
@@ -47,19 +50,6 @@ def exact_gelu(x: jax.Array) -> jax.Array:
     return x * (0.5 + 0.5 * jax.lax.erf(x * math.sqrt(0.5)))
 
 
-def f32_accumulating_dot(lhs, rhs, dimension_numbers, precision=None, preferred_element_type=None):
-    """`lax.dot_general` that accumulates in float32 and returns the operands' dtype.
-
-    As torch does for bfloat16 matmuls. It is also what makes bfloat16 fast on XLA:CPU: a
-    bf16 x bf16 -> f32 dot goes to YNNPACK (AMX / avx512_bf16), while a bf16 -> bf16 dot is
-    rewritten into a float32 dot with converts around it (scripts/xla_cpu_flags.md). For float32
-    operands this is exactly the plain dot.
-    """
-    del preferred_element_type  # always float32
-    return jax.lax.dot_general(lhs, rhs, dimension_numbers, precision=precision,
-                               preferred_element_type=jnp.float32).astype(lhs.dtype)
-
-
 class LayerNorm(nn.Module):
     """torch LayerNorm: eps 1e-5, two-pass variance, statistics in float32 (open_clip LayerNormFp32).
 
@@ -90,31 +80,27 @@ class MultiheadAttention(nn.Module):
 
     num_heads: int
     dtype: Dtype = jnp.float32
+    causal: bool = False
+    attention: str = "auto"  # ops.ATTENTION_IMPLEMENTATIONS
     in_kernel_init: Initializer | None = None
     out_kernel_init: Initializer | None = None
     out_bias_init: Initializer = nn.initializers.zeros
 
     @nn.compact
-    def __call__(self, x: jax.Array, mask: jax.Array | None = None) -> jax.Array:
+    def __call__(self, x: jax.Array) -> jax.Array:
         n, length, width = x.shape
         head_dim = width // self.num_heads
         # torch defaults: xavier_uniform over the (3D, D) in_proj weight, zero in/out biases.
         in_init = self.in_kernel_init or uniform_init(math.sqrt(6.0 / (width + 3 * width)))
         out_init = self.out_kernel_init or uniform_init(1.0 / math.sqrt(width))
         qkv = nn.Dense(3 * width, dtype=self.dtype, kernel_init=in_init,
-                       bias_init=nn.initializers.zeros, dot_general=f32_accumulating_dot,
+                       bias_init=nn.initializers.zeros, dot_general=ops.dot_general,
                        name="in_proj")(x)
         qkv = qkv.reshape(n, length, 3, self.num_heads, head_dim)
-        q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
-        q = q * (head_dim ** -0.5)
-        logits = jnp.einsum("nqhd,nkhd->nhqk", q, k, preferred_element_type=jnp.float32)
-        if mask is not None:
-            logits = jnp.where(mask, logits, jnp.finfo(jnp.float32).min)
-        weights = jax.nn.softmax(logits, axis=-1).astype(self.dtype)
-        out = jnp.einsum("nhqk,nkhd->nqhd", weights, v, preferred_element_type=jnp.float32)
-        out = out.astype(self.dtype).reshape(n, length, width)
+        out = ops.attention(qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2], causal=self.causal,
+                            implementation=self.attention)
         return nn.Dense(width, dtype=self.dtype, kernel_init=out_init, bias_init=self.out_bias_init,
-                        dot_general=f32_accumulating_dot, name="out_proj")(out)
+                        dot_general=ops.dot_general, name="out_proj")(out.reshape(n, length, width))
 
 
 class MLP(nn.Module):
@@ -129,11 +115,11 @@ class MLP(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         width = x.shape[-1]
-        x = nn.Dense(self.hidden, dtype=self.dtype, name="c_fc", dot_general=f32_accumulating_dot,
+        x = nn.Dense(self.hidden, dtype=self.dtype, name="c_fc", dot_general=ops.dot_general,
                      kernel_init=self.fc_init or uniform_init(1 / math.sqrt(width)),
                      bias_init=uniform_init(1 / math.sqrt(width)))(x)
         x = self.activation(x)
-        return nn.Dense(width, dtype=self.dtype, name="c_proj", dot_general=f32_accumulating_dot,
+        return nn.Dense(width, dtype=self.dtype, name="c_proj", dot_general=ops.dot_general,
                         kernel_init=self.proj_init or uniform_init(1 / math.sqrt(self.hidden)),
                         bias_init=uniform_init(1 / math.sqrt(self.hidden)))(x)
 
@@ -147,25 +133,40 @@ class ResidualAttentionBlock(nn.Module):
     dtype: Dtype = jnp.float32
     # None -> torch defaults (vision tower); a dict of stds -> open_clip's text-tower init.
     init_stds: dict | None = None
+    causal: bool = False
+    attention: str = "auto"
 
     @nn.compact
-    def __call__(self, x: jax.Array, mask: jax.Array | None = None) -> jax.Array:
+    def __call__(self, x: jax.Array) -> jax.Array:
         width = x.shape[-1]
         stds = self.init_stds
         attn = MultiheadAttention(
-            self.num_heads, dtype=self.dtype, name="attn",
-            in_kernel_init=normal_init(stds["attn"]) if stds else None,
+            self.num_heads, dtype=self.dtype, causal=self.causal, attention=self.attention,
+            name="attn", in_kernel_init=normal_init(stds["attn"]) if stds else None,
             out_kernel_init=normal_init(stds["proj"]) if stds else None)
         mlp = MLP(int(width * self.mlp_ratio), self.activation, dtype=self.dtype, name="mlp",
                   fc_init=normal_init(stds["fc"]) if stds else None,
                   proj_init=normal_init(stds["proj"]) if stds else None)
-        x = x + attn(LayerNorm(name="ln_1")(x), mask)
+        x = x + attn(LayerNorm(name="ln_1")(x))
         x = x + mlp(LayerNorm(name="ln_2")(x))
         return x
 
 
+class _ScannedBlock(ResidualAttentionBlock):
+    """A residual block with `nn.scan`'s (carry, x) -> (carry, y) signature."""
+
+    @nn.compact
+    def __call__(self, x: jax.Array, _) -> tuple[jax.Array, None]:
+        return super().__call__(x), None
+
+
 class Transformer(nn.Module):
-    """A stack of residual blocks named `resblocks_{i}` (torch `resblocks.{i}`)."""
+    """A stack of residual blocks named `resblocks_{i}` (torch `resblocks.{i}`).
+
+    `scan=True` builds the same blocks as one `nn.scan` named `resblocks`, parameters stacked on
+    a leading axis: a program that stays small however deep the tower is. `unstack_blocks` turns
+    its variables into the `resblocks_{i}` layout (see `clip.init_variables`).
+    """
 
     layers: int
     num_heads: int
@@ -174,16 +175,39 @@ class Transformer(nn.Module):
     dtype: Dtype = jnp.float32
     remat: bool = False
     openclip_text_init: bool = False
+    causal: bool = False
+    attention: str = "auto"
+    scan: bool = False
 
     @nn.compact
-    def __call__(self, x: jax.Array, mask: jax.Array | None = None) -> jax.Array:
+    def __call__(self, x: jax.Array) -> jax.Array:
         width = x.shape[-1]
         stds = None
         if self.openclip_text_init:
             stds = {"attn": width ** -0.5, "proj": width ** -0.5 * (2 * self.layers) ** -0.5,
                     "fc": (2 * width) ** -0.5}
+        args = (self.num_heads, self.mlp_ratio, self.activation, self.dtype, stds, self.causal,
+                self.attention)
+        if self.scan:
+            blocks = nn.scan(_ScannedBlock, variable_axes={"params": 0},
+                             split_rngs={"params": True}, length=self.layers)
+            return blocks(*args, name="resblocks")(x, None)[0]
         block = nn.remat(ResidualAttentionBlock) if self.remat else ResidualAttentionBlock
         for i in range(self.layers):
-            x = block(self.num_heads, self.mlp_ratio, self.activation, self.dtype, stds,
-                      name=f"resblocks_{i}")(x, mask)
+            x = block(*args, name=f"resblocks_{i}")(x)
         return x
+
+
+def unstack_blocks(tree: dict) -> dict:
+    """Variables of `Transformer(scan=True)` in the unrolled layout: `resblocks` -> `resblocks_{i}`."""
+    out = {}
+    for key, value in tree.items():
+        if key == "resblocks":
+            depth = jax.tree.leaves(value)[0].shape[0]
+            out.update({f"resblocks_{i}": jax.tree.map(lambda x, i=i: x[i], value)
+                        for i in range(depth)})
+        elif isinstance(value, dict) or hasattr(value, "items"):
+            out[key] = unstack_blocks(value)
+        else:
+            out[key] = value
+    return out

@@ -12,7 +12,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from remoteclip_jax.models.layers import Dtype, f32_accumulating_dot, normal_init, uniform_init
+from remoteclip_jax.models import ops
+from remoteclip_jax.models.layers import Dtype, normal_init, uniform_init
 
 
 class BatchNorm(nn.Module):
@@ -99,16 +100,14 @@ class AttentionPool2d(nn.Module):
 
         def dense(features, name):
             return nn.Dense(features, dtype=self.dtype, name=name, kernel_init=normal_init(c ** -0.5),
-                            bias_init=uniform_init(1 / math.sqrt(c)), dot_general=f32_accumulating_dot)
+                            bias_init=uniform_init(1 / math.sqrt(c)), dot_general=ops.dot_general)
 
         head_dim = c // self.num_heads
-        q = dense(c, "q_proj")(x[:, :1]).reshape(n, 1, self.num_heads, head_dim) * head_dim ** -0.5
+        q = dense(c, "q_proj")(x[:, :1]).reshape(n, 1, self.num_heads, head_dim)
         k = dense(c, "k_proj")(x).reshape(n, h * w + 1, self.num_heads, head_dim)
         v = dense(c, "v_proj")(x).reshape(n, h * w + 1, self.num_heads, head_dim)
-        logits = jnp.einsum("nqhd,nkhd->nhqk", q, k, preferred_element_type=jnp.float32)
-        weights = jax.nn.softmax(logits, axis=-1).astype(self.dtype)
-        out = jnp.einsum("nhqk,nkhd->nqhd", weights, v, preferred_element_type=jnp.float32)
-        out = out.astype(self.dtype).reshape(n, c)
+        # One query: too small a problem for a fused kernel.
+        out = ops.attention(q, k, v, implementation="xla").reshape(n, c)
         return dense(self.output_dim, "c_proj")(out)
 
 

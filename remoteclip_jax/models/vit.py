@@ -8,8 +8,9 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from remoteclip_jax.models.layers import (Dtype, Initializer, LayerNorm, Transformer,
-                                          f32_accumulating_dot, normal_init, uniform_init)
+from remoteclip_jax.models import ops
+from remoteclip_jax.models.layers import (Dtype, Initializer, LayerNorm, Transformer, normal_init,
+                                          uniform_init)
 
 
 class PatchEmbed(nn.Module):
@@ -33,7 +34,7 @@ class PatchEmbed(nn.Module):
         x = images[:, :gh * p, :gw * p].astype(self.dtype).reshape(n, gh, p, gw, p, c)
         x = x.transpose(0, 1, 3, 2, 4, 5).reshape(n, gh, gw, p * p * c)  # (kh, kw, c) = HWIO order
         flat = kernel.reshape(p * p * c, self.features).astype(self.dtype)
-        return f32_accumulating_dot(x, flat, (((3,), (0,)), ((), ())))
+        return ops.dot_general(x, flat, (((3,), (0,)), ((), ())))
 
 
 class VisionTransformer(nn.Module):
@@ -47,6 +48,8 @@ class VisionTransformer(nn.Module):
     mlp_ratio: float = 4.0
     dtype: Dtype = jnp.float32
     remat: bool = False
+    attention: str = "auto"
+    scan: bool = False  # one scanned block stack (see layers.Transformer)
 
     @nn.compact
     def __call__(self, images: jax.Array, train: bool = False) -> jax.Array:
@@ -62,8 +65,10 @@ class VisionTransformer(nn.Module):
         x = x + pos.astype(x.dtype)
         x = LayerNorm(name="ln_pre")(x)
         x = Transformer(self.layers, self.heads, self.mlp_ratio, self.activation, self.dtype,
-                        self.remat, name="transformer")(x)
+                        self.remat, attention=self.attention, scan=self.scan,
+                        name="transformer")(x)
         x = LayerNorm(name="ln_post")(x)
         pooled = x[:, 0]
         proj = self.param("proj", normal_init(scale), (w, self.output_dim), jnp.float32)
-        return jnp.matmul(pooled, proj.astype(pooled.dtype), preferred_element_type=jnp.float32)
+        return ops.dot_general(pooled, proj.astype(pooled.dtype), (((1,), (0,)), ((), ())),
+                               preferred_element_type=jnp.float32)

@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh
 
+from remoteclip_jax.models import clip as clip_lib
 from remoteclip_jax.train import optim as optim_lib
 from remoteclip_jax.train import sharding as sharding_lib
 
@@ -174,7 +175,7 @@ def create_train_state(model: Any, config: Any, mesh: Mesh, rng: jax.Array,
     images, texts = _dummy_inputs(model)
 
     def init_fn(key):
-        return build(model.init(key, images, texts), from_scratch=True)
+        return build(clip_lib.init_variables(model, key), from_scratch=True)
 
     abstract = jax.eval_shape(init_fn, rng)
     shardings = sharding_lib.tree_shardings(abstract, mesh)
