@@ -16,6 +16,8 @@ from __future__ import annotations
 import importlib
 import sys
 
+from remoteclip_jax import compilation_cache
+
 # name -> (module with main(argv), one-line help). Modules are imported only when their command
 # runs, so `remoteclip-jax --help` and light commands start fast.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -69,6 +71,7 @@ def run_command(name: str, argv: list[str]) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    compilation_cache.enable_by_default()
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(_usage())
         return 0 if argv else 2

@@ -102,6 +102,12 @@ def get_base_config() -> ml_collections.ConfigDict:
     c.model = "ViT-B-32-quickgelu"
     c.dtype = "float32"           # compute dtype: float32 | bfloat16 (params stay float32)
     c.remat = False               # rematerialise residual blocks (saves activation memory)
+    # Attention kernel: "auto" = cuDNN flash attention for bfloat16 on NVIDIA GPUs, XLA's
+    # elsewhere; "xla" or "cudnn" to choose (models/ops.py).
+    c.attention = "auto"
+    # Persistent cache of compiled programs: "auto" = the user cache directory
+    # ($REMOTECLIP_JAX_CACHE_DIR or ~/.cache/remoteclip_jax/jax), a directory, or "" for off.
+    c.compilation_cache = "auto"
     # Initial weights: an OpenCLIP checkpoint file, a model directory (`remoteclip-jax
     # import-weights`), or "" to train from scratch.
     c.init_from = ""
@@ -185,6 +191,7 @@ def smoke(c: ml_collections.ConfigDict, model: dict) -> None:
 
 _CHOICES = {
     "dtype": ("float32", "bfloat16"),
+    "attention": ("auto", "xla", "cudnn"),
     "loss.type": ("softmax", "sigmoid"),
     "optim.schedule": ("cosine", "const"),
     "optim.wd_exclude": ("all_embeddings", "open_clip", "open_clip_head"),

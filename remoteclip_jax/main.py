@@ -87,10 +87,12 @@ def main(argv):
         logging.set_verbosity(logging.WARNING)
     initialize_distributed()
 
+    from remoteclip_jax import compilation_cache
     from remoteclip_jax.errors import UserError, one_line
     from remoteclip_jax.train import export, loop
 
     config, workdir = _CONFIG.value, _WORKDIR.value
+    compilation_cache.configure(config.compilation_cache)
     try:
         if _MODE.value == "train":
             loop.train_and_evaluate(config, workdir)
@@ -115,4 +117,7 @@ def main_cli(argv: list[str]) -> int:
 
 if __name__ == "__main__":
     # The guard matters: grain's worker processes are spawned and re-import this module.
+    from remoteclip_jax import compilation_cache
+
+    compilation_cache.enable_by_default()
     app.run(main, flags_parser=parse_flags)

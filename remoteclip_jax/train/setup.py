@@ -43,12 +43,12 @@ def model_spec(config):
 
 
 def build_model(config):
-    """The Flax CLIP model the config names (``config.model``, dtype, remat)."""
+    """The Flax CLIP model the config names (``config.model``, dtype, remat, attention)."""
     from remoteclip_jax.models.clip import create_model
 
     try:
         return create_model(model_spec(config), dtype=jnp.dtype(config.dtype),
-                            remat=bool(config.remat))
+                            remat=bool(config.remat), attention=str(config.attention))
     except (KeyError, ValueError) as e:
         raise ConfigError(f"config.model={model_spec(config)!r}: {e}") from e
 
