@@ -30,6 +30,18 @@ import time
 import numpy as np
 
 
+TORCH_DEVICE = "cpu"  # "cuda" when JAX runs on a GPU (set in main)
+
+
+def _synced(result):
+    """Waits for torch's queued GPU work, so a timed call measures the work, not its launch."""
+    if TORCH_DEVICE == "cuda":
+        import torch
+
+        torch.cuda.synchronize()
+    return result
+
+
 def _time_once(fn, gap: float) -> float:
     # The other runtime's worker threads keep spinning for a moment after their call returns
     # (OpenMP in torch, the XLA:CPU thread pool): let them park before timing, or they steal
@@ -91,16 +103,23 @@ def main() -> None:
     torch.manual_seed(0)
     reference = open_clip.create_model(args.model).eval()
     variables = jax.device_put(rc.load_openclip(reference.state_dict(), args.model))
+    # open_clip runs on the device JAX runs on: a GPU against a CPU says nothing.
+    global TORCH_DEVICE
+    if jax.default_backend() == "gpu":
+        if not torch.cuda.is_available():
+            raise SystemExit("JAX runs on a GPU but torch sees none: install a CUDA build of torch")
+        TORCH_DEVICE = "cuda"
+    reference = reference.to(TORCH_DEVICE)
     size = rc.model_config(args.model)["vision_cfg"]["image_size"]
     rng = np.random.default_rng(0)
     images = rng.standard_normal((args.batch, size, size, 3), dtype=np.float32)
     texts = rc.tokenize([f"there are {i} planes and {i % 7} storage tanks at the edge of the picture ."
                          for i in range(args.batch)])
-    images_t = torch.from_numpy(images.transpose(0, 3, 1, 2).copy())
-    texts_t = torch.from_numpy(texts.astype(np.int64))
+    images_t = torch.from_numpy(images.transpose(0, 3, 1, 2).copy()).to(TORCH_DEVICE)
+    texts_t = torch.from_numpy(texts.astype(np.int64)).to(TORCH_DEVICE)
     images_j, texts_j = jax.device_put(images), jax.device_put(texts)
     print(f"{args.model}, batch {args.batch}, {args.rounds} rounds, devices: {jax.devices()}, "
-          f"torch threads: {torch.get_num_threads()}, XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}, "
+          f"open_clip on {TORCH_DEVICE}, torch threads: {torch.get_num_threads()}, XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}, "
           f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     if args.mode == "encoder":
         return _bench_encoder(args, reference, variables, images, texts, images_t, texts_t)
@@ -119,13 +138,13 @@ def main() -> None:
         torch_dtype = getattr(torch, dtype_name)
         for label, params in settings:
             towers = {"image": (lambda: encode_image(params, images_j).block_until_ready(),
-                                lambda: reference.encode_image(images_t)),
+                                lambda: _synced(reference.encode_image(images_t))),
                       "text": (lambda: encode_text(params, texts_j).block_until_ready(),
-                               lambda: reference.encode_text(texts_t))}
+                               lambda: _synced(reference.encode_text(texts_t)))}
             for tower in args.towers.split(","):
                 ours, theirs = towers[tower]
                 ours()  # compile
-                with torch.no_grad(), torch.autocast("cpu", dtype=torch_dtype,
+                with torch.no_grad(), torch.autocast(TORCH_DEVICE, dtype=torch_dtype,
                                                      enabled=dtype != jnp.float32):
                     theirs()  # warm up (oneDNN primitive creation)
                     ours_t, theirs_t = [], []
@@ -165,16 +184,17 @@ def _bench_encoder(args, reference, variables, images, texts, images_t, texts_t)
         plain_text = jax.jit(lambda v, a: plain_model.apply(v, a, method="encode_text"))
         towers = {"image": (lambda: encoder._encode_image(encoder.variables, x).block_until_ready(),
                             lambda: plain_image(variables, x).block_until_ready(),
-                            lambda: reference.encode_image(images_t)),
+                            lambda: _synced(reference.encode_image(images_t))),
                   "text": (lambda: encoder._encode_text(encoder.variables, t).block_until_ready(),
                            lambda: plain_text(variables, t).block_until_ready(),
-                           lambda: reference.encode_text(texts_t))}
+                           lambda: _synced(reference.encode_text(texts_t)))}
         low = dtype_name != "float32"
         for tower in args.towers.split(","):
             ours, plain, theirs = towers[tower]
             ours()
             plain()
-            with torch.no_grad(), torch.autocast("cpu", dtype=getattr(torch, dtype_name), enabled=low):
+            with torch.no_grad(), torch.autocast(TORCH_DEVICE, dtype=getattr(torch, dtype_name),
+                                                 enabled=low):
                 theirs()
                 ours_t, plain_t, theirs_t = [], [], []
                 for _ in range(args.rounds):
@@ -211,7 +231,7 @@ def _bench_files(args, reference, model, variables) -> None:
         with torch.no_grad():
             for i in range(0, len(paths), args.batch):
                 batch = torch.stack([preprocess(Image.open(p)) for p in paths[i:i + args.batch]])
-                reference.encode_image(batch)
+                _synced(reference.encode_image(batch.to(TORCH_DEVICE)))
 
     encoders = {int(b): Encoder(model, variables, batch_size=int(b), progress=False)
                 for b in args.encoder_batches.split(",")}

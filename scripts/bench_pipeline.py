@@ -1,10 +1,12 @@
 """Training-pipeline throughput: images/s per core (read + decode + augment + tokenise, 224 px).
 
-Builds a small record dataset of pre-resized JPEGs (from ../shared/data/aid_150px with the RSICD
-captions when present, else synthetic scenes), then times `make_train_iterator` with 0, 1 and 2
-worker processes, each for a few seconds after its first batch (worker start-up excluded). Every
-setting uses one reader thread per process, so "per core" is per busy process: the main process
-for 0 workers, the workers otherwise.
+Builds a small record dataset of 224-px JPEGs (the AID images of ../shared/data/aid_150px
+enlarged to 224 px, as RSICD ships its 224-px crops, with the RSICD captions when present, else
+synthetic 224-px scenes), then times `make_train_iterator` with 0, 1 and 2 worker processes, each
+for a few seconds after its first batch (worker start-up excluded). Every setting uses one reader
+thread per process, so "per core" is per busy process: the main process for 0 workers, the
+workers otherwise. The last line says how many workers an accelerator needs at `--pairs-per-s`
+(e.g. 5,000 for ViT-B-32 on an H200) to keep it fed.
 
 The reference, timed in the same run on the same records: a plain loop doing what open_clip's
 training loader does per image (PIL decode, torchvision's open_clip train transform,
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import math
 import os
 import pathlib
 import sys
@@ -35,8 +38,8 @@ SHARED = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data"
 TARGET = 250.0  # images/s/core
 
 
-def build_records(out: pathlib.Path, n: int) -> str:
-    """Writes n records; returns what they were made from."""
+def build_records(out: pathlib.Path, n: int, side: int = 224) -> str:
+    """Writes n records of `side`-px JPEGs; returns what they were made from."""
     jsonl = SHARED / "rsicd_aid" / "train.jsonl"
     if jsonl.is_file():
         import json
@@ -45,12 +48,13 @@ def build_records(out: pathlib.Path, n: int) -> str:
         with records.RecordWriter(out, shard_size=256) as writer:
             for i, line in enumerate(lines):
                 with Image.open(SHARED / line["image"]) as im:
-                    writer.write({"image": records.encode_jpeg(im, 256), "captions": line["captions"],
+                    im = im.convert("RGB").resize((side, side), Image.Resampling.BICUBIC)
+                    writer.write({"image": records.encode_jpeg(im), "captions": line["captions"],
                                   "source": "rsicd_aid", "image_id": line["image"],
                                   "ann_ids": []})
-        return f"{len(lines)} AID images (150 px JPEG) with RSICD captions"
-    synthetic.write_synthetic_records(out, n, 224, seed=0, progress=False)
-    return f"{n} synthetic 224 px scenes (../shared/data absent)"
+        return f"{len(lines)} AID images ({side}-px JPEG) with RSICD captions"
+    synthetic.write_synthetic_records(out, n, side, seed=0, progress=False)
+    return f"{n} synthetic {side}-px scenes (../shared/data absent)"
 
 
 def time_pipeline(path: pathlib.Path, workers: int, batch: int, seconds: float) -> float:
@@ -103,6 +107,8 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=512, help="records to build")
     parser.add_argument("--batch", type=int, default=32, help="batch size per process")
     parser.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--pairs-per-s", type=float, default=5000.0,
+                        help="an accelerator's training rate to size the worker count for")
     args = parser.parse_args()
 
     from absl import flags
@@ -116,13 +122,21 @@ def main() -> None:
         print(f"reference: {ref_name}: {ref:.0f} images/s on 1 core")
         print(f"{'workers':>7} {'images/s':>9} {'cores':>5} {'images/s/core':>13} "
               f"{'vs reference':>12} {'vs target':>9}")
+        per_worker = []
         for workers in args.workers:
             rate = time_pipeline(path, workers, args.batch, args.seconds)
             cores = max(1, workers)
             per_core = rate / cores
+            if workers:
+                per_worker.append(per_core)
             print(f"{workers:>7} {rate:>9.0f} {cores:>5} {per_core:>13.0f} {per_core / ref:>11.2f}x "
                   f"{per_core / TARGET:>8.2f}x")
         print(f"target: {TARGET:.0f} images/s/core (GeoRSCLIP's webdataset loader: ~112)")
+        if per_worker:
+            rate = max(per_worker)
+            print(f"to feed {args.pairs_per_s:,.0f} pairs/s: about "
+                  f"{math.ceil(args.pairs_per_s / rate)} workers (--config.data.num_workers) at "
+                  f"{rate:.0f} images/s each on cores like these")
 
 
 if __name__ == "__main__":
