@@ -5,6 +5,9 @@ import pathlib
 # Must happen before jax initialises its backend: the device count is fixed then.
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+# Commands the tests start keep no persistent compilation cache (tests/test_compilation_cache.py
+# switches it on where it is the subject).
+os.environ["REMOTECLIP_JAX_CACHE_DIR"] = ""
 
 import jax  # noqa: E402
 import pytest  # noqa: E402
