@@ -152,6 +152,9 @@ def get_base_config() -> ml_collections.ConfigDict:
     c.train.eval_every = 0        # steps between evaluations; 0 = only at the end
     c.train.export = True         # write OpenCLIP weights to WORKDIR/export at the end
     c.train.peak_tflops_per_device = 0.0  # for MFU; 0 = look the device kind up (none for CPU)
+    # FLIP's patch dropout (open_clip `patch_dropout`): share of image patches each training
+    # image drops (ViT towers; the class token stays; evaluation sees every patch).
+    c.train.patch_dropout = 0.0
 
     c.eval = ml_collections.ConfigDict()
     c.eval.batch_size = 256       # images or texts per encoder call, per process

@@ -305,3 +305,30 @@ def test_bfloat16_step_on_accelerators_runs_its_gemms_in_bfloat16(vit):
         assert f32 / total < 0.01, (platform, f32, total)
         assert {(d.lhs, d.rhs, d.out) for d in found if "f32" not in (d.lhs, d.rhs)} == {
             ("bf16", "bf16", "bf16")}
+
+
+def test_patch_dropout_accumulation_recomputes_each_micro_batch_with_its_own_key(vit_state):
+    """With accumulation, micro-batch j drops the same patches in the cached forward pass and in
+    the recomputation: the gradient is that of one loss over those features."""
+    model = rc.create_model(MICRO_VIT, patch_dropout=0.5)
+    mesh, accum = _mesh(), 2
+    batch = _batch(model, seed=4)
+    rng = jax.random.PRNGKey(7)
+    value, grads, _ = step_lib.make_grad_fn(model, _config(accum_steps=accum), mesh)(
+        vit_state, {}, sharding.shard_batch(batch, mesh), rng)
+    keys = jax.random.split(rng, accum)
+
+    def reference(params):  # row i * accum + j belongs to micro-batch j
+        feats = [model.apply({"params": params}, batch["images"][j::accum],
+                             batch["texts"][j::accum], True, rngs={"dropout": keys[j]})
+                 for j in range(accum)]
+        img = jnp.stack([f[0] for f in feats], 1).reshape(BATCH, -1)
+        txt = jnp.stack([f[1] for f in feats], 1).reshape(BATCH, -1)
+        return loss_lib.clip_loss(img, txt, feats[0][2])
+
+    ref_value, ref_grads = jax.jit(jax.value_and_grad(reference), device=jax.devices()[0])(vit_state)
+    assert abs(float(value) - float(ref_value)) / float(ref_value) < 1e-6
+    assert _tree_rel(grads, ref_grads) < 1e-5
+    plain = step_lib.make_grad_fn(rc.create_model(MICRO_VIT), _config(accum_steps=accum), mesh)(
+        vit_state, {}, sharding.shard_batch(batch, mesh), rng)
+    assert abs(float(plain[0]) - float(value)) > 1e-4  # the patches were dropped

@@ -38,6 +38,7 @@ class CLIP(nn.Module):
     remat: bool = False
     attention: str = "auto"  # ops.ATTENTION_IMPLEMENTATIONS
     scan_blocks: bool = False  # residual blocks as one scan each (see init_variables)
+    patch_dropout: float = 0.0  # FLIP: share of image patches dropped in training (ViT)
 
     @property
     def image_size(self) -> int:
@@ -69,7 +70,8 @@ class CLIP(nn.Module):
                 image_size=v["image_size"], patch_size=v["patch_size"], width=v["width"],
                 layers=v["layers"], heads=v["width"] // v["head_width"], output_dim=cfg["embed_dim"],
                 activation=act, mlp_ratio=v["mlp_ratio"], dtype=self.dtype, remat=self.remat,
-                attention=self.attention, scan=self.scan_blocks)
+                attention=self.attention, scan=self.scan_blocks,
+                patch_dropout=self.patch_dropout)
         width = t["width"]
         self.token_embedding = nn.Embed(t["vocab_size"], width, embedding_init=normal_init(0.02),
                                         dtype=self.dtype)
@@ -92,8 +94,18 @@ class CLIP(nn.Module):
                                          nn.initializers.constant(cfg["init_logit_bias"]), (),
                                          jnp.float32)
 
-    def encode_image(self, images: jax.Array, train: bool = False) -> jax.Array:
-        """Unnormalised image features (N, embed_dim), float32, from NHWC normalised images."""
+    def encode_image(self, images: jax.Array, train: bool = False, tokens: bool = False,
+                     dense: str = "plain") -> jax.Array:
+        """Unnormalised image features (N, embed_dim), float32, from NHWC normalised images.
+
+        With `tokens=True` (ViT towers), the projected patch tokens instead, (N, grid_h, grid_w,
+        embed_dim), for dense (per-patch) zero-shot labels: `dense` names the recipe, "plain"
+        (the last block's tokens) or "value" (MaskCLIP's value path, see `vit.VisionTransformer`).
+        """
+        if tokens:
+            if not isinstance(self.visual, VisionTransformer):
+                raise ValueError("patch tokens need a ViT image tower")
+            return self.visual(images, train, dense=dense).astype(jnp.float32)
         return self.visual(images, train).astype(jnp.float32)
 
     def encode_text(self, texts: jax.Array) -> jax.Array:
@@ -115,7 +127,7 @@ class CLIP(nn.Module):
 
 
 def create_model(name_or_config: str | dict, *, dtype: Dtype = jnp.float32, remat: bool = False,
-                 attention: str = "auto") -> CLIP:
+                 attention: str = "auto", patch_dropout: float = 0.0) -> CLIP:
     """Builds a CLIP model by open_clip name ("ViT-B-32-quickgelu"), preset or config dict.
 
     Args:
@@ -125,15 +137,22 @@ def create_model(name_or_config: str | dict, *, dtype: Dtype = jnp.float32, rema
       remat: rematerialise residual blocks in the backward pass to save activation memory.
       attention: "auto" (cuDNN flash attention for bfloat16 on NVIDIA GPUs, XLA's elsewhere),
         "xla" or "cudnn"; see `models.ops`.
+      patch_dropout: FLIP's patch dropout for ViT towers in training (`train=True`), in [0, 1);
+        open_clip's `patch_dropout`. Draws from the "dropout" RNG stream.
     """
     if isinstance(dtype, str):
         dtype = jnp.dtype(dtype)
     if attention not in ops.ATTENTION_IMPLEMENTATIONS:
         raise configs.UnknownModelError(
             f"attention={attention!r} is not one of {', '.join(ops.ATTENTION_IMPLEMENTATIONS)}")
+    config = configs.model_config(name_or_config)
+    if not 0.0 <= patch_dropout < 1.0:
+        raise configs.UnknownModelError(f"patch_dropout={patch_dropout} must be in [0, 1)")
+    if patch_dropout and configs.is_resnet(config):
+        raise configs.UnknownModelError("patch_dropout needs a ViT image tower")
     # Frozen so the module stays hashable (jit caches on it).
-    return CLIP(_freeze(configs.model_config(name_or_config)), dtype=dtype, remat=remat,
-                attention=attention)
+    return CLIP(_freeze(config), dtype=dtype, remat=remat, attention=attention,
+                patch_dropout=float(patch_dropout))
 
 
 def init_variables(model: CLIP, rng: jax.Array) -> dict:

@@ -87,7 +87,8 @@ class MultiheadAttention(nn.Module):
     out_bias_init: Initializer = nn.initializers.zeros
 
     @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
+    def __call__(self, x: jax.Array, value_path: bool = False) -> jax.Array:
+        """Self-attention of x (N, L, D); `value_path`: each token's own value instead."""
         n, length, width = x.shape
         head_dim = width // self.num_heads
         # torch defaults: xavier_uniform over the (3D, D) in_proj weight, zero in/out biases.
@@ -97,8 +98,11 @@ class MultiheadAttention(nn.Module):
                        bias_init=nn.initializers.zeros, dot_general=ops.dot_general,
                        name="in_proj")(x)
         qkv = qkv.reshape(n, length, 3, self.num_heads, head_dim)
-        out = ops.attention(qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2], causal=self.causal,
-                            implementation=self.attention)
+        if value_path:
+            out = qkv[:, :, 2]
+        else:
+            out = ops.attention(qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2], causal=self.causal,
+                                implementation=self.attention)
         return nn.Dense(width, dtype=self.dtype, kernel_init=out_init, bias_init=self.out_bias_init,
                         dot_general=ops.dot_general, name="out_proj")(out.reshape(n, length, width))
 
@@ -137,7 +141,7 @@ class ResidualAttentionBlock(nn.Module):
     attention: str = "auto"
 
     @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
+    def __call__(self, x: jax.Array, value_path: bool = False) -> jax.Array:
         width = x.shape[-1]
         stds = self.init_stds
         attn = MultiheadAttention(
@@ -147,7 +151,7 @@ class ResidualAttentionBlock(nn.Module):
         mlp = MLP(int(width * self.mlp_ratio), self.activation, dtype=self.dtype, name="mlp",
                   fc_init=normal_init(stds["fc"]) if stds else None,
                   proj_init=normal_init(stds["proj"]) if stds else None)
-        x = x + attn(LayerNorm(name="ln_1")(x))
+        x = x + attn(LayerNorm(name="ln_1")(x), value_path)
         x = x + mlp(LayerNorm(name="ln_2")(x))
         return x
 
@@ -180,7 +184,8 @@ class Transformer(nn.Module):
     scan: bool = False
 
     @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
+    def __call__(self, x: jax.Array, value_path_last: bool = False) -> jax.Array:
+        """`value_path_last`: the last block attends each token to itself (dense features)."""
         width = x.shape[-1]
         stds = None
         if self.openclip_text_init:
@@ -192,9 +197,10 @@ class Transformer(nn.Module):
             blocks = nn.scan(_ScannedBlock, variable_axes={"params": 0},
                              split_rngs={"params": True}, length=self.layers)
             return blocks(*args, name="resblocks")(x, None)[0]
-        block = nn.remat(ResidualAttentionBlock) if self.remat else ResidualAttentionBlock
+        block = (nn.remat(ResidualAttentionBlock, static_argnums=(2,)) if self.remat
+                 else ResidualAttentionBlock)
         for i in range(self.layers):
-            x = block(*args, name=f"resblocks_{i}")(x)
+            x = block(*args, name=f"resblocks_{i}")(x, value_path_last and i == self.layers - 1)
         return x
 
 

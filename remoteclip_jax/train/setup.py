@@ -43,12 +43,14 @@ def model_spec(config):
 
 
 def build_model(config):
-    """The Flax CLIP model the config names (``config.model``, dtype, remat, attention)."""
+    """The Flax CLIP model the config names (``config.model``, dtype, remat, attention, patch
+    dropout)."""
     from remoteclip_jax.models.clip import create_model
 
     try:
         return create_model(model_spec(config), dtype=jnp.dtype(config.dtype),
-                            remat=bool(config.remat), attention=str(config.attention))
+                            remat=bool(config.remat), attention=str(config.attention),
+                            patch_dropout=float(config.train.patch_dropout))
     except (KeyError, ValueError) as e:
         raise ConfigError(f"config.model={model_spec(config)!r}: {e}") from e
 

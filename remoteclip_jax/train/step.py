@@ -71,16 +71,22 @@ class _Towers:
                 for k, v in params.items()}
 
     def encode(self, params: dict, batch_stats: Any, images: jax.Array, texts: jax.Array,
-               train: bool = True) -> tuple[jax.Array, jax.Array, Any]:
-        """Normalised (img, txt) features and the updated BatchNorm statistics."""
+               rng: jax.Array) -> tuple[jax.Array, jax.Array, Any]:
+        """Normalised (img, txt) features in training mode and the updated BatchNorm statistics.
+
+        `rng` feeds stochastic layers (patch dropout): the same key gives the same features.
+        """
         variables = {"params": model_params(params, self.model)}
         if batch_stats:
             variables["batch_stats"] = batch_stats
-            if train and not self.lock_image:
+            if not self.lock_image:
                 (img, txt, _), updates = self.model.apply(variables, images, texts, train=True,
                                                           mutable=["batch_stats"])
                 return img, txt, updates["batch_stats"]
-        img, txt, _ = self.model.apply(variables, images, texts)
+            # A locked ResNet keeps its BatchNorm statistics (eval mode).
+            img, txt, _ = self.model.apply(variables, images, texts)
+            return img, txt, batch_stats
+        img, txt, _ = self.model.apply(variables, images, texts, train=True, rngs={"dropout": rng})
         return img, txt, batch_stats
 
     def loss(self, img: jax.Array, txt: jax.Array, logit_scale: jax.Array,
@@ -99,7 +105,7 @@ def _check_batch(images: jax.Array, texts: jax.Array, shards: int, accum: int) -
 
 
 def _grads_fn(model: Any, config: Any, mesh: Mesh) -> Callable:
-    """`(params, batch_stats, images, texts) -> (loss, grads, new_batch_stats)`, not jitted."""
+    """`(params, batch_stats, images, texts, rng) -> (loss, grads, new_batch_stats)`, not jitted."""
     loss_type = str(config.loss.type)
     accum = int(config.accum_steps)
     if accum < 1:
@@ -108,16 +114,16 @@ def _grads_fn(model: Any, config: Any, mesh: Mesh) -> Callable:
     shards = sharding_lib.num_batch_shards(mesh)
     micro_sharding = NamedSharding(mesh, P(None, sharding_lib.BATCH_AXES))
 
-    def one_batch(params, batch_stats, images, texts):
+    def one_batch(params, batch_stats, images, texts, rng):
         def objective(p):
             p = towers.freeze(p)
-            img, txt, new_stats = towers.encode(p, batch_stats, images, texts)
+            img, txt, new_stats = towers.encode(p, batch_stats, images, texts, rng)
             return towers.loss(img, txt, p["logit_scale"], p.get("logit_bias")), new_stats
 
         (value, new_stats), grads = jax.value_and_grad(objective, has_aux=True)(params)
         return value, grads, new_stats
 
-    def accumulated(params, batch_stats, images, texts):
+    def accumulated(params, batch_stats, images, texts, rng):
         b = images.shape[0]
 
         def split(x):  # row i·A + j -> micro-batch j; keeps every micro-batch on all devices
@@ -127,7 +133,8 @@ def _grads_fn(model: Any, config: Any, mesh: Mesh) -> Callable:
         def merge(f):  # inverse of split: back to the original row order
             return f.swapaxes(0, 1).reshape((b,) + f.shape[2:])
 
-        micro = (split(images), split(texts))
+        # Micro-batch j draws from the same key in both passes, so its features are recomputed.
+        micro = (split(images), split(texts), jax.random.split(rng, accum))
         frozen = jax.lax.stop_gradient(params)
 
         def forward(_, xs):
@@ -146,10 +153,11 @@ def _grads_fn(model: Any, config: Any, mesh: Mesh) -> Callable:
 
         def backward(carry, xs):
             grads, stats = carry
-            images_j, texts_j, g_img_j, g_txt_j = xs
+            images_j, texts_j, rng_j, g_img_j, g_txt_j = xs
 
             def features(p):
-                img, txt, new_stats = towers.encode(towers.freeze(p), stats, images_j, texts_j)
+                img, txt, new_stats = towers.encode(towers.freeze(p), stats, images_j, texts_j,
+                                                    rng_j)
                 return (img, txt), new_stats
 
             _, pullback, new_stats = jax.vjp(features, params, has_aux=True)
@@ -165,23 +173,27 @@ def _grads_fn(model: Any, config: Any, mesh: Mesh) -> Callable:
             grads["logit_bias"] = grads["logit_bias"] + g_bias
         return value, grads, new_stats
 
-    def compute(params, batch_stats, images, texts):
+    def compute(params, batch_stats, images, texts, rng):
         _check_batch(images, texts, shards, accum)
         fn = one_batch if accum == 1 else accumulated
-        return fn(params, batch_stats, images, texts)
+        return fn(params, batch_stats, images, texts, rng)
 
     return compute
 
 
 def make_grad_fn(model: Any, config: Any, mesh: Mesh) -> Callable:
-    """Jitted `grad_fn(params, batch_stats, batch) -> (loss, grads, new_batch_stats)`.
+    """Jitted `grad_fn(params, batch_stats, batch, rng=None) -> (loss, grads, new_batch_stats)`.
 
     The exact gradient the train step feeds to the optimizer (accumulation and locking
     included); for tests and diagnostics.
     """
     compute = _grads_fn(model, config, mesh)
-    return jax.jit(lambda params, stats, batch: compute(params, stats, batch["images"],
-                                                        batch["texts"]))
+
+    def grad_fn(params, stats, batch, rng=None):
+        rng = jax.random.PRNGKey(0) if rng is None else rng
+        return compute(params, stats, batch["images"], batch["texts"], rng)
+
+    return jax.jit(grad_fn)
 
 
 def make_train_step(model: Any, config: Any, mesh: Mesh, total_steps: int | None = None
@@ -200,19 +212,18 @@ def make_train_step(model: Any, config: Any, mesh: Mesh, total_steps: int | None
         `train_step(state, batch, rng) -> (state, metrics)`, a `jax.jit` function (so `.lower`
         works) that donates `state`. `batch = {"images": (B, H, W, 3) float32, "texts": (B, L)
         int32}` sharded over the batch axes (`sharding.shard_batch`), B a multiple of
-        devices × accum_steps. `rng` is accepted for API stability (CLIP has no stochastic
-        layers). Metrics (float32 scalars): loss, lr (of this update), logit_scale (exp, before
-        the update), grad_norm (global L2 of the raw gradient), param_norm (after the update),
-        and logit_bias for the sigmoid loss.
+        devices × accum_steps. `rng` feeds patch dropout (fold the step into it). Metrics
+        (float32 scalars): loss, lr (of this update), logit_scale (exp, before the update),
+        grad_norm (global L2 of the raw gradient), param_norm (after the update), and
+        logit_bias for the sigmoid loss.
     """
     steps = _total_steps(config, total_steps)
     tx, schedule = optim_lib.make_optimizer(config, steps)
     compute = _grads_fn(model, config, mesh)
 
     def train_step(state: TrainState, batch: Batch, rng: jax.Array):
-        del rng  # no dropout or stochastic depth in CLIP towers
         value, grads, new_stats = compute(state.params, state.batch_stats, batch["images"],
-                                          batch["texts"])
+                                          batch["texts"], rng)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optim_lib.clamp_logit_scale(optax.apply_updates(state.params, updates))
         new_state = state.replace(step=state.step + 1, params=params, batch_stats=new_stats,

@@ -14,6 +14,8 @@ the command line is `remoteclip-jax import-weights` / `export-weights` (`weights
 from __future__ import annotations
 
 from remoteclip_jax.errors import UserError
+import logging
+import math
 import os
 import re
 from typing import Any, Mapping
@@ -203,6 +205,19 @@ def _unflatten(flat: dict[tuple[str, ...], np.ndarray]) -> dict:
     return tree
 
 
+def _resized_pos_embed(value: np.ndarray, want: tuple, key: str) -> np.ndarray:
+    from remoteclip_jax.models.vit import resize_pos_embed
+
+    grid = int(round(math.sqrt(want[0] - 1)))
+    try:
+        resized = resize_pos_embed(value, grid)
+    except ValueError:
+        return value  # not a square grid: reported as mis-shaped
+    logging.info("%s: position embedding resampled from %d to %d rows", key, value.shape[0],
+                 resized.shape[0])
+    return resized
+
+
 def load_openclip(path_or_state_dict: str | Mapping, name: str | dict) -> dict:
     """Converts an OpenCLIP checkpoint into Flax variables for `create_model(name)`.
 
@@ -217,7 +232,9 @@ def load_openclip(path_or_state_dict: str | Mapping, name: str | dict) -> dict:
         for SigLIP training) give the config's `init_logit_bias`.
 
     Returns:
-      `{"params": ...}` (plus `"batch_stats"` for ResNets), float32 numpy leaves.
+      `{"params": ...}` (plus `"batch_stats"` for ResNets), float32 numpy leaves. A ViT
+      checkpoint for another input size or patch grid than the model's gets its position
+      embedding resampled as open_clip's loader does (bicubic, antialiased; `vit.resize_pos_embed`).
 
     Raises:
       CheckpointError: unreadable file, or keys/shapes that do not fit the model (the message
@@ -247,6 +264,10 @@ def load_openclip(path_or_state_dict: str | Mapping, name: str | dict) -> dict:
         if path in _SCALARS and value.size == 1:
             # open_clip's `nonscalar_logit_scale` models store these as (1,); ours are 0-d.
             value = value.reshape(want)
+        if path == ("visual", "positional_embedding") and value.shape != want \
+                and value.shape[1:] == want[1:]:
+            # A model of another input size or patch grid: resample, as open_clip's loader does.
+            value = _resized_pos_embed(value, want, key)
         if value.shape != want:
             # Report both shapes in torch layout, as the user sees them in the checkpoint.
             want_torch = _to_torch_layout(np.empty(want, np.bool_), transform).shape
