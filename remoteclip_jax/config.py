@@ -38,8 +38,10 @@ TASK_KEYS: dict[str, set[str]] = {
 EVAL_DEFAULTS: dict[str, Any] = {
     "task": "",                # one of TASK_KEYS
     # retrieval/zeroshot/count: how exactly tied scores rank: "expected" (the mean over random
-    # tie orders; torch.topk, which the reference code uses, breaks ties arbitrarily),
-    # "pessimistic" (a tied wrong item first) or "optimistic".
+    # tie orders; torch.topk, which the reference code uses, promises no tie order),
+    # "pessimistic" (a tied wrong item first), "optimistic", or (retrieval only) "index": lowest
+    # index first, images sorted by file name and captions in file order, as RemoteCLIP's
+    # retrieval.py loads them (evaluate/retrieval.py, `reference_order`).
     "ties": "expected",
     # zeroshot: "remoteclip" (RemoteCLIP's per-dataset prompt sets) | "paper" | "georsclip" |
     # a list of "{}" templates.
@@ -190,7 +192,7 @@ _CHOICES = {
     "optim.wd_exclude": ("all_embeddings", "open_clip", "open_clip_head"),
 }
 _ENTRY_SECTIONS = ("data.sources", "evals")
-_CHOICES_EVAL = {"ties": ("expected", "pessimistic", "optimistic"),
+_CHOICES_EVAL = {"ties": ("expected", "pessimistic", "optimistic", "index"),
                  "class_embedding": ("openai", "average"), "subset": ("test", "all"),
                  "protocol": ("clean", "itra"), "split_order": ("sorted", "listing"),
                  "itra_mode": ("pytorch", "sklearn", "sklearn-search"),
@@ -246,6 +248,9 @@ def eval_entries(config) -> dict[str, dict[str, Any]]:
         for key, choices in _CHOICES_EVAL.items():
             if full[key] not in choices:
                 raise ConfigError(f"{where}.{key}={full[key]!r}: must be one of {choices}")
+        if full["ties"] == "index" and task != "retrieval":
+            raise ConfigError(f"{where}.ties='index': only retrieval has a reference load order; "
+                              f"use one of {_CHOICES_EVAL['ties'][:3]} for {task!r}")
         spec = normalize_spec({k: v for k, v in entry.items() if k in SOURCE_DEFAULTS}, where)
         out[name] = {**spec, **full, "name": name}
     return out

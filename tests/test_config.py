@@ -206,3 +206,12 @@ def test_paper_suite_evaluates_the_papers_datasets_as_the_reference_code_does():
         assert entries[name]["templates"] == "remoteclip"
         assert entries[name]["class_embedding"] == "average"
     assert len(load("paper_suite", "probes").evals) == 12 * 4 + 3
+
+
+def test_index_ties_are_retrieval_only():
+    entry = schema.evaluation("retrieval", kind="jsonl", path="x.jsonl", ties="index")
+    c = ml_collections.ConfigDict({"evals": {"r": entry}})
+    assert schema.eval_entries(c)["r"]["ties"] == "index"
+    c.evals.z = schema.evaluation("zeroshot", kind="image_folder", path="x", ties="index")
+    with pytest.raises(schema.ConfigError, match=r"config.evals.z.ties='index': only retrieval"):
+        schema.eval_entries(c)

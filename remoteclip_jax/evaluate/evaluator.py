@@ -41,7 +41,7 @@ from remoteclip_jax.data import pipeline, sources as source_registry
 from remoteclip_jax.errors import EvalDataError, UserError
 from remoteclip_jax.data.classnames import resolve_classnames
 from remoteclip_jax.evaluate import counting, itra_probes, plots, probes, report, splits, zeroshot
-from remoteclip_jax.evaluate.retrieval import retrieval_report
+from remoteclip_jax.evaluate.retrieval import reference_order, retrieval_report
 from remoteclip_jax.evaluate.templates import get_templates
 from remoteclip_jax.weights.fingerprint import weights_fingerprint
 
@@ -141,7 +141,9 @@ class Evaluator:
                 t2i += [i] * len(caps)
             if not captions:
                 raise EvalDataError(f"{where}: no captions to retrieve")
-            return {"tokens": self._tokenize(captions), "t2i": np.asarray(t2i), "captions": captions}
+            # File names, for the reference's image order under ties "index".
+            names = [os.path.basename(k) for k in ds.keys]
+            return {"tokens": self._tokenize(captions), "t2i": np.asarray(t2i), "names": names}
         if task == "count":
             questions = [(i, cat, n) for i, c in enumerate(ds.counts)
                          for cat, n in sorted(c.items()) if 1 <= n <= 10]
@@ -301,10 +303,16 @@ def _all_processes(x: np.ndarray) -> np.ndarray:
 # --- the tasks: features in hand -> (metrics, details) ----------------------------------------------
 
 def _retrieval(ev, variables, entry, prep, image_feats):
-    txt = ev.text_features(variables, prep["tokens"])
-    # Identical captions (UCM and Sydney repeat many) share one embedding, so they tie exactly.
-    return retrieval_report(image_feats, txt, prep["t2i"], ties=entry["ties"],
-                            caption_keys=prep["captions"])
+    txt, t2i = ev.text_features(variables, prep["tokens"]), prep["t2i"]
+    # Captions with the same tokens (UCM and Sydney repeat many; case is lost in tokenising)
+    # share one embedding, so they tie exactly.
+    keys = [row.tobytes() for row in prep["tokens"]]
+    if entry["ties"] == "index":  # lowest index first: rank in the reference's load order
+        image_order, caption_order = reference_order(prep["names"], t2i)
+        rank = np.argsort(image_order)
+        image_feats, txt = image_feats[image_order], txt[caption_order]
+        t2i, keys = rank[t2i[caption_order]], [keys[i] for i in caption_order]
+    return retrieval_report(image_feats, txt, t2i, ties=entry["ties"], caption_keys=keys)
 
 
 def _zeroshot(ev, variables, entry, prep, image_feats):
