@@ -121,6 +121,10 @@ def get_base_config() -> ml_collections.ConfigDict:
     c.optim.b2 = 0.98             # AdamW beta2 (open_clip ViT default)
     c.optim.eps = 1e-6            # AdamW eps (open_clip ViT default)
     c.optim.grad_clip_norm = 0.0  # global-norm clipping; 0 = off
+    # Clamp logit_scale to [0, ln 100] after every update, as open_clip's trainer does
+    # (open_clip_train/train.py l.189); ITRA, which RemoteCLIP trained with, never clamps
+    # (`recipes.itra_adamw` turns it off).
+    c.optim.clamp_logit_scale = True
     # Parameters without weight decay: "all_embeddings" (biases, norms, logit_scale and every
     # embedding), "open_clip" (open_clip's main.py rule: ndim < 2 or bn/ln/bias/logit_scale in
     # the name) or "open_clip_head" (newer open_clip's no_weight_decay(): adds the positional

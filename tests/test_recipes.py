@@ -83,6 +83,7 @@ def test_remoteclip_recipes_run_itras_effective_adamw(name):
     # create_optimizer passes --opt_eps 1e-8 and no betas (torch's 0.9/0.999), for every model.
     assert (o.b1, o.b2, o.eps) == (0.9, 0.999, 1e-8)
     assert o.wd_exclude == "open_clip" and o.warmup_steps == 0 and o.grad_clip_norm == 0
+    assert not o.clamp_logit_scale                     # ITRA's train loop never clamps
 
 
 def test_finetune_recipe_has_georsclips_published_settings():
@@ -91,6 +92,7 @@ def test_finetune_recipe_has_georsclips_published_settings():
     o = c.optim
     assert (o.lr, o.weight_decay, o.warmup_steps, o.grad_clip_norm) == (5e-6, 0.5, 100, 50.0)
     assert c.data.batch_size == 600 and c.train.epochs == 7
+    assert not o.clamp_logit_scale                     # tuned with ITRA, which never clamps
     assert {e.task for e in c.evals.values()} == {"retrieval"}
     assert {e.split for e in c.evals.values()} == {"test"}
     assert {s.split for s in c.data.sources.values()} == {"train"}

@@ -164,6 +164,19 @@ def test_fsdp_step_equals_data_parallel_step_shards_params_and_clamps(vit, vit_s
     assert moved > 1e-5
 
 
+def test_clamp_off_leaves_logit_scale_above_ln_100_as_itra_does(vit, vit_state):
+    params = dict(vit_state)
+    params["logit_scale"] = np.float32(5.0)
+    mesh = _mesh()
+    config = _config(**{"optim.clamp_logit_scale": False})
+    state, _ = state_lib.create_train_state(vit, config, mesh, jax.random.PRNGKey(0),
+                                            init_variables={"params": params})
+    state, _ = step_lib.make_train_step(vit, config, mesh)(
+        state, sharding.shard_batch(_batch(vit, seed=2), mesh), jax.random.PRNGKey(0))
+    # One AdamW step moves a scalar by at most ~lr (5e-4 here); no clamp to ln 100 = 4.605.
+    assert abs(float(state.params["logit_scale"]) - 5.0) < 1e-3
+
+
 def test_batch_the_mesh_cannot_split_is_refused(vit, vit_state):
     mesh = _mesh()
     grad_fn = step_lib.make_grad_fn(vit, _config(accum_steps=4), mesh)

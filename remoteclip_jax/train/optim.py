@@ -11,7 +11,8 @@ the parameters exactly as `torch.optim.AdamW` with open_clip's two parameter gro
 * Clipping: `torch.nn.utils.clip_grad_norm_` (coefficient max_norm / (‖g‖ + 1e-6), capped at 1),
   over the trainable parameters only.
 * `--lock-image` (LiT): the image tower has no optimizer state, no update, no weight decay.
-* After each update `logit_scale` is clamped to [0, ln 100] (`clamp_logit_scale`).
+* After each update `logit_scale` is clamped to [0, ln 100] (`clamp_logit_scale`), unless
+  ``config.optim.clamp_logit_scale`` is off (ITRA's loop never clamps).
 """
 from __future__ import annotations
 

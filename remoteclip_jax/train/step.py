@@ -208,13 +208,16 @@ def make_train_step(model: Any, config: Any, mesh: Mesh, total_steps: int | None
     steps = _total_steps(config, total_steps)
     tx, schedule = optim_lib.make_optimizer(config, steps)
     compute = _grads_fn(model, config, mesh)
+    clamp = bool(config.optim.clamp_logit_scale)
 
     def train_step(state: TrainState, batch: Batch, rng: jax.Array):
         del rng  # no dropout or stochastic depth in CLIP towers
         value, grads, new_stats = compute(state.params, state.batch_stats, batch["images"],
                                           batch["texts"])
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
-        params = optim_lib.clamp_logit_scale(optax.apply_updates(state.params, updates))
+        params = optax.apply_updates(state.params, updates)
+        if clamp:
+            params = optim_lib.clamp_logit_scale(params)
         new_state = state.replace(step=state.step + 1, params=params, batch_stats=new_stats,
                                   opt_state=opt_state)
         # Pin the output to the same shardings as create_train_state's, so donation reuses buffers.
