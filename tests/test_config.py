@@ -206,6 +206,14 @@ def test_paper_suite_evaluates_the_papers_datasets_as_the_reference_code_does():
         assert entries[name]["templates"] == "remoteclip"
         assert entries[name]["class_embedding"] == "average"
     assert len(load("paper_suite", "probes").evals) == 12 * 4 + 3
+    # The probes run ITRA's protocol (the paper's tables) with ITRA's shot counts; the clean
+    # protocol is one variant away.
+    for variant, protocol, shots in (("probes", "itra", (1, 2, 4, 8, 16)),
+                                     ("probes_clean", "clean", (1, 2, 4, 8, 16, 32))):
+        entries = schema.eval_entries(load("paper_suite", variant))
+        assert {e["protocol"] for n, e in entries.items()
+                if e["task"] in ("linear_probe", "fewshot")} == {protocol}
+        assert {tuple(e["shots"]) for e in entries.values() if e["task"] == "fewshot"} == {shots}
 
 
 def test_index_ties_are_retrieval_only():
