@@ -28,7 +28,7 @@ from remoteclip_jax.errors import UserError
 _SPLIT = {"train_fraction", "split_order"}
 TASK_KEYS: dict[str, set[str]] = {
     "retrieval": {"ties"},
-    "zeroshot": {"templates", "class_embedding", "classnames", "subset", "ties"} | _SPLIT,
+    "zeroshot": {"templates", "class_embedding", "classnames", "dataset", "subset", "ties"} | _SPLIT,
     "linear_probe": {"Cs", "val_fraction", "sample_seed", "protocol", "itra_mode", "epochs"} | _SPLIT,
     "knn": {"k", "temperature"} | _SPLIT,
     "fewshot": {"shots", "episodes", "C", "sample_seed", "protocol", "itra_mode", "epochs",
@@ -50,6 +50,10 @@ EVAL_DEFAULTS: dict[str, Any] = {
     # "openai" (mean of normalised prompt features, OpenAI CLIP's notebook).
     "class_embedding": "average",
     "classnames": {},          # zeroshot: {class folder: readable name} overrides
+    # zeroshot: whose reference class names and per-dataset templates to use ("aid", "eurosat",
+    # "WHU-RS19", ...); "" = the entry's name. Classes without a table entry get rule-made names
+    # (a warning says so), e.g. after renaming an entry.
+    "dataset": "",
     "subset": "test",          # zeroshot: "test" = the paper's held-out 20% per class | "all"
     "train_fraction": 0.8,     # classification: share of each class (by file name) for train
     # classification: the order files are split in: "sorted" (by name) | "listing" (the file

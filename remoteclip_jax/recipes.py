@@ -9,6 +9,7 @@ that sets them; "RemoteCLIP paper" marks the paper's own numbers, "ours" our cho
 from __future__ import annotations
 
 import copy
+import pathlib
 
 import ml_collections
 
@@ -35,6 +36,20 @@ def _one_block(config: dict, quick_gelu: bool) -> dict:
 
 SMOKE_VIT = _one_block(model_configs.TINY_VIT, quick_gelu=True)
 SMOKE_RESNET = _one_block(model_configs.TINY_RESNET, quick_gelu=True)
+
+
+def find_data(root, default: str, *others: str) -> str:
+    """``root/X`` for the first of `others`, then `default`, that exists; else ``root/default``.
+
+    Datasets unpack under names that differ between releases and reference code (RSITMD ships
+    ``dataset_RSITMD.json``; ITRA reads EuroSAT's classes from ``EuroSAT/2750``, inside the
+    folder that would otherwise look like one class "2750"): `others` are checked first, and the
+    documented `default` names the path in the message when nothing is there.
+    """
+    for candidate in (*others, default):
+        if (pathlib.Path(root) / candidate).exists():
+            return str(pathlib.Path(root) / candidate)
+    return str(pathlib.Path(root) / default)
 
 
 def variant(c: ml_collections.ConfigDict, arg: str | None, config_file: str, family: str = "vit",

@@ -285,6 +285,28 @@ def test_index_ties_rank_in_retrieval_pys_order_and_captions_share_by_tokens(tin
     assert out["eval/r/i2t_R@5"] == pytest.approx(200 / 3) and out["eval/r/i2t_R@1"] == pytest.approx(100 / 3)
 
 
+def test_renamed_zeroshot_entry_warns_or_takes_its_table_by_the_dataset_key(tiny, tmp_path, caplog):
+    model, _ = tiny
+    for c in ("BareLand", "Airport"):
+        (tmp_path / "AID" / c).mkdir(parents=True)
+        for i in range(5):
+            Image.fromarray(np.full((8, 8, 3), 30 * i, np.uint8)).save(tmp_path / "AID" / c / f"{i}.png")
+    folder = dict(kind="image_folder", path=str(tmp_path / "AID"))
+    evals = {"aid": schema.evaluation("zeroshot", **folder),
+             "aid_v2": schema.evaluation("zeroshot", **folder),
+             "aid_v3": schema.evaluation("zeroshot", **folder, dataset="AID")}
+    with caplog.at_level("WARNING"):
+        ev = _evaluator(model, evals, tmp_path / "w")
+    # ITRA's AID table spells "bareLand"; the generic rules say "bare land".
+    assert ev._prepared["aid"]["readable"] == ["airport", "bareLand"]
+    assert ev._prepared["aid_v2"]["readable"] == ["airport", "bare land"]
+    assert ev._prepared["aid_v3"]["readable"] == ["airport", "bareLand"]
+    assert ev._prepared["aid_v3"]["templates"] == ev._prepared["aid"]["templates"]
+    warned = [r.getMessage() for r in caplog.records if "rule-made names" in r.getMessage()]
+    assert len(warned) == 1 and warned[0].startswith("eval aid_v2: dataset 'aid_v2' has no")
+    assert "config.evals.aid_v2.dataset" in warned[0]
+
+
 def test_markdown_table_layout():
     details = {"step": None, "errors": {}, "datasets": {
         "rsicd": {"name": "rsicd", "task": "retrieval", "metrics": {

@@ -96,6 +96,9 @@ def test_finetune_recipe_has_georsclips_published_settings():
     assert {e.task for e in c.evals.values()} == {"retrieval"}
     assert {e.split for e in c.evals.values()} == {"test"}
     assert {s.split for s in c.data.sources.values()} == {"train"}
+    # De-duplicated against both test splits by default (GeoRSCLIP de-duplicated RET-2).
+    assert {s.exclude for s in c.data.sources.values()} == {module.EXCLUSIONS}
+    assert {s.exclude for s in module.get_config("raw").data.sources.values()} == {""}
     assert run_lengths("finetune_rsitmd") == [65_125 // 600 * 7]
 
 

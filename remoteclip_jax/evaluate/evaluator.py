@@ -164,9 +164,11 @@ class Evaluator:
         if task == "zeroshot":
             if entry["subset"] == "all":
                 out["test"] = np.arange(len(labels))
-            readable, name_sources = resolve_classnames(classes, entry["name"],
+            dataset = entry["dataset"] or entry["name"]
+            readable, name_sources = resolve_classnames(classes, dataset,
                                                         dict(entry["classnames"]) or None)
-            templates = get_templates(_plain(entry["templates"]), entry["name"])
+            _warn_rule_names(entry, dataset, classes, name_sources)
+            templates = get_templates(_plain(entry["templates"]), dataset)
             out.update(readable=readable, name_sources=name_sources, templates=list(templates),
                        tokens=self._tokenize(zeroshot.build_prompts(readable, templates)))
         elif not len(train) or not len(test):
@@ -279,6 +281,23 @@ class Evaluator:
             np.save(f, feats)
         os.replace(tmp, path)
         return feats
+
+
+def _warn_rule_names(entry, dataset, classes, name_sources) -> None:
+    """Says when class names fall back to the generic rules: a renamed entry, or a dataset
+    without a reference table, should not change prompts silently."""
+    ruled = [c for c, s in zip(classes, name_sources) if s == "rule"]
+    if not ruled:
+        return
+    from remoteclip_jax.data.classnames import CLASS_NAMES, dataset_key
+
+    known = dataset_key(dataset) in CLASS_NAMES
+    why = (f"dataset {dataset!r} has no reference class-name table" if not known
+           else f"{len(ruled)} of {len(classes)} classes are not in {dataset!r}'s table")
+    logging.warning("eval %s: %s; rule-made names for %s%s. Set config.evals.%s.dataset to the "
+                    "dataset's name (e.g. aid, eurosat) or config.evals.%s.classnames",
+                    entry["name"], why, ", ".join(ruled[:3]), " ..." if len(ruled) > 3 else "",
+                    entry["name"], entry["name"])
 
 
 def _plain(value):
