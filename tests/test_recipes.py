@@ -126,3 +126,18 @@ def test_documented_sizes_match_the_real_data(shared_data):
     ft = load_module("finetune_rsitmd")
     assert _karpathy_train(rsitmd) == (ft.RSITMD_TRAIN_IMAGES, 5 * ft.RSITMD_TRAIN_IMAGES)
 
+
+
+def test_paper_suite_finds_datasets_where_the_reference_reads_them(tmp_path, monkeypatch):
+    (tmp_path / "EuroSAT" / "2750" / "Forest").mkdir(parents=True)     # as the EuroSAT zip unpacks
+    (tmp_path / "AID" / "Airport").mkdir(parents=True)                 # the short layout
+    (tmp_path / "RSITMD").mkdir()
+    (tmp_path / "RSITMD" / "dataset_rsitmd.json").write_text("{}")     # the other spelling
+    monkeypatch.setenv("REMOTECLIP_DATA", str(tmp_path))
+    evals = load_module("paper_suite").get_config().evals
+    assert evals.eurosat.path == str(tmp_path / "EuroSAT" / "2750")
+    assert evals.aid.path == str(tmp_path / "AID")
+    assert evals.rsitmd.path == str(tmp_path / "RSITMD" / "dataset_rsitmd.json")
+    assert evals.patternnet.path == str(tmp_path / "PatternNet")        # missing: the documented path
+    ft = load_module("finetune_rsitmd").get_config()
+    assert ft.data.sources.rsitmd.path == evals.rsitmd.path
