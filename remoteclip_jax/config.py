@@ -112,6 +112,14 @@ def get_base_config() -> ml_collections.ConfigDict:
     # import-weights`), or "" to train from scratch.
     c.init_from = ""
     c.lock_image = False          # LiT-style: freeze the image tower (open_clip --lock-image)
+    # ...but train its last N layer groups (open_clip --lock-image-unlocked-groups; ViT only:
+    # [patch embedding, class and position embeddings, ln_pre], each block, [last block, ln_post],
+    # [proj]).
+    c.lock_image_unlocked_groups = 0
+    c.lock_text = False           # freeze the text tower (open_clip --lock-text)
+    # ...but train its last N layer groups (open_clip --lock-text-unlocked-layers: [token and
+    # position embeddings], each block, [last block, ln_final], [text_projection]).
+    c.lock_text_unlocked_layers = 0
 
     c.loss = ml_collections.ConfigDict()
     c.loss.type = "softmax"       # softmax (InfoNCE, CLIP) | sigmoid (SigLIP)
@@ -292,6 +300,12 @@ def validate(config: ml_collections.ConfigDict, device_count: int = 1, process_c
         raise ConfigError("config.data.batch_size_per_device must be >= 1")
     if config.accum_steps < 1:
         raise ConfigError("config.accum_steps must be >= 1")
+    for tower, key in (("image", "lock_image_unlocked_groups"), ("text", "lock_text_unlocked_layers")):
+        if config[key] < 0:
+            raise ConfigError(f"config.{key}={config[key]} must be >= 0")
+        if config[key] and not config[f"lock_{tower}"]:
+            raise ConfigError(f"config.{key}={config[key]} unlocks part of a locked {tower} tower; "
+                              f"also set config.lock_{tower}=true (or {key}=0)")
     if config.train.steps <= 0 and config.train.epochs <= 0:
         raise ConfigError("set config.train.steps > 0 or config.train.epochs > 0")
     if config.train.log_every < 1 or config.train.checkpoint_every < 1:

@@ -223,3 +223,15 @@ def test_index_ties_are_retrieval_only():
     c.evals.z = schema.evaluation("zeroshot", kind="image_folder", path="x", ties="index")
     with pytest.raises(schema.ConfigError, match=r"config.evals.z.ties='index': only retrieval"):
         schema.eval_entries(c)
+
+
+def test_unlocked_groups_need_a_locked_tower():
+    c = load("demo", "smoke")
+    c.lock_text_unlocked_layers = 2
+    with pytest.raises(schema.ConfigError, match=r"config.lock_text_unlocked_layers=2 .* lock_text=true"):
+        schema.validate(c, 8)
+    c.lock_text = True
+    schema.validate(c, 8)
+    c.lock_image_unlocked_groups = -1
+    with pytest.raises(schema.ConfigError, match=r"lock_image_unlocked_groups=-1 must be >= 0"):
+        schema.validate(c, 8)
