@@ -228,7 +228,7 @@ def test_index_ties_are_retrieval_only():
 def test_unlocked_groups_need_a_locked_tower():
     c = load("demo", "smoke")
     c.lock_text_unlocked_layers = 2
-    with pytest.raises(schema.ConfigError, match=r"config.lock_text_unlocked_layers=2 .* lock_text=true"):
+    with pytest.raises(schema.ConfigError, match=r"config.lock_text_unlocked_layers=2 .*config.lock_text=true"):
         schema.validate(c, 8)
     c.lock_text = True
     schema.validate(c, 8)
