@@ -165,6 +165,14 @@ def get_base_config() -> ml_collections.ConfigDict:
     c.train.export = True         # write OpenCLIP weights to WORKDIR/export at the end
     c.train.peak_tflops_per_device = 0.0  # for MFU; 0 = look the device kind up (none for CPU)
 
+    # An exponential moving average of the weights (train/ema.py): ITRA's --model_ema /
+    # --model_ema_decay (timm ModelEma), timm ModelEmaV3's warmup.
+    c.ema = ml_collections.ConfigDict()
+    c.ema.decay = 0.0             # 0 = off; else e.g. 0.9999 (ITRA's default when on)
+    c.ema.warmup_power = 0.0      # 0 = constant decay; p > 0: min(decay, 1 - (1 + t)^-p) (timm: 2/3, 3/4)
+    c.ema.evaluate = False        # also evaluate the EMA weights: eval_ema/<dataset>/<metric>, WORKDIR/eval_ema
+    c.ema.export = False          # also export the EMA weights: WORKDIR/export_ema (or <export_dir>_ema)
+
     c.eval = ml_collections.ConfigDict()
     c.eval.batch_size = 256       # images or texts per encoder call, per process
     c.eval.num_workers = 0        # grain worker processes decoding evaluation images
@@ -292,6 +300,12 @@ def validate(config: ml_collections.ConfigDict, device_count: int = 1, process_c
         value = (config[section] if section else config)[leaf]
         if value not in choices:
             raise ConfigError(f"config.{key}={value!r}: must be one of {choices}")
+    if not 0.0 <= config.ema.decay < 1.0:
+        raise ConfigError(f"config.ema.decay={config.ema.decay}: must lie in [0, 1) (0 = no EMA; "
+                          "typically 0.999 to 0.9999)")
+    if config.ema.warmup_power < 0:
+        raise ConfigError(f"config.ema.warmup_power={config.ema.warmup_power}: must be >= 0 "
+                          "(0 = no warmup; timm suggests 2/3 or 3/4)")
     eval_entries(config)
     if not for_training:
         return
