@@ -232,7 +232,9 @@ def _hashed_bag_of_words(sentence, dim=512):
     return v
 
 
-def test_ucm_repeated_captions_cap_the_pessimistic_rule(shared_data):
+def _ucm_test_oracle(shared_data):
+    """UCM's test split: (images, captions, t2i, caption rows, "oracle" image rows that see their
+    own captions: the mean of their rows)."""
     path = shared_data / "captions" / "ucm" / "dataset_ucm.json"
     if not path.is_file():
         pytest.skip(f"{path} not found")
@@ -240,8 +242,12 @@ def test_ucm_repeated_captions_cap_the_pessimistic_rule(shared_data):
     captions = [[s["raw"] for s in im["sentences"]] for im in images]
     t2i = np.repeat(np.arange(len(images)), [len(c) for c in captions])
     txt = np.stack([_hashed_bag_of_words(s) for c in captions for s in c])
-    # An "oracle" image embedding that sees its own captions: the mean of their rows.
     img = np.stack([txt[t2i == i].mean(0) for i in range(len(images))])
+    return images, captions, t2i, txt, img
+
+
+def test_ucm_repeated_captions_cap_the_pessimistic_rule(shared_data):
+    images, captions, t2i, txt, img = _ucm_test_oracle(shared_data)
     # Independent count from the text: images whose whole caption set also belongs to another
     # test image get an identical embedding, so a wrong caption always ties their best one and
     # the pessimistic rule can never score them at R@1.
@@ -357,14 +363,7 @@ def test_reference_order_is_retrieval_pys_load_order():
 
 
 def test_ucm_index_rule_in_the_reference_order(shared_data):
-    path = shared_data / "captions" / "ucm" / "dataset_ucm.json"
-    if not path.is_file():
-        pytest.skip(f"{path} not found")
-    images = [im for im in json.loads(path.read_text())["images"] if im["split"] == "test"]
-    captions = [[s["raw"] for s in im["sentences"]] for im in images]
-    t2i = np.repeat(np.arange(len(images)), [len(c) for c in captions])
-    txt = np.stack([_hashed_bag_of_words(s) for c in captions for s in c])
-    img = np.stack([txt[t2i == i].mean(0) for i in range(len(images))])
+    images, _, t2i, txt, img = _ucm_test_oracle(shared_data)
     image_order, caption_order = reference_order([im["filename"] for im in images], t2i)
     rank = np.argsort(image_order)
     img_r, txt_r, t2i_r = img[image_order], txt[caption_order], rank[t2i[caption_order]]
