@@ -3,6 +3,7 @@
     remoteclip-jax train --config=configs/finetune_rsitmd.py --workdir=runs/ft_rsitmd \
         --config.init_from=/path/to/RS5M_ViT-B-32.pt
     remoteclip-jax train --config=configs/finetune_rsitmd.py:smoke --workdir=/tmp/smoke  # seconds
+    remoteclip-jax train --config=configs/finetune_rsitmd.py:raw ...   # without de-duplication
 
 GeoRSCLIP's authors tuned their RS5M ViT-B/32 with ITRA on RET-2, the train splits of RSICD and
 RSITMD, with lr 5e-6, weight decay 0.5, batch 600, 7 epochs, 100 warmup steps and gradient-norm
@@ -10,10 +11,26 @@ clipping at 50 (om-ai-lab/RS5M issue #12, the maintainer's answer of 2024-01-03)
 ITRA's defaults (`remoteclip_jax.recipes.itra_adamw`). Any OpenCLIP ViT-B/32 checkpoint can
 start it (RemoteCLIP's, OpenAI's). Retrieval is evaluated on both test splits.
 
-Data: ``$REMOTECLIP_DATA`` (default ``./data/shared``) holding ``RSITMD/dataset_RSITMD.json`` with
-``RSITMD/images/`` and ``RSICD/dataset_rsicd.json`` with ``RSICD/RSICD_images/``, as the datasets
-ship; point elsewhere with ``--config.data.sources.rsitmd.path=...`` (and ``.image_root``), and the
-same for ``rsicd`` and the ``evals.rsitmd_test`` / ``evals.rsicd_test`` entries.
+Data: ``$REMOTECLIP_DATA`` (default ``./data/shared``) holding ``RSITMD/dataset_RSITMD.json`` (or
+``dataset_rsitmd.json``) with ``RSITMD/images/`` and ``RSICD/dataset_rsicd.json`` with
+``RSICD/RSICD_images/``, as the datasets ship; point elsewhere with
+``--config.data.sources.rsitmd.path=...`` (and ``.image_root``), and the same for ``rsicd`` and the
+``evals.rsitmd_test`` / ``evals.rsicd_test`` entries.
+
+De-duplication. RSICD and RSITMD share scenes: some training images of each are near-copies of the
+other's test images, and GeoRSCLIP de-duplicated RET-2 before tuning. Both training sources read
+the exclusion list ``$REMOTECLIP_DATA/RET2_exclusions.json`` (``exclude``); build it once with
+``remoteclip-jax dedup`` (pHash, threshold 4), from the same files and image folders::
+
+    D=${REMOTECLIP_DATA:-data/shared}
+    remoteclip-jax dedup \
+      --train "$D/RSITMD/dataset_RSITMD.json?split=train&image_root=$D/RSITMD/images" \
+              "$D/RSICD/dataset_rsicd.json?split=train&image_root=$D/RSICD/RSICD_images" \
+      --eval "$D/RSITMD/dataset_RSITMD.json?split=test&image_root=$D/RSITMD/images" \
+             "$D/RSICD/dataset_rsicd.json?split=test&image_root=$D/RSICD/RSICD_images" \
+      --out "$D/RET2_exclusions.json"
+
+Without it, training stops at once with a message that says so; ``:raw`` trains on every image.
 """
 import os
 import pathlib
@@ -24,7 +41,7 @@ from remoteclip_jax import config as schema
 from remoteclip_jax import recipes
 
 DATA = pathlib.Path(os.environ.get("REMOTECLIP_DATA", "data/shared"))
-RSITMD = dict(path=str(DATA / "RSITMD" / "dataset_RSITMD.json"),
+RSITMD = dict(path=recipes.find_data(DATA, "RSITMD/dataset_RSITMD.json", "RSITMD/dataset_rsitmd.json"),
               image_root=str(DATA / "RSITMD" / "images"))
 RSICD = dict(path=str(DATA / "RSICD" / "dataset_rsicd.json"),
              image_root=str(DATA / "RSICD" / "RSICD_images"))
@@ -33,7 +50,8 @@ RSICD = dict(path=str(DATA / "RSICD" / "dataset_rsicd.json"),
 # 20 blank sentences are rows of ITRA's CSV but no pairs of ours), RSICD 8,734 images.
 RSITMD_TRAIN_IMAGES = 4_291
 RSICD_TRAIN_IMAGES = 8_734
-TRAIN_PAIRS = 5 * (RSITMD_TRAIN_IMAGES + RSICD_TRAIN_IMAGES)  # 65,125 rows of RET-2
+TRAIN_PAIRS = 5 * (RSITMD_TRAIN_IMAGES + RSICD_TRAIN_IMAGES)  # 65,125 rows of RET-2, before de-duplication
+EXCLUSIONS = str(DATA / "RET2_exclusions.json")  # `remoteclip-jax dedup`'s list: see the docstring
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
@@ -51,11 +69,15 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.train.checkpoint_every = 200      # ours: ~4 checkpoints over the 756 steps
     # An epoch is every (image, caption) row once, as ITRA's caption CSV gives it.
     c.data.sources.rsitmd = schema.source(kind="caption_json", split="train", pairs="caption",
-                                          **RSITMD)
+                                          exclude=EXCLUSIONS, **RSITMD)
     c.data.sources.rsicd = schema.source(kind="caption_json", split="train", pairs="caption",
-                                         **RSICD)
+                                         exclude=EXCLUSIONS, **RSICD)
     c.evals.rsitmd_test = schema.evaluation("retrieval", kind="caption_json", split="test",
                                             **RSITMD)
     c.evals.rsicd_test = schema.evaluation("retrieval", kind="caption_json", split="test",
                                            **RSICD)
-    return recipes.variant(c, arg, "finetune_rsitmd.py")
+    def raw(c):  # RET-2 as the datasets ship, test-split near-copies included
+        for source in c.data.sources.values():
+            source.exclude = ""
+
+    return recipes.variant(c, arg, "finetune_rsitmd.py", raw=raw)

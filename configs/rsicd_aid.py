@@ -44,6 +44,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.data.num_workers = 0                    # the 2-core CI machine; raise on bigger hosts
     recipes.itra_adamw(c)                     # the AdamW ITRA ran (betas, eps, decay groups)
     c.optim.lr = 1e-3                         # ours: from scratch, small model: above ITRA's 5e-4
+    c.optim.clamp_logit_scale = True          # ours: as open_clip, which scripts/compare_open_clip_train.py runs beside it
     c.optim.warmup_steps = 50                 # ours: 5% of the run (0.16 epochs of pairs)
     c.train.steps = 1000                      # ours: ~3.2 epochs of the 39,730 pairs at 128 per step
     c.train.log_every = 20

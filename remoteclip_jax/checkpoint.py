@@ -30,6 +30,7 @@ from remoteclip_jax.errors import UserError, one_line
 
 STATE_ITEM = "state"
 DATA_ITEM = "data"
+EMA_ITEM = "ema"    # optional: the EMA of the weights (train/ema.py), when the run keeps one
 
 
 class CheckpointMismatchError(UserError, ValueError):
@@ -182,9 +183,10 @@ class Checkpointer:
             async_options=(ocp.AsyncOptions(post_finalization_callback=self._manifest_before_commit)
                            if async_save else None))
         self._manager = ocp.CheckpointManager(
-            self.directory, options=options, item_names=(STATE_ITEM, DATA_ITEM),
+            self.directory, options=options, item_names=(STATE_ITEM, DATA_ITEM, EMA_ITEM),
             item_handlers={STATE_ITEM: ocp.StandardCheckpointHandler(),
-                           DATA_ITEM: IteratorStateHandler()})
+                           DATA_ITEM: IteratorStateHandler(),
+                           EMA_ITEM: ocp.StandardCheckpointHandler()})
 
     def _step_dir(self, step: int) -> pathlib.Path:
         return self.directory / str(step)
@@ -276,8 +278,10 @@ class Checkpointer:
         self._integrity.pop(step, None)
         return target
 
-    def save(self, step: int, state: Any, data_state: Any, *, force: bool = False) -> bool:
-        """Starts saving `state` and `data_state` as checkpoint `step` (all processes call this).
+    def save(self, step: int, state: Any, data_state: Any, *, force: bool = False,
+             ema: Any = None) -> bool:
+        """Starts saving `state` and `data_state` as checkpoint `step` (all processes call this);
+        `ema`, when given, is saved with them (the EMA of the weights).
 
         Returns:
             Whether a save was started (orbax skips a step it already holds).
@@ -289,10 +293,12 @@ class Checkpointer:
         self.wait_until_finished()
         self._pending_step = step
         self._integrity.pop(step, None)
+        items = {STATE_ITEM: ocp.args.StandardSave(state), DATA_ITEM: IteratorStateSave(data_state)}
+        if ema is not None:
+            items[EMA_ITEM] = ocp.args.StandardSave(ema)
         started = self._manager.save(
             step,
-            args=ocp.args.Composite(**{STATE_ITEM: ocp.args.StandardSave(state),
-                                       DATA_ITEM: IteratorStateSave(data_state)}),
+            args=ocp.args.Composite(**items),
             custom_metadata={"model_signature": self.signature},
             force=force)
         if not started:
@@ -369,6 +375,16 @@ class Checkpointer:
                 f"cannot be read ({type(e).__name__}: {one_line(e)[:200]}); move it into "
                 f"{self.damaged_directory} and {then}.") from e
         return restored[STATE_ITEM], (restored[DATA_ITEM] if with_data else None)
+
+    def restore_ema(self, step: int, abstract_ema: Any) -> Any:
+        """The EMA saved with checkpoint `step`, laid out like `abstract_ema` (see `restore`), or
+        None when the step has none (saved with EMA off)."""
+        if not (self._step_dir(step) / EMA_ITEM).is_dir():
+            return None
+        abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, abstract_ema)
+        restored = self._manager.restore(
+            step, args=ocp.args.Composite(**{EMA_ITEM: ocp.args.StandardRestore(abstract)}))
+        return restored[EMA_ITEM]
 
     def wait_until_finished(self):
         """Blocks until the in-flight save is on disk (and raises its error, if it failed)."""

@@ -29,6 +29,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
                        "an OpenCLIP file, transformers or open_clip directory -> a model directory"),
     "export-weights": ("remoteclip_jax.weights.cli",
                        "a model directory -> transformers / open_clip directory or OpenCLIP file"),
+    "wise-ft": ("remoteclip_jax.wise_ft",
+                "WiSE-FT: zero-shot and fine-tuned weights averaged (--alpha), or a sweep evaluated"),
     "convert-data": ("remoteclip_jax.data.convert_annotations",
                      "detection/segmentation/caption annotations -> training record shards"),
     "dedup": ("remoteclip_jax.data.dedup",

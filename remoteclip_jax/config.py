@@ -28,7 +28,7 @@ from remoteclip_jax.errors import UserError
 _SPLIT = {"train_fraction", "split_order"}
 TASK_KEYS: dict[str, set[str]] = {
     "retrieval": {"ties"},
-    "zeroshot": {"templates", "class_embedding", "classnames", "subset", "ties"} | _SPLIT,
+    "zeroshot": {"templates", "class_embedding", "classnames", "dataset", "subset", "ties"} | _SPLIT,
     "linear_probe": {"Cs", "val_fraction", "sample_seed", "protocol", "itra_mode", "epochs"} | _SPLIT,
     "knn": {"k", "temperature"} | _SPLIT,
     "fewshot": {"shots", "episodes", "C", "sample_seed", "protocol", "itra_mode", "epochs",
@@ -38,8 +38,10 @@ TASK_KEYS: dict[str, set[str]] = {
 EVAL_DEFAULTS: dict[str, Any] = {
     "task": "",                # one of TASK_KEYS
     # retrieval/zeroshot/count: how exactly tied scores rank: "expected" (the mean over random
-    # tie orders; torch.topk, which the reference code uses, breaks ties arbitrarily),
-    # "pessimistic" (a tied wrong item first) or "optimistic".
+    # tie orders; torch.topk, which the reference code uses, promises no tie order),
+    # "pessimistic" (a tied wrong item first), "optimistic", or (retrieval only) "index": lowest
+    # index first, images sorted by file name and captions in file order, as RemoteCLIP's
+    # retrieval.py loads them (evaluate/retrieval.py, `reference_order`).
     "ties": "expected",
     # zeroshot: "remoteclip" (RemoteCLIP's per-dataset prompt sets) | "paper" | "georsclip" |
     # a list of "{}" templates.
@@ -48,6 +50,10 @@ EVAL_DEFAULTS: dict[str, Any] = {
     # "openai" (mean of normalised prompt features, OpenAI CLIP's notebook).
     "class_embedding": "average",
     "classnames": {},          # zeroshot: {class folder: readable name} overrides
+    # zeroshot: whose reference class names and per-dataset templates to use ("aid", "eurosat",
+    # "WHU-RS19", ...); "" = the entry's name. Classes without a table entry get rule-made names
+    # (a warning says so), e.g. after renaming an entry.
+    "dataset": "",
     "subset": "test",          # zeroshot: "test" = the paper's held-out 20% per class | "all"
     "train_fraction": 0.8,     # classification: share of each class (by file name) for train
     # classification: the order files are split in: "sorted" (by name) | "listing" (the file
@@ -112,6 +118,14 @@ def get_base_config() -> ml_collections.ConfigDict:
     # import-weights`), or "" to train from scratch.
     c.init_from = ""
     c.lock_image = False          # LiT-style: freeze the image tower (open_clip --lock-image)
+    # ...but train its last N layer groups (open_clip --lock-image-unlocked-groups; ViT only:
+    # [patch embedding, class and position embeddings, ln_pre], each block, [last block, ln_post],
+    # [proj]).
+    c.lock_image_unlocked_groups = 0
+    c.lock_text = False           # freeze the text tower (open_clip --lock-text)
+    # ...but train its last N layer groups (open_clip --lock-text-unlocked-layers: [token and
+    # position embeddings], each block, [last block, ln_final], [text_projection]).
+    c.lock_text_unlocked_layers = 0
 
     c.loss = ml_collections.ConfigDict()
     c.loss.type = "softmax"       # softmax (InfoNCE, CLIP) | sigmoid (SigLIP)
@@ -125,6 +139,10 @@ def get_base_config() -> ml_collections.ConfigDict:
     c.optim.b2 = 0.98             # AdamW beta2 (open_clip ViT default)
     c.optim.eps = 1e-6            # AdamW eps (open_clip ViT default)
     c.optim.grad_clip_norm = 0.0  # global-norm clipping; 0 = off
+    # Clamp logit_scale to [0, ln 100] after every update, as open_clip's trainer does
+    # (open_clip_train/train.py l.189); ITRA, which RemoteCLIP trained with, never clamps
+    # (`recipes.itra_adamw` turns it off).
+    c.optim.clamp_logit_scale = True
     # Parameters without weight decay: "all_embeddings" (biases, norms, logit_scale and every
     # embedding), "open_clip" (open_clip's main.py rule: ndim < 2 or bn/ln/bias/logit_scale in
     # the name) or "open_clip_head" (newer open_clip's no_weight_decay(): adds the positional
@@ -155,6 +173,14 @@ def get_base_config() -> ml_collections.ConfigDict:
     # FLIP's patch dropout (open_clip `patch_dropout`): share of image patches each training
     # image drops (ViT towers; the class token stays; evaluation sees every patch).
     c.train.patch_dropout = 0.0
+
+    # An exponential moving average of the weights (train/ema.py): ITRA's --model_ema /
+    # --model_ema_decay (timm ModelEma), timm ModelEmaV3's warmup.
+    c.ema = ml_collections.ConfigDict()
+    c.ema.decay = 0.0             # 0 = off; else e.g. 0.9999 (ITRA's default when on)
+    c.ema.warmup_power = 0.0      # 0 = constant decay; p > 0: min(decay, 1 - (1 + t)^-p) (timm: 2/3, 3/4)
+    c.ema.evaluate = False        # also evaluate the EMA weights: eval_ema/<dataset>/<metric>, WORKDIR/eval_ema
+    c.ema.export = False          # also export the EMA weights: WORKDIR/export_ema (or <export_dir>_ema)
 
     c.eval = ml_collections.ConfigDict()
     c.eval.batch_size = 256       # images or texts per encoder call, per process
@@ -200,7 +226,7 @@ _CHOICES = {
     "optim.wd_exclude": ("all_embeddings", "open_clip", "open_clip_head"),
 }
 _ENTRY_SECTIONS = ("data.sources", "evals")
-_CHOICES_EVAL = {"ties": ("expected", "pessimistic", "optimistic"),
+_CHOICES_EVAL = {"ties": ("expected", "pessimistic", "optimistic", "index"),
                  "class_embedding": ("openai", "average"), "subset": ("test", "all"),
                  "protocol": ("clean", "itra"), "split_order": ("sorted", "listing"),
                  "itra_mode": ("pytorch", "sklearn", "sklearn-search"),
@@ -256,6 +282,9 @@ def eval_entries(config) -> dict[str, dict[str, Any]]:
         for key, choices in _CHOICES_EVAL.items():
             if full[key] not in choices:
                 raise ConfigError(f"{where}.{key}={full[key]!r}: must be one of {choices}")
+        if full["ties"] == "index" and task != "retrieval":
+            raise ConfigError(f"{where}.ties='index': only retrieval has a reference load order; "
+                              f"use one of {_CHOICES_EVAL['ties'][:3]} for {task!r}")
         spec = normalize_spec({k: v for k, v in entry.items() if k in SOURCE_DEFAULTS}, where)
         out[name] = {**spec, **full, "name": name}
     return out
@@ -281,6 +310,12 @@ def validate(config: ml_collections.ConfigDict, device_count: int = 1, process_c
         value = (config[section] if section else config)[leaf]
         if value not in choices:
             raise ConfigError(f"config.{key}={value!r}: must be one of {choices}")
+    if not 0.0 <= config.ema.decay < 1.0:
+        raise ConfigError(f"config.ema.decay={config.ema.decay}: must lie in [0, 1) (0 = no EMA; "
+                          "typically 0.999 to 0.9999)")
+    if config.ema.warmup_power < 0:
+        raise ConfigError(f"config.ema.warmup_power={config.ema.warmup_power}: must be >= 0 "
+                          "(0 = no warmup; timm suggests 2/3 or 3/4)")
     eval_entries(config)
     if not for_training:
         return
@@ -289,6 +324,12 @@ def validate(config: ml_collections.ConfigDict, device_count: int = 1, process_c
         raise ConfigError("config.data.batch_size_per_device must be >= 1")
     if config.accum_steps < 1:
         raise ConfigError("config.accum_steps must be >= 1")
+    for tower, key in (("image", "lock_image_unlocked_groups"), ("text", "lock_text_unlocked_layers")):
+        if config[key] < 0:
+            raise ConfigError(f"config.{key}={config[key]} must be >= 0")
+        if config[key] and not config[f"lock_{tower}"]:
+            raise ConfigError(f"config.{key}={config[key]} unlocks part of a locked {tower} tower; "
+                              f"also set config.lock_{tower}=true (or {key}=0)")
     if config.train.steps <= 0 and config.train.epochs <= 0:
         raise ConfigError("set config.train.steps > 0 or config.train.epochs > 0")
     if config.train.log_every < 1 or config.train.checkpoint_every < 1:

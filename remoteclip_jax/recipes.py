@@ -9,6 +9,7 @@ that sets them; "RemoteCLIP paper" marks the paper's own numbers, "ours" our cho
 from __future__ import annotations
 
 import copy
+import pathlib
 
 import ml_collections
 
@@ -35,6 +36,20 @@ def _one_block(config: dict, quick_gelu: bool) -> dict:
 
 SMOKE_VIT = _one_block(model_configs.TINY_VIT, quick_gelu=True)
 SMOKE_RESNET = _one_block(model_configs.TINY_RESNET, quick_gelu=True)
+
+
+def find_data(root, default: str, *others: str) -> str:
+    """``root/X`` for the first of `others`, then `default`, that exists; else ``root/default``.
+
+    Datasets unpack under names that differ between releases and reference code (RSITMD ships
+    ``dataset_RSITMD.json``; ITRA reads EuroSAT's classes from ``EuroSAT/2750``, inside the
+    folder that would otherwise look like one class "2750"): `others` are checked first, and the
+    documented `default` names the path in the message when nothing is there.
+    """
+    for candidate in (*others, default):
+        if (pathlib.Path(root) / candidate).exists():
+            return str(pathlib.Path(root) / candidate)
+    return str(pathlib.Path(root) / default)
 
 
 def variant(c: ml_collections.ConfigDict, arg: str | None, config_file: str, family: str = "vit",
@@ -65,7 +80,8 @@ def itra_adamw(c: ml_collections.ConfigDict) -> None:
     (default None, so torch's own (0.9, 0.999)). Its parameter groups exclude from weight decay
     1-D parameters, names ending in ".bias" and the top-level ``logit_scale`` (its skip list is
     matched by whole name), which is the parameter set of open_clip's main.py rule ("open_clip").
-    Gradient clipping is ``--max-grad-norm`` 1e16 (off). Precision: AMP (float16 autocast with a
+    Gradient clipping is ``--max-grad-norm`` 1e16 (off). Its train loop, unlike open_clip's, never
+    clamps ``logit_scale`` after the update. Precision: AMP (float16 autocast with a
     loss scaler, params.py line 356); our nearest is ``--config.dtype=bfloat16``, float32 here.
     """
     c.optim.lr = 5e-4                   # ITRA default via get_default_params (itra/training/params.py line 10)
@@ -76,6 +92,7 @@ def itra_adamw(c: ml_collections.ConfigDict) -> None:
     c.optim.wd_exclude = "open_clip"    # ITRA get_parameter_groups (itra/training/optimization.py line 105)
     c.optim.schedule = "cosine"         # ITRA cosine_lr (itra/training/main.py line 200)
     c.optim.grad_clip_norm = 0.0        # ITRA default --max-grad-norm 1e16 = off (itra/training/params.py line 360)
+    c.optim.clamp_logit_scale = False   # ITRA's train loop never clamps logit_scale (itra/training/train.py lines 171-188)
     c.dtype = "float32"                 # ITRA default --precision amp (itra/training/params.py line 356): ours float32
 
 

@@ -206,3 +206,32 @@ def test_paper_suite_evaluates_the_papers_datasets_as_the_reference_code_does():
         assert entries[name]["templates"] == "remoteclip"
         assert entries[name]["class_embedding"] == "average"
     assert len(load("paper_suite", "probes").evals) == 12 * 4 + 3
+    # The probes run ITRA's protocol (the paper's tables) with ITRA's shot counts; the clean
+    # protocol is one variant away.
+    for variant, protocol, shots in (("probes", "itra", (1, 2, 4, 8, 16)),
+                                     ("probes_clean", "clean", (1, 2, 4, 8, 16, 32))):
+        entries = schema.eval_entries(load("paper_suite", variant))
+        assert {e["protocol"] for n, e in entries.items()
+                if e["task"] in ("linear_probe", "fewshot")} == {protocol}
+        assert {tuple(e["shots"]) for e in entries.values() if e["task"] == "fewshot"} == {shots}
+
+
+def test_index_ties_are_retrieval_only():
+    entry = schema.evaluation("retrieval", kind="jsonl", path="x.jsonl", ties="index")
+    c = ml_collections.ConfigDict({"evals": {"r": entry}})
+    assert schema.eval_entries(c)["r"]["ties"] == "index"
+    c.evals.z = schema.evaluation("zeroshot", kind="image_folder", path="x", ties="index")
+    with pytest.raises(schema.ConfigError, match=r"config.evals.z.ties='index': only retrieval"):
+        schema.eval_entries(c)
+
+
+def test_unlocked_groups_need_a_locked_tower():
+    c = load("demo", "smoke")
+    c.lock_text_unlocked_layers = 2
+    with pytest.raises(schema.ConfigError, match=r"config.lock_text_unlocked_layers=2 .*config.lock_text=true"):
+        schema.validate(c, 8)
+    c.lock_text = True
+    schema.validate(c, 8)
+    c.lock_image_unlocked_groups = -1
+    with pytest.raises(schema.ConfigError, match=r"lock_image_unlocked_groups=-1 must be >= 0"):
+        schema.validate(c, 8)

@@ -158,3 +158,34 @@ def test_bad_spec_is_a_user_error(tmp_path):
     with pytest.raises(dedup.DedupError, match="no such image folder"):
         dedup.main(["--train", str(tmp_path / "nope"), "--eval", str(tmp_path), "--out",
                     str(tmp_path / "x.json")])
+
+
+def test_caption_file_specs_select_a_split_and_an_image_root(tmp_path):
+    """The fine-tuning recipe's exclusion list: train split of a caption file against its own test
+    split, images found under image_root, paths as the training source resolves them."""
+    from remoteclip_jax.data import sources
+
+    _write_images(tmp_path / "imgs", range(4))
+    (tmp_path / "imgs" / "copy.png").write_bytes((tmp_path / "imgs" / "img3.png").read_bytes())
+    doc = {"images": [{"filename": f"img{i}.png", "split": "train" if i < 3 else "test",
+                       "sentences": [{"raw": "x"}]} for i in range(4)]}
+    doc["images"].append({"filename": "copy.png", "split": "train", "sentences": [{"raw": "y"}]})
+    captions = tmp_path / "meta" / "dataset.json"            # images are not beside the file
+    captions.parent.mkdir()
+    captions.write_text(json.dumps(doc))
+    root = tmp_path / "imgs"
+    out = tmp_path / "ex.json"
+    dedup.main(["--train", f"{captions}?split=train&image_root={root}",
+                "--eval", f"{captions}?split=test&image_root={root}", "--out", str(out),
+                "--no-progress"])
+    document = json.loads(out.read_text())
+    assert [pathlib.Path(e["train"]).name for e in document["excluded"]] == ["copy.png"]
+    assert document["num_train_images"] == 4 and document["num_eval_images"] == 1
+    spec = sources.normalize_spec({"kind": "caption_json", "path": str(captions), "split": "train",
+                                   "image_root": str(root), "exclude": str(out)})
+    kept = sources.build_source(spec)
+    assert len(kept) == 3
+    with pytest.raises(dedup.DedupError, match=r"image_root"):
+        dedup.collect_images(f"{captions}?splt=test")
+    with pytest.raises(dedup.DedupError, match=r"no such exclusion list; write one"):
+        dedup.load_exclusions(tmp_path / "missing.json")

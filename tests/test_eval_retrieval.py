@@ -1,5 +1,6 @@
-"""retrieval_metrics against clip_benchmark's recall_at_k semantics (re-derived with torch.topk),
-a float64 sorting reference, a Monte-Carlo over random tie orders, and the real UCM captions."""
+"""retrieval_metrics against clip_benchmark's recall_at_k semantics (re-derived with torch.topk, and
+with a stable lowest-index top-k for ties="index"), a float64 sorting reference, a Monte-Carlo over
+random tie orders, RemoteCLIP's load order, and the real UCM captions."""
 import collections
 import hashlib
 import json
@@ -8,7 +9,7 @@ import numpy as np
 import pytest
 
 from remoteclip_jax.evaluate import retrieval_metric_bounds, retrieval_metrics
-from remoteclip_jax.evaluate.retrieval import retrieval_report, tie_sensitive
+from remoteclip_jax.evaluate.retrieval import reference_order, retrieval_report, tie_sensitive
 
 KEYS = ("i2t_R@1", "i2t_R@5", "i2t_R@10", "t2i_R@1", "t2i_R@5", "t2i_R@10")
 
@@ -21,7 +22,7 @@ def _unit(x):
 def _clip_benchmark_recalls(img, txt, t2i, ks=(1, 5, 10)):
     """clip_benchmark's evaluation, re-derived: ``recall_at_k`` (clip_benchmark/metrics/
     zeroshot_retrieval.py lines 95-116: torch.topk, one-hot, true positives / positives), then
-    ``(recall > 0).float().mean() * 100`` per direction as RemoteCLIP's retrieval.py lines 177-190."""
+    ``(recall > 0).float().mean() * 100`` per direction as RemoteCLIP's retrieval.py lines 170-177."""
     torch = pytest.importorskip("torch")
     img_t = torch.from_numpy(_unit(img))
     txt_t = torch.from_numpy(_unit(txt))
@@ -231,7 +232,9 @@ def _hashed_bag_of_words(sentence, dim=512):
     return v
 
 
-def test_ucm_repeated_captions_cap_the_pessimistic_rule(shared_data):
+def _ucm_test_oracle(shared_data):
+    """UCM's test split: (images, captions, t2i, caption rows, "oracle" image rows that see their
+    own captions: the mean of their rows)."""
     path = shared_data / "captions" / "ucm" / "dataset_ucm.json"
     if not path.is_file():
         pytest.skip(f"{path} not found")
@@ -239,8 +242,12 @@ def test_ucm_repeated_captions_cap_the_pessimistic_rule(shared_data):
     captions = [[s["raw"] for s in im["sentences"]] for im in images]
     t2i = np.repeat(np.arange(len(images)), [len(c) for c in captions])
     txt = np.stack([_hashed_bag_of_words(s) for c in captions for s in c])
-    # An "oracle" image embedding that sees its own captions: the mean of their rows.
     img = np.stack([txt[t2i == i].mean(0) for i in range(len(images))])
+    return images, captions, t2i, txt, img
+
+
+def test_ucm_repeated_captions_cap_the_pessimistic_rule(shared_data):
+    images, captions, t2i, txt, img = _ucm_test_oracle(shared_data)
     # Independent count from the text: images whose whole caption set also belongs to another
     # test image get an identical embedding, so a wrong caption always ties their best one and
     # the pessimistic rule can never score them at R@1.
@@ -273,3 +280,98 @@ def test_caption_keys_make_repeated_captions_tie_despite_last_bit_noise():
         retrieval_metrics(img, txt, t2i), abs=1e-12)
     assert retrieval_metric_bounds(img, noisy, t2i, caption_keys=keys) == retrieval_metric_bounds(img, txt, t2i)
     assert tie_sensitive(retrieval_metric_bounds(img, txt, t2i))    # the repeats do tie
+
+
+def _stable_recalls(img, txt, t2i, ks=(1, 5, 10)):
+    """clip_benchmark's ``recall_at_k`` (zeroshot_retrieval.py lines 95-116) and RemoteCLIP's
+    ``(recall > 0).mean() * 100`` (retrieval.py lines 170-177), re-derived in numpy with a stable
+    top-k: among equal scores the lower index comes first."""
+    scores = _unit(txt) @ _unit(img).T                          # (texts, images)
+    positive = np.zeros(scores.shape, bool)
+    positive[np.arange(len(scores)), np.asarray(t2i)] = True
+
+    def recall_at_k(s, pos, k):
+        top = np.argsort(-s, axis=1, kind="stable")[:, :k]
+        true_positive = np.take_along_axis(pos, top, axis=1).sum(axis=1)
+        return true_positive / pos.sum(axis=1)
+
+    out = {}
+    for k in ks:
+        out[f"i2t_R@{k}"] = (recall_at_k(scores.T, positive.T, k) > 0).mean() * 100
+    for k in ks:
+        out[f"t2i_R@{k}"] = (recall_at_k(scores, positive, k) > 0).mean() * 100
+    return out
+
+
+def _exactly_tied_case(seed):
+    """Unit features with entries +-0.5 (norm exactly 1, dot products exact in any summation
+    order): only 16 distinct rows, so ties everywhere; captions of some images repeated."""
+    rng = np.random.default_rng(seed)
+    n_img = 40
+    img = 0.5 * rng.choice([-1.0, 1.0], size=(n_img, 4))
+    t2i = np.repeat(np.arange(n_img), rng.integers(1, 6, size=n_img))
+    txt = 0.5 * rng.choice([-1.0, 1.0], size=(len(t2i), 4))
+    txt[t2i == 1] = txt[t2i == 0][0]                   # image 1 reuses one of image 0's captions
+    return img, txt, t2i
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_index_rule_equals_recall_at_k_with_a_stable_topk(seed):
+    img, txt, t2i = _exactly_tied_case(seed)
+    got = retrieval_metrics(img, txt, t2i, ties="index")
+    want = _stable_recalls(img, txt, t2i)
+    for key in KEYS:
+        assert got[key] == pytest.approx(want[key], abs=1e-9), key
+    bounds = retrieval_metric_bounds(img, txt, t2i)
+    assert all(bounds[k][0] - 1e-9 <= got[k] <= bounds[k][1] + 1e-9 for k in KEYS)
+    # The order matters: reversing every list moves the numbers (so the test can fail).
+    rev_img, rev_txt = img[::-1], txt[::-1]
+    rev_t2i = (len(img) - 1 - t2i)[::-1]
+    reversed_ = retrieval_metrics(rev_img, rev_txt, rev_t2i, ties="index")
+    want = _stable_recalls(rev_img, rev_txt, rev_t2i)
+    assert all(reversed_[k] == pytest.approx(want[k], abs=1e-9) for k in KEYS)
+    assert any(abs(reversed_[k] - got[k]) > 1e-9 for k in KEYS)
+
+
+def _json_dataset_order(images):
+    """RemoteCLIP's JsonDataset (retrieval.py lines 80-102), re-derived: one row per test sentence
+    in file order, then one row per unique file name (np.unique order) holding its captions."""
+    rows = [(im["filename"], s["raw"]) for im in images for s in im["sentences"]]
+    names = [r[0] for r in rows]
+    unique, first = np.unique(names, return_index=True)
+    if len(unique) == len(names):
+        return names, [[r[1]] for r in rows]
+    return ([names[i] for i in first],
+            [[caption for name, caption in rows if name == names[i]] for i in first])
+
+
+def test_reference_order_is_retrieval_pys_load_order():
+    names = ["9.tif", "10.tif", "1.tif", "100.tif", "2.tif"]
+    images = [{"filename": n, "sentences": [{"raw": f"{n} caption {j}"} for j in range(1 + i % 3)]}
+              for i, n in enumerate(names)]
+    t2i = np.repeat(np.arange(len(names)), [len(im["sentences"]) for im in images])
+    captions = [s["raw"] for im in images for s in im["sentences"]]
+    image_order, caption_order = reference_order(names, t2i)
+    want_names, want_captions = _json_dataset_order(images)
+    assert [names[i] for i in image_order] == want_names == ["1.tif", "10.tif", "100.tif", "2.tif", "9.tif"]
+    assert [captions[j] for j in caption_order] == [c for caps in want_captions for c in caps]
+    # One caption per image: JsonDataset keeps the file order.
+    single = [{"filename": n, "sentences": [{"raw": n}]} for n in names]
+    image_order, caption_order = reference_order(names, np.arange(len(names)))
+    assert [names[i] for i in image_order] == _json_dataset_order(single)[0] == names
+    assert list(caption_order) == list(range(len(names)))
+
+
+def test_ucm_index_rule_in_the_reference_order(shared_data):
+    images, _, t2i, txt, img = _ucm_test_oracle(shared_data)
+    image_order, caption_order = reference_order([im["filename"] for im in images], t2i)
+    rank = np.argsort(image_order)
+    img_r, txt_r, t2i_r = img[image_order], txt[caption_order], rank[t2i[caption_order]]
+    index = retrieval_metrics(img_r, txt_r, t2i_r, ties="index")
+    stable = _stable_recalls(img_r, txt_r, t2i_r)
+    for key in KEYS:
+        assert index[key] == pytest.approx(stable[key], abs=1e-9), key
+    bounds = retrieval_metric_bounds(img, txt, t2i)
+    assert all(bounds[k][0] - 1e-9 <= index[k] <= bounds[k][1] + 1e-9 for k in KEYS)
+    # The order is the reference's, not the file's: UCM's test images are not in name order.
+    assert list(image_order) != sorted(image_order)

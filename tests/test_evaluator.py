@@ -102,7 +102,8 @@ def test_end_to_end_on_shared_samples(tiny, shared_data, tmp_path):
     txt = ev.text_features(variables, ev._prepared["rsicd_aid"]["tokens"])
     np.testing.assert_allclose(img, ref_img, rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(txt, ref_txt, rtol=1e-4, atol=1e-5)
-    for k, v in retrieval_metrics(img, txt, t2i, ties="expected", caption_keys=captions).items():
+    keys = [row.tobytes() for row in rc.tokenize(captions)]
+    for k, v in retrieval_metrics(img, txt, t2i, ties="expected", caption_keys=keys).items():
         assert out[f"eval/rsicd_aid/{k}"] == pytest.approx(v, abs=1e-9)
 
 
@@ -232,6 +233,78 @@ def test_bad_input_is_named_and_finished_results_are_kept(tiny, shared_data, tmp
     # A trainer asks for the metrics without the exception.
     ev.raise_on_error = False
     assert {k.split("/")[1] for k in ev(variables)} == {"ucm", "fine"}
+
+
+def test_index_ties_rank_in_retrieval_pys_order_and_captions_share_by_tokens(tiny, tmp_path):
+    """ties="index": images sorted by file name, captions in file order, captions that differ
+    only in case one embedding; against a stable top-k on the evaluator's own features."""
+    from tests.test_eval_retrieval import KEYS, _stable_recalls
+
+    model, variables = tiny
+    rng = np.random.default_rng(0)
+    # Every caption is one text in three spellings, so all captions tie exactly: an image is
+    # found at k only when fewer than k captions of other images come before its own.
+    names = ["9.png", "10.png", "1.png"]
+    sentences = [["A plane."], ["a plane.", "A PLANE.", "a plane."], ["a Plane.", "A plane."]]
+    for n in names:
+        Image.fromarray(rng.integers(0, 255, (16, 16, 3), np.uint8)).save(tmp_path / n)
+    doc = {"images": [{"filename": n, "split": "test", "sentences": [{"raw": c} for c in caps]}
+                      for n, caps in zip(names, sentences)]}
+    (tmp_path / "captions.json").write_text(json.dumps(doc))
+    entry = schema.evaluation("retrieval", kind="caption_json", split="test", ties="index",
+                              path=str(tmp_path / "captions.json"), image_root=str(tmp_path))
+    ev = _evaluator(model, {"r": entry}, tmp_path / "w", batch_size=8)
+    ev._encoders(variables)
+    img = ev.image_features(variables, ev._dataset(ev.entries["r"]))
+    clean = ev.text_features(variables, ev._prepared["r"]["tokens"])
+    # Last-bit noise, different for each caption row, as batched encoders give.
+    noisy = clean * (1 + 1e-6 * rng.standard_normal(clean.shape)).astype(np.float32)
+    ev.text_features = lambda v, tokens: noisy
+    out = ev(variables)
+
+    # The reference, re-derived: images sorted by name, each one's captions in file order, one
+    # embedding per lower-cased text (the first one's).
+    order = sorted(range(len(names)), key=lambda i: names[i])
+    start = np.cumsum([0] + [len(c) for c in sentences])
+    rows = [j for i in order for j in range(start[i], start[i + 1])]
+    flat = [c for caps in sentences for c in caps]
+    first = {}
+    for j, c in enumerate(flat):
+        first.setdefault(c.lower(), j)
+    t2i = np.repeat(np.arange(len(order)), [len(sentences[i]) for i in order])
+    want = _stable_recalls(img[order], noisy[[first[flat[j].lower()] for j in rows]], t2i)
+    for key in KEYS:
+        assert out[f"eval/r/{key}"] == pytest.approx(want[key], abs=1e-9), key
+    # Each row with its own noise (no sharing), or the file's order, give other numbers.
+    unshared = _stable_recalls(img[order], noisy[rows], t2i)
+    file_order = _stable_recalls(img, noisy[[first[c.lower()] for c in flat]],
+                                 np.repeat(np.arange(len(names)), [len(c) for c in sentences]))
+    for other in (unshared, file_order):
+        assert any(abs(other[k] - want[k]) > 1e-9 for k in KEYS)
+    # Sorted: 1.png (2 captions), 10.png (3), 9.png (1): 9.png has 5 captions before its own.
+    assert out["eval/r/i2t_R@5"] == pytest.approx(200 / 3) and out["eval/r/i2t_R@1"] == pytest.approx(100 / 3)
+
+
+def test_renamed_zeroshot_entry_warns_or_takes_its_table_by_the_dataset_key(tiny, tmp_path, caplog):
+    model, _ = tiny
+    for c in ("BareLand", "Airport"):
+        (tmp_path / "AID" / c).mkdir(parents=True)
+        for i in range(5):
+            Image.fromarray(np.full((8, 8, 3), 30 * i, np.uint8)).save(tmp_path / "AID" / c / f"{i}.png")
+    folder = dict(kind="image_folder", path=str(tmp_path / "AID"))
+    evals = {"aid": schema.evaluation("zeroshot", **folder),
+             "aid_v2": schema.evaluation("zeroshot", **folder),
+             "aid_v3": schema.evaluation("zeroshot", **folder, dataset="AID")}
+    with caplog.at_level("WARNING"):
+        ev = _evaluator(model, evals, tmp_path / "w")
+    # ITRA's AID table spells "bareLand"; the generic rules say "bare land".
+    assert ev._prepared["aid"]["readable"] == ["airport", "bareLand"]
+    assert ev._prepared["aid_v2"]["readable"] == ["airport", "bare land"]
+    assert ev._prepared["aid_v3"]["readable"] == ["airport", "bareLand"]
+    assert ev._prepared["aid_v3"]["templates"] == ev._prepared["aid"]["templates"]
+    warned = [r.getMessage() for r in caplog.records if "rule-made names" in r.getMessage()]
+    assert len(warned) == 1 and warned[0].startswith("eval aid_v2: dataset 'aid_v2' has no")
+    assert "config.evals.aid_v2.dataset" in warned[0]
 
 
 def test_markdown_table_layout():

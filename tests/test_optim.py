@@ -141,6 +141,46 @@ def test_lock_image_gives_the_image_tower_no_update():
     assert float(jnp.abs(updates["text_projection"]).min()) > 0.0
 
 
+def _frozen_by_torch_name(cfg, **locks):
+    """Our frozen labels on the Flax tree, renamed to torch keys through the converter."""
+    model = rc.create_model(cfg)
+    size = model.image_size
+    abstract = jax.eval_shape(model.init, jax.random.PRNGKey(0), jnp.zeros((1, size, size, 3)),
+                              jnp.zeros((1, 8), jnp.int32))
+    labels = optim.trainable_labels(abstract["params"], **locks)
+    flags = jax.tree.map(lambda label, a: np.full(a.shape, float(label == "frozen"), np.float32),
+                         labels, abstract["params"])
+    return {k: bool(v.reshape(-1)[0]) for k, v in rc.to_openclip({"params": flags}).items()}
+
+
+@pytest.mark.parametrize("cfg,image_groups,text_layers", [
+    (rc.models.TINY_VIT, None, 0), (rc.models.TINY_VIT, 0, None), (rc.models.TINY_VIT, 1, 1),
+    (rc.models.TINY_VIT, 2, 3), (rc.models.TINY_VIT, 3, 2), (rc.models.TINY_VIT, 4, 4),
+    (rc.models.TINY_VIT, 9, 9), (rc.models.TINY_RESNET, 0, 2), (rc.models.TINY_RESNET, None, 1)],
+    ids=lambda v: "rn" if v is rc.models.TINY_RESNET else "vit" if isinstance(v, dict) else str(v))
+def test_locks_freeze_what_open_clips_lock_towers_freeze(cfg, image_groups, text_layers):
+    """open_clip's own lock_image_tower / lock_text_tower (unlocked groups / layers from the end)
+    decide requires_grad; ours must freeze exactly the parameters it leaves without a gradient."""
+    model = _torch_model(cfg)
+    if image_groups is not None:
+        model.lock_image_tower(unlocked_groups=image_groups)
+    if text_layers is not None:
+        model.lock_text_tower(unlocked_layers=text_layers)
+    theirs = {n: not p.requires_grad for n, p in model.named_parameters()}
+    ours = _frozen_by_torch_name(
+        cfg, lock_image=image_groups is not None, image_unlocked_groups=image_groups or 0,
+        lock_text=text_layers is not None, text_unlocked_layers=text_layers or 0)
+    assert ours == theirs
+    # Not vacuous: something is frozen unless every group (4 in each tiny tower) is unlocked.
+    partly = [n < 4 for n in (image_groups, text_layers) if n is not None]
+    assert not ours["logit_scale"] and any(ours.values()) == any(partly)
+
+
+def test_resnet_image_tower_has_no_layer_groups():
+    with pytest.raises(optim.OptimConfigError, match="lock_image_unlocked_groups=1"):
+        _frozen_by_torch_name(rc.models.TINY_RESNET, lock_image=True, image_unlocked_groups=1)
+
+
 def test_clamp_logit_scale_to_open_clip_range():
     clamped = optim.clamp_logit_scale({"logit_scale": jnp.float32(5.0), "x": jnp.ones(2)})
     assert float(clamped["logit_scale"]) == pytest.approx(math.log(100.0))

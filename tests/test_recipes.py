@@ -83,6 +83,7 @@ def test_remoteclip_recipes_run_itras_effective_adamw(name):
     # create_optimizer passes --opt_eps 1e-8 and no betas (torch's 0.9/0.999), for every model.
     assert (o.b1, o.b2, o.eps) == (0.9, 0.999, 1e-8)
     assert o.wd_exclude == "open_clip" and o.warmup_steps == 0 and o.grad_clip_norm == 0
+    assert not o.clamp_logit_scale                     # ITRA's train loop never clamps
 
 
 def test_finetune_recipe_has_georsclips_published_settings():
@@ -91,9 +92,13 @@ def test_finetune_recipe_has_georsclips_published_settings():
     o = c.optim
     assert (o.lr, o.weight_decay, o.warmup_steps, o.grad_clip_norm) == (5e-6, 0.5, 100, 50.0)
     assert c.data.batch_size == 600 and c.train.epochs == 7
+    assert not o.clamp_logit_scale                     # tuned with ITRA, which never clamps
     assert {e.task for e in c.evals.values()} == {"retrieval"}
     assert {e.split for e in c.evals.values()} == {"test"}
     assert {s.split for s in c.data.sources.values()} == {"train"}
+    # De-duplicated against both test splits by default (GeoRSCLIP de-duplicated RET-2).
+    assert {s.exclude for s in c.data.sources.values()} == {module.EXCLUSIONS}
+    assert {s.exclude for s in module.get_config("raw").data.sources.values()} == {""}
     assert run_lengths("finetune_rsitmd") == [65_125 // 600 * 7]
 
 
@@ -121,3 +126,18 @@ def test_documented_sizes_match_the_real_data(shared_data):
     ft = load_module("finetune_rsitmd")
     assert _karpathy_train(rsitmd) == (ft.RSITMD_TRAIN_IMAGES, 5 * ft.RSITMD_TRAIN_IMAGES)
 
+
+
+def test_paper_suite_finds_datasets_where_the_reference_reads_them(tmp_path, monkeypatch):
+    (tmp_path / "EuroSAT" / "2750" / "Forest").mkdir(parents=True)     # as the EuroSAT zip unpacks
+    (tmp_path / "AID" / "Airport").mkdir(parents=True)                 # the short layout
+    (tmp_path / "RSITMD").mkdir()
+    (tmp_path / "RSITMD" / "dataset_rsitmd.json").write_text("{}")     # the other spelling
+    monkeypatch.setenv("REMOTECLIP_DATA", str(tmp_path))
+    evals = load_module("paper_suite").get_config().evals
+    assert evals.eurosat.path == str(tmp_path / "EuroSAT" / "2750")
+    assert evals.aid.path == str(tmp_path / "AID")
+    assert evals.rsitmd.path == str(tmp_path / "RSITMD" / "dataset_rsitmd.json")
+    assert evals.patternnet.path == str(tmp_path / "PatternNet")        # missing: the documented path
+    ft = load_module("finetune_rsitmd").get_config()
+    assert ft.data.sources.rsitmd.path == evals.rsitmd.path

@@ -165,6 +165,59 @@ def test_fsdp_step_equals_data_parallel_step_shards_params_and_clamps(vit, vit_s
     assert moved > 1e-5
 
 
+def test_clamp_off_leaves_logit_scale_above_ln_100_as_itra_does(vit, vit_state):
+    params = dict(vit_state)
+    params["logit_scale"] = np.float32(5.0)
+    mesh = _mesh()
+    config = _config(**{"optim.clamp_logit_scale": False})
+    state, _ = state_lib.create_train_state(vit, config, mesh, jax.random.PRNGKey(0),
+                                            init_variables={"params": params})
+    state, _ = step_lib.make_train_step(vit, config, mesh)(
+        state, sharding.shard_batch(_batch(vit, seed=2), mesh), jax.random.PRNGKey(0))
+    # One AdamW step moves a scalar by at most ~lr (5e-4 here); no clamp to ln 100 = 4.605.
+    assert abs(float(state.params["logit_scale"]) - 5.0) < 1e-3
+
+
+def test_locked_parameters_stay_bit_identical_and_hold_no_optimizer_state(vit, vit_state):
+    """lock_text + lock_image with the last groups unlocked: two accumulated steps move exactly
+    the unlocked parameters, and the optimizer keeps Adam moments for those alone."""
+    from remoteclip_jax.train import optim as optim_lib
+
+    mesh = _mesh()
+    config = _config(**{"lock_image": True, "lock_image_unlocked_groups": 1, "lock_text": True,
+                        "lock_text_unlocked_layers": 2, "accum_steps": 2})
+    state, _ = state_lib.create_train_state(vit, config, mesh, jax.random.PRNGKey(0),
+                                            init_variables={"params": vit_state})
+    frozen = optim_lib.frozen_mask(vit_state, **optim_lib.lock_settings(config))
+    trainable_size = sum(np.size(x) for x, f in zip(jax.tree.leaves(vit_state),
+                                                  jax.tree.leaves(frozen)) if not f)
+    frozen_size = sum(np.size(x) for x, f in zip(jax.tree.leaves(vit_state),
+                                               jax.tree.leaves(frozen)) if f)
+    state_size = sum(np.size(x) for x in jax.tree.leaves(state.opt_state))
+    # mu and nu of every trainable parameter, plus Adam's step counters (scalars).
+    assert 2 * trainable_size <= state_size < 2 * trainable_size + 8
+    assert frozen_size > 8
+
+    train_step = step_lib.make_train_step(vit, config, mesh)
+    for seed in (6, 7):
+        state, _ = train_step(state, sharding.shard_batch(_batch(vit, seed=seed), mesh),
+                              jax.random.PRNGKey(0))
+    after = jax.device_get(state.params)
+    moved = {}
+    for (path, new), old, f in zip(jax.tree_util.tree_leaves_with_path(after),
+                                   jax.tree.leaves(vit_state), jax.tree.leaves(frozen)):
+        name = jax.tree_util.keystr(path)
+        if f:
+            np.testing.assert_array_equal(new, old, err_msg=name)
+        else:
+            moved[name] = _rel(new, old)
+    # The unlocked groups: image proj; the last text block with ln_final, and text_projection.
+    assert "['visual']['proj']" in moved and "['text_projection']" in moved
+    assert "['ln_final']['scale']" in moved and "['logit_scale']" in moved
+    assert not any("conv1" in n or "token_embedding" in n for n in moved)
+    assert min(v for n, v in moved.items() if "kernel" in n or "proj" in n) > 0
+
+
 def test_batch_the_mesh_cannot_split_is_refused(vit, vit_state):
     mesh = _mesh()
     grad_fn = step_lib.make_grad_fn(vit, _config(accum_steps=4), mesh)

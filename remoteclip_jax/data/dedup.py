@@ -299,6 +299,9 @@ def load_exclusions(path: str | os.PathLike) -> set[str]:
         DedupError: unreadable file, or JSON of another shape.
     """
     path = pathlib.Path(path)
+    if not path.is_file():
+        raise DedupError(f"{path}: no such exclusion list; write one with `remoteclip-jax dedup "
+                         f"--train ... --eval ... --out {path}`, or set the source's exclude to ''")
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:
@@ -329,15 +332,19 @@ def filter_excluded(items: Iterable[AnnotatedImage], exclusions: set[str]
 # --- collecting the images of a command-line spec --------------------------------------------
 
 _CAPTION_SUFFIXES = (".json", ".jsonl", ".csv", ".tsv")
+# What `?key=value` after a caption file selects (the keys of its source spec).
+_CAPTION_OPTIONS = ("split", "image_root")
 
 
 def collect_images(spec: str) -> list[AnnotatedImage]:
     """The images a command-line spec names.
 
     Specs: an image folder (searched recursively); a caption file (.json Karpathy, .jsonl, .csv,
-    .tsv); a .txt list of image paths (relative to the list); or `KIND:PATH` with a converter
-    kind (`dota:DOTA/labelTxt`, `dior:...`, `coco:...`, `visdrone:...`; see
-    `remoteclip-jax convert-data --help`).
+    .tsv), optionally followed by ``?split=NAME`` and/or ``&image_root=DIR`` (only that split's
+    images; images under DIR, as the source keys of the same names resolve them, so the listed
+    paths equal the training source's); a .txt list of image paths (relative to the list); or
+    `KIND:PATH` with a converter kind (`dota:DOTA/labelTxt`, `dior:...`, `coco:...`,
+    `visdrone:...`; see `remoteclip-jax convert-data --help`).
 
     Raises:
         DedupError: a spec that names nothing usable.
@@ -346,6 +353,8 @@ def collect_images(spec: str) -> list[AnnotatedImage]:
     from remoteclip_jax.data.readers import read_captions
     from remoteclip_jax.data.readers._paths import IMAGE_EXTENSIONS
 
+    spec, _, query = spec.partition("?")
+    options = _caption_options(spec, query)
     kind, sep, rest = spec.partition(":")
     if sep and kind in convert_annotations.KINDS and not pathlib.Path(spec).exists():
         items, _ = convert_annotations.read_items(kind, rest)
@@ -357,13 +366,29 @@ def collect_images(spec: str) -> list[AnnotatedImage]:
     if not path.is_file():
         raise DedupError(f"{spec}: no such image folder or file")
     if path.suffix.lower() in _CAPTION_SUFFIXES:
-        return read_captions(path)
+        return read_captions(path, options.pop("split", None), **options)
     if path.suffix.lower() == ".txt":
         lines = (line.strip() for line in path.read_text(encoding="utf-8").splitlines())
         return [AnnotatedImage(path=str(path.parent / line)) for line in lines
                 if line and not line.startswith("#")]
     raise DedupError(f"{spec}: not an image folder, caption file (.json, .jsonl, .csv, .tsv), "
                      ".txt list of images or KIND:PATH")
+
+
+def _caption_options(spec: str, query: str) -> dict[str, str]:
+    """The ``?split=...&image_root=...`` options of a caption-file spec."""
+    import urllib.parse
+
+    if not query:
+        return {}
+    if pathlib.Path(spec).suffix.lower() not in _CAPTION_SUFFIXES:
+        raise DedupError(f"{spec}?{query}: options after '?' are for caption files only")
+    options = dict(urllib.parse.parse_qsl(query, keep_blank_values=True))
+    unknown = sorted(set(options) - set(_CAPTION_OPTIONS))
+    if unknown or not all(options.values()):
+        raise DedupError(f"{spec}?{query}: use ?split=NAME&image_root=DIR (options "
+                         f"{', '.join(_CAPTION_OPTIONS)}, each with a value)")
+    return options
 
 
 def _gather(specs: Sequence[str]) -> list[AnnotatedImage]:
@@ -384,8 +409,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="remoteclip-jax dedup",
         description="List training images that are near-duplicates (pHash) of evaluation images.")
     parser.add_argument("--train", nargs="+", required=True, metavar="SPEC",
-                        help="training images: folder, caption .json/.jsonl/.csv/.tsv, .txt list "
-                             "of paths, or KIND:PATH (dota:DOTA/labelTxt, ...)")
+                        help="training images: folder, caption .json/.jsonl/.csv/.tsv (add "
+                             "'?split=train&image_root=DIR' to read one split, images under DIR), "
+                             ".txt list of paths, or KIND:PATH (dota:DOTA/labelTxt, ...)")
     parser.add_argument("--eval", nargs="+", required=True, metavar="SPEC",
                         help="evaluation images, same forms as --train")
     parser.add_argument("--threshold", type=int, default=DEFAULT_THRESHOLD,

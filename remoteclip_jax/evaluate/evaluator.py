@@ -41,7 +41,7 @@ from remoteclip_jax.data import pipeline, sources as source_registry
 from remoteclip_jax.errors import EvalDataError, UserError
 from remoteclip_jax.data.classnames import resolve_classnames
 from remoteclip_jax.evaluate import counting, itra_probes, plots, probes, report, splits, zeroshot
-from remoteclip_jax.evaluate.retrieval import retrieval_report
+from remoteclip_jax.evaluate.retrieval import reference_order, retrieval_report
 from remoteclip_jax.evaluate.templates import get_templates
 from remoteclip_jax.weights.fingerprint import weights_fingerprint
 
@@ -141,7 +141,9 @@ class Evaluator:
                 t2i += [i] * len(caps)
             if not captions:
                 raise EvalDataError(f"{where}: no captions to retrieve")
-            return {"tokens": self._tokenize(captions), "t2i": np.asarray(t2i), "captions": captions}
+            # File names, for the reference's image order under ties "index".
+            names = [os.path.basename(k) for k in ds.keys]
+            return {"tokens": self._tokenize(captions), "t2i": np.asarray(t2i), "names": names}
         if task == "count":
             questions = [(i, cat, n) for i, c in enumerate(ds.counts)
                          for cat, n in sorted(c.items()) if 1 <= n <= 10]
@@ -162,9 +164,11 @@ class Evaluator:
         if task == "zeroshot":
             if entry["subset"] == "all":
                 out["test"] = np.arange(len(labels))
-            readable, name_sources = resolve_classnames(classes, entry["name"],
+            dataset = entry["dataset"] or entry["name"]
+            readable, name_sources = resolve_classnames(classes, dataset,
                                                         dict(entry["classnames"]) or None)
-            templates = get_templates(_plain(entry["templates"]), entry["name"])
+            _warn_rule_names(entry, dataset, classes, name_sources)
+            templates = get_templates(_plain(entry["templates"]), dataset)
             out.update(readable=readable, name_sources=name_sources, templates=list(templates),
                        tokens=self._tokenize(zeroshot.build_prompts(readable, templates)))
         elif not len(train) or not len(test):
@@ -279,6 +283,23 @@ class Evaluator:
         return feats
 
 
+def _warn_rule_names(entry, dataset, classes, name_sources) -> None:
+    """Says when class names fall back to the generic rules: a renamed entry, or a dataset
+    without a reference table, should not change prompts silently."""
+    ruled = [c for c, s in zip(classes, name_sources) if s == "rule"]
+    if not ruled:
+        return
+    from remoteclip_jax.data.classnames import CLASS_NAMES, dataset_key
+
+    known = dataset_key(dataset) in CLASS_NAMES
+    why = (f"dataset {dataset!r} has no reference class-name table" if not known
+           else f"{len(ruled)} of {len(classes)} classes are not in {dataset!r}'s table")
+    logging.warning("eval %s: %s; rule-made names for %s%s. Set config.evals.%s.dataset to the "
+                    "dataset's name (e.g. aid, eurosat) or config.evals.%s.classnames",
+                    entry["name"], why, ", ".join(ruled[:3]), " ..." if len(ruled) > 3 else "",
+                    entry["name"], entry["name"])
+
+
 def _plain(value):
     """Config values as plain Python (lists for tuples and ConfigDict lists)."""
     return list(value) if isinstance(value, (list, tuple)) else value
@@ -301,10 +322,16 @@ def _all_processes(x: np.ndarray) -> np.ndarray:
 # --- the tasks: features in hand -> (metrics, details) ----------------------------------------------
 
 def _retrieval(ev, variables, entry, prep, image_feats):
-    txt = ev.text_features(variables, prep["tokens"])
-    # Identical captions (UCM and Sydney repeat many) share one embedding, so they tie exactly.
-    return retrieval_report(image_feats, txt, prep["t2i"], ties=entry["ties"],
-                            caption_keys=prep["captions"])
+    txt, t2i = ev.text_features(variables, prep["tokens"]), prep["t2i"]
+    # Captions with the same tokens (UCM and Sydney repeat many; case is lost in tokenising)
+    # share one embedding, so they tie exactly.
+    keys = [row.tobytes() for row in prep["tokens"]]
+    if entry["ties"] == "index":  # lowest index first: rank in the reference's load order
+        image_order, caption_order = reference_order(prep["names"], t2i)
+        rank = np.argsort(image_order)
+        image_feats, txt = image_feats[image_order], txt[caption_order]
+        t2i, keys = rank[t2i[caption_order]], [keys[i] for i in caption_order]
+    return retrieval_report(image_feats, txt, t2i, ties=entry["ties"], caption_keys=keys)
 
 
 def _zeroshot(ev, variables, entry, prep, image_feats):

@@ -1,5 +1,5 @@
-"""Evaluation figures (matplotlib, Agg backend): confusion matrices, the few-shot curve and the
-RemoteCount top-k curve."""
+"""Evaluation figures (matplotlib, Agg backend): confusion matrices, the few-shot curve, the
+RemoteCount top-k curve and metrics against WiSE-FT's alpha."""
 from __future__ import annotations
 
 import pathlib
@@ -80,4 +80,23 @@ def plot_count_topk(curves: dict, path, title: str = "RemoteCount top-k accuracy
     ax.set_xlabel("k (true count among the k best captions)")
     ax.set_ylabel("top-k accuracy (%)")
     ax.set_ylim(0, 100)
+    _save_line_plot(plt, fig, ax, path, title)
+
+
+def plot_against_alpha(curves: dict, path, title: str = "WiSE-FT"):
+    """One line per metric: its value against the interpolation weight alpha (0 = zero-shot,
+    1 = fine-tuned).
+
+    Args:
+        curves: {metric name: {alpha: value}}.
+        path: PNG to write.
+        title: figure title.
+    """
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name, curve in sorted(curves.items()):
+        alphas = sorted(curve)
+        ax.plot(alphas, [curve[a] for a in alphas], marker="o", label=name)
+    ax.set_xlabel("alpha (0 = zero-shot, 1 = fine-tuned)")
+    ax.set_ylabel("metric (%)")
     _save_line_plot(plt, fig, ax, path, title)

@@ -1,25 +1,34 @@
 """Image-text retrieval recall, as the RemoteCLIP paper reports it (RSITMD, RSICD, UCM, Sydney).
 
-What is counted (the same as the reference evaluation, RemoteCLIP's ``retrieval.py`` lines 177-190,
-which calls clip_benchmark's ``recall_at_k``, ``clip_benchmark/metrics/zeroshot_retrieval.py``
-lines 95-116, and keeps images whose recall is > 0):
+What is counted (the same as the reference evaluation: RemoteCLIP's ``retrieval.py``, 199 lines,
+whose metrics are lines 158-182, calls clip_benchmark's ``recall_at_k``,
+``clip_benchmark/metrics/zeroshot_retrieval.py`` lines 95-116, and keeps queries whose recall is
+> 0; line 179 averages the six recalls):
 
 * Features are L2-normalised (``x / max(|x|, 1e-12)``, as ``F.normalize``), the score is the dot
   product, computed here in float64.
 * image->text R@k: an image counts when *any* of its captions is among the k captions it scores
   highest. text->image R@k: a caption counts when its image is among its k highest images.
-* Results are percentages; ``mean_recall`` is the mean of the six recalls (reference line 192).
+* Results are percentages; ``mean_recall`` is the mean of the six recalls.
 * Images with no captions are distractors for text->image and are left out of image->text (the
   reference never has such images: every image it loads comes with its captions).
 
-Exactly tied scores. The reference ranks with ``torch.topk``, which orders exactly equal scores
-arbitrarily. UCM and Sydney repeat the same caption for many images, so identical captions give
-identical embeddings and exact ties are common there. Three rules, selected with ``ties``:
+Exactly tied scores. UCM and Sydney repeat the same caption for many images, so identical captions
+give identical embeddings and exact ties are common there. The reference ranks with
+``torch.topk``, whose documentation promises no order among tied values (and whose CUDA kernel is
+not lowest-index-first in general: pytorch/pytorch#127196 shows ``[3, 2, 3, 2, 1, 1].topk(2)``
+returning indices ``[2, 0]`` on CUDA). Four rules, selected with ``ties``:
 
+* ``"index"``: a stable top-k, lowest index first among tied items (TensorFlow's ``top_k`` rule): a
+  wrong item tied with the best right one ranks before it when its index is lower. With the items
+  in the reference's load order (`reference_order`: images sorted by file name, as ``np.unique``
+  sorts them in its ``JsonDataset.duplicate``, lines 88-102; each image's captions in file order)
+  this is the ranking the reference's code gives under a stable top-k; the evaluator uses that
+  order for ``ties: index``.
 * ``"pessimistic"``: every wrong item tied with the best right one ranks before it.
 * ``"optimistic"``: every right item ranks before the wrong items it ties with.
-* ``"expected"`` (default): the exact expectation over uniformly random orders of each tie group,
-  the average of what ``topk`` would give over all tie orders. For a query with ``a`` wrong items
+* ``"expected"`` (default): the exact expectation over uniformly random orders of each tie group:
+  what a load order unrelated to the content gives on average. For a query with ``a`` wrong items
   strictly above its best right score and a tie group holding ``w`` wrong and ``m`` right items,
   set ``j = k - a``; the hit probability is 0 when ``j <= 0``, 1 when ``j > w``, otherwise
   ``1 - C(w, j) / C(w + m, j)`` (the chance that the first ``j`` places of the shuffled group are
@@ -30,8 +39,9 @@ Any one tie order reproduces a score between the pessimistic and the optimistic 
 matters. Identical feature rows are scored once and shared, so identical embeddings always tie
 exactly, whatever the matrix-product kernel does with row position. An encoder run in batches can
 still give the same caption slightly different features in different batch positions (last-bit
-float differences); pass ``caption_keys`` (e.g. the caption strings) and captions with equal keys
-share one embedding, the first one's, so repeated captions tie as the same text should.
+float differences); pass ``caption_keys`` and captions with equal keys share one embedding, the
+first one's. The evaluator keys captions on their token ids: the reference's captions that differ
+only in case (it capitalises them, and the tokenizer lower-cases) are one text to the model.
 """
 from __future__ import annotations
 
@@ -42,7 +52,7 @@ import numpy as np
 from remoteclip_jax.evaluate.choices import check_choice
 
 KS = (1, 5, 10)
-TIE_RULES = ("pessimistic", "optimistic", "expected")
+TIE_RULES = ("pessimistic", "optimistic", "expected", "index")
 METRIC_NAMES = tuple(f"i2t_R@{k}" for k in KS) + tuple(f"t2i_R@{k}" for k in KS) + ("mean_recall",)
 
 
@@ -60,10 +70,13 @@ class TieStats:
         ahead: wrong items scoring strictly more than the query's best right item.
         tied_wrong: wrong items scoring exactly as much as it.
         tied_right: right items scoring exactly as much as it (at least 1).
+        tied_wrong_before: of ``tied_wrong``, those with a lower candidate index than the first
+            tied right item (what a lowest-index-first top-k ranks before it); None when unknown.
     """
     ahead: np.ndarray
     tied_wrong: np.ndarray
     tied_right: np.ndarray
+    tied_wrong_before: np.ndarray | None = None
 
 
 def _check_ties(ties: str):
@@ -76,8 +89,8 @@ def hit_probability(stats: TieStats, k: int, ties: str = "expected") -> np.ndarr
     Args:
         stats: the queries' ``TieStats``.
         k: cut-off (>= 1).
-        ties: "pessimistic" or "optimistic" (0/1 values) or "expected" (exact expectation over
-            uniformly random orders of each tie group, see the module docstring).
+        ties: "pessimistic", "optimistic" or "index" (0/1 values) or "expected" (exact
+            expectation over uniformly random orders of each tie group, see the module docstring).
 
     Returns:
         float64 array, one value in [0, 1] per query.
@@ -90,6 +103,10 @@ def hit_probability(stats: TieStats, k: int, ties: str = "expected") -> np.ndarr
         return (a + w < k).astype(np.float64)
     if ties == "optimistic":
         return (a < k).astype(np.float64)
+    if ties == "index":
+        if stats.tied_wrong_before is None:
+            raise ValueError("ties='index' needs TieStats.tied_wrong_before")
+        return (a + np.asarray(stats.tied_wrong_before, np.int64) < k).astype(np.float64)
     j = k - a                                   # places left for the tie group inside the top k
     # P(the first j of the shuffled group are all wrong) = prod_{i<j} (w - i) / (w + m - i).
     all_wrong = np.ones(a.shape, np.float64)
@@ -114,10 +131,13 @@ def _validated(image_features, text_features, text_to_image):
     return img, txt, t2i
 
 
-def _row_stats(sims: np.ndarray, right: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _row_stats(sims: np.ndarray, right: np.ndarray) -> tuple[np.ndarray, ...]:
     best = np.where(right, sims, -np.inf).max(axis=1, keepdims=True)
     above, equal = sims > best, sims == best
-    return ((above & ~right).sum(1), (equal & ~right).sum(1), (equal & right).sum(1))
+    tied_right, tied_wrong = equal & right, equal & ~right
+    first_right = tied_right.argmax(axis=1)[:, None]
+    before = np.arange(sims.shape[1])[None, :] < first_right
+    return (above & ~right).sum(1), tied_wrong.sum(1), tied_right.sum(1), (tied_wrong & before).sum(1)
 
 
 def tie_stats_from_scores(scores, right) -> TieStats:
@@ -128,6 +148,34 @@ def tie_stats_from_scores(scores, right) -> TieStats:
     if not right.any(axis=1).all():
         raise ValueError("every query needs at least one right candidate")
     return TieStats(*(np.asarray(x, np.int64) for x in _row_stats(scores, right)))
+
+
+def reference_order(image_names, text_to_image) -> tuple[np.ndarray, np.ndarray]:
+    """The order RemoteCLIP's ``retrieval.py`` holds images and captions in (for ``ties="index"``).
+
+    Its ``JsonDataset`` reads one row per caption, in file order, then (``duplicate``, lines
+    88-102, run when some image has several captions) keeps one row per image, in the order
+    ``np.unique`` sorts the file names, with that image's captions in file order.
+
+    Args:
+        image_names: (N_img,) image file names, as the caption file's ``filename`` fields.
+        text_to_image: (N_txt,) index of each caption's image; captions in file order.
+
+    Returns:
+        (image_order, caption_order): index arrays; ``features[image_order]`` and
+        ``text_features[caption_order]`` are in the reference's order (the caption-to-image
+        map becomes ``inverse(image_order)[text_to_image[caption_order]]``).
+    """
+    names = np.asarray([str(n) for n in image_names])
+    t2i = np.asarray(text_to_image, np.int64).reshape(-1)
+    rows = names[t2i]
+    if len(np.unique(rows)) != len(rows):              # duplicate() regroups by sorted name
+        image_order = np.argsort(names, kind="stable")
+    else:                                             # one row per image: file order kept
+        image_order = np.arange(len(names))
+    rank = np.empty(len(names), np.int64)
+    rank[image_order] = np.arange(len(names))
+    return image_order, np.argsort(rank[t2i], kind="stable")
 
 
 def share_rows(features, keys) -> np.ndarray:
@@ -184,8 +232,8 @@ def tie_statistics(image_features, text_features, text_to_image, chunk: int = 10
 
     def join(parts):
         if not parts:
-            return TieStats(*(np.zeros(0, np.int64),) * 3)
-        return TieStats(*(np.concatenate([p[i] for p in parts]).astype(np.int64) for i in range(3)))
+            return TieStats(*(np.zeros(0, np.int64),) * 4)
+        return TieStats(*(np.concatenate([p[i] for p in parts]).astype(np.int64) for i in range(4)))
     return join(i2t_parts), join(t2i_parts)
 
 
@@ -209,10 +257,11 @@ def retrieval_metrics(image_features, text_features, text_to_image, ties: str = 
         image_features: (N_img, E) image embeddings (normalised inside).
         text_features: (N_txt, E) caption embeddings (normalised inside).
         text_to_image: (N_txt,) index of caption j's image; any number of captions per image.
-        ties: "expected" (default), "pessimistic" or "optimistic"; see the module docstring.
+        ties: "expected" (default), "pessimistic", "optimistic" or "index" (a stable top-k,
+            lowest index first, over the items in the order given); see the module docstring.
         ks: recall cut-offs (default 1, 5, 10).
-        caption_keys: optional (N_txt,) keys, e.g. the caption strings: equal keys share the
-            first one's embedding, so repeated captions tie exactly.
+        caption_keys: optional (N_txt,) keys, e.g. the captions' token ids: equal keys share
+            the first one's embedding, so repeated captions tie exactly.
 
     Returns:
         {"i2t_R@1", "i2t_R@5", "i2t_R@10", "t2i_R@1", "t2i_R@5", "t2i_R@10", "mean_recall"}.

@@ -22,11 +22,12 @@ def host_copy(tree):
 
 
 def export_openclip(variables, config, out_dir, *, steps: int | None = None,
-                    workdir=None) -> str | None:
+                    workdir=None, ema: bool = False) -> str | None:
     """Saves `variables` as an open_clip hub directory in `out_dir` (process 0 writes):
     ``open_clip_model.safetensors``, ``open_clip_config.json``, a model card ``README.md`` (model,
     activation, training data and steps, the run's evaluation results), and
     ``open_clip_model.pt`` when torch is installed (the file most OpenCLIP users load).
+    ``ema=True`` labels the weights as the EMA (card and results from WORKDIR/eval_ema).
 
     Returns:
         The directory (None on other processes).
@@ -38,10 +39,15 @@ def export_openclip(variables, config, out_dir, *, steps: int | None = None,
     if jax.process_index() != 0:
         return None
     spec = setup_lib.model_spec(config)
-    results = pathlib.Path(workdir) / "eval" / "results.json" if workdir else None
+    results = (pathlib.Path(workdir) / ("eval_ema" if ema else "eval") / "results.json"
+               if workdir else None)
     training = {"data": ", ".join(f"{name} ({s['kind']}: {s['path'] or s['seed']})"
                                   for name, s in schema.source_entries(config).items()),
                 "steps": steps if steps is not None else int(config.train.steps)}
+    if ema:
+        training["weights"] = (f"exponential moving average, decay {config.ema.decay}"
+                               + (f", warmup power {config.ema.warmup_power}"
+                                  if config.ema.warmup_power else ""))
     model_dir.save_pretrained(host, spec, str(out_dir), format="open_clip", training=training,
                               eval_results=str(results) if results and results.exists() else None)
     try:
@@ -56,13 +62,24 @@ def export_openclip(variables, config, out_dir, *, steps: int | None = None,
 
 
 def export(config, workdir, export_dir: str | None = None) -> str | None:
-    """Writes the newest checkpoint of `workdir` in OpenCLIP format (default WORKDIR/export)."""
+    """Writes the newest checkpoint of `workdir` in OpenCLIP format (default WORKDIR/export) and,
+    with ``ema.export``, its EMA of the weights beside it (``..._ema``)."""
     from remoteclip_jax.train import state as state_lib
+
+    from remoteclip_jax.train import ema as ema_lib
 
     workdir = pathlib.Path(workdir)
     run, _ = setup_lib.setup(config, workdir, for_training=False,
                              need_checkpoint=f"{workdir}: holds no checkpoint to export; train first")
-    run.checkpointer.close()
-    return export_openclip(state_lib.model_variables(run.state), run.config,
-                           pathlib.Path(export_dir) if export_dir else workdir / "export",
-                           steps=run.resumed_step, workdir=workdir)
+    try:
+        variables = state_lib.model_variables(run.state)
+        ema = (ema_lib.saved(run.checkpointer, run.resumed_step, variables)
+               if config.ema.export else None)
+    finally:
+        run.checkpointer.close()
+    out = pathlib.Path(export_dir) if export_dir else workdir / "export"
+    written = export_openclip(variables, run.config, out, steps=run.resumed_step, workdir=workdir)
+    if ema is not None:  # beside it: WORKDIR/export_ema, or <export_dir>_ema
+        export_openclip(ema, run.config, out.with_name(out.name + "_ema"), steps=run.resumed_step,
+                        workdir=workdir, ema=True)
+    return written

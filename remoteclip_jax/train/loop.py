@@ -4,7 +4,9 @@
 newest checkpoint in `workdir` (train state and data iterator state together, so the
 continuation is exact), logs metrics every ``train.log_every`` steps, checkpoints every
 ``train.checkpoint_every`` steps and at the end, evaluates every ``train.eval_every`` steps and
-at the end (evaluators built once, run on the training mesh), and exports the weights.
+at the end (evaluators built once, run on the training mesh), and exports the weights. With
+``ema.decay > 0`` it also keeps an EMA of the weights (`remoteclip_jax.train.ema`), checkpointed
+with the state, evaluated (``ema.evaluate``) and exported (``ema.export``) on request.
 """
 from __future__ import annotations
 
@@ -14,10 +16,12 @@ import time
 
 import jax
 import ml_collections
+import numpy as np
 from absl import logging
 
 from remoteclip_jax import config as schema
 from remoteclip_jax.models import flops as flops_lib
+from remoteclip_jax.train import ema as ema_lib
 from remoteclip_jax.train import metrics as metrics_lib
 from remoteclip_jax.train import setup as setup_lib
 from remoteclip_jax.train import sharding as sharding_lib
@@ -112,6 +116,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
             (workdir / "config.json").write_text(config.to_json_best_effort(indent=2))
         logger = metrics_lib.MetricsLogger(workdir, enabled=primary)
         train_step = step_lib.make_train_step(run.model, config, run.mesh)
+        ema = ema_update = None
+        if ema_lib.enabled(config):
+            ema = ema_lib.restore_or_init(checkpointer, run.resumed_step,
+                                          state_lib.model_variables(state))
+            ema_update = ema_lib.make_update(config)
         rng = jax.random.fold_in(jax.random.PRNGKey(int(config.seed)), 1)
         global_batch = schema.global_batch_size(config, jax.device_count())
         peak = metrics_lib.peak_flops_per_device(override_tflops=config.train.peak_tflops_per_device)
@@ -138,6 +147,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
                 compiled = _compile_step(train_step, state, batch, step_rng)
                 window_t0 = time.perf_counter()
             state, raw = compiled(state, batch, step_rng)
+            if ema is not None:  # update `step - 1`, 0-based
+                ema = ema_update(ema, state_lib.model_variables(state), np.int32(step - 1))
             update = metrics_lib.step_metrics(raw)
             window = update if window is None else window.merge(update)
             progress.update(1)
@@ -159,16 +170,20 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
                 if window is not None:  # steps since the last log must be finite too
                     pending = {f"train/{k}": float(v) for k, v in window.compute().items()}
                     _check_finite(step, pending, checkpointer, window_start)
-                checkpointer.save(step, state, iterator.get_state())
+                checkpointer.save(step, state, iterator.get_state(), ema=ema)
 
             if evaluator and config.train.eval_every and step % config.train.eval_every == 0 \
                     and step != total:
                 # A bad eval dataset must not stop training: it is reported and skipped.
                 logger.write(step, evaluator(state_lib.model_variables(state), step))
+                if ema is not None and config.ema.evaluate:
+                    logger.write(step, ema_lib.evaluate(evaluator, ema, step))
         progress.close()
         checkpointer.wait_until_finished()
         if evaluator:
             eval_metrics = evaluator(state_lib.model_variables(state), step)
+            if ema is not None and config.ema.evaluate:
+                eval_metrics.update(ema_lib.evaluate(evaluator, ema, step))
             logger.write(step, eval_metrics)
             print_metrics(eval_metrics)
         if primary:
@@ -179,6 +194,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         if config.train.export:
             export_lib.export_openclip(state_lib.model_variables(state), config, workdir / "export",
                                        steps=step, workdir=workdir)
+            if ema is not None and config.ema.export:
+                export_lib.export_openclip(ema, config, workdir / "export_ema", steps=step,
+                                           workdir=workdir, ema=True)
     finally:
         if progress is not None:
             progress.close()
@@ -207,8 +225,13 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
             f"{workdir}: no checkpoint to evaluate and config.init_from is empty")
     run, _ = setup_lib.setup(config, workdir, for_training=False, need_checkpoint=need)
     try:
-        metrics = Evaluator(run.model, run.config, run.mesh, workdir)(
-            state_lib.model_variables(run.state), run.resumed_step)
+        variables = state_lib.model_variables(run.state)
+        ema = (ema_lib.saved(run.checkpointer, run.resumed_step, variables)
+               if config.ema.evaluate else None)
+        evaluator = Evaluator(run.model, run.config, run.mesh, workdir)
+        metrics = evaluator(variables, run.resumed_step)
+        if ema is not None:
+            metrics.update(ema_lib.evaluate(evaluator, ema, run.resumed_step))
     finally:
         run.checkpointer.close()
     logger = metrics_lib.MetricsLogger(workdir, enabled=jax.process_index() == 0)

@@ -10,8 +10,12 @@ the parameters exactly as `torch.optim.AdamW` with open_clip's two parameter gro
 * Schedule: `cosine_lr` / `const_lr`, evaluated at the 0-based step count *before* the update.
 * Clipping: `torch.nn.utils.clip_grad_norm_` (coefficient max_norm / (‖g‖ + 1e-6), capped at 1),
   over the trainable parameters only.
-* `--lock-image` (LiT): the image tower has no optimizer state, no update, no weight decay.
-* After each update `logit_scale` is clamped to [0, ln 100] (`clamp_logit_scale`).
+* Locking (`lock_image`, `lock_text`, as open_clip's `--lock-image`/`--lock-text`, LiT): a locked
+  parameter has no optimizer state, no update, no weight decay. `lock_image_unlocked_groups` /
+  `lock_text_unlocked_layers` leave the last N *layer groups* of a locked tower trainable, the
+  groups open_clip defines (see `layer_group`).
+* After each update `logit_scale` is clamped to [0, ln 100] (`clamp_logit_scale`), unless
+  ``config.optim.clamp_logit_scale`` is off (ITRA's loop never clamps).
 """
 from __future__ import annotations
 
@@ -81,13 +85,101 @@ def decay_mask(params: Any, rule: str = "open_clip") -> Any:
     return jax.tree_util.tree_map_with_path(decays, params)
 
 
-def trainable_labels(params: Any, lock_image: bool) -> Any:
-    """"train" / "frozen" label per parameter: LiT locking freezes the whole image tower."""
+# open_clip's text tower: the parameters its `lock_text_tower` (open_clip/transformer.py) collects
+# from a CLIP model (`cls_emb` exists only in CoCa-style text towers).
+TEXT_TOWER = ("token_embedding", "positional_embedding", "transformer", "ln_final",
+              "text_projection")
+
+
+def _num_blocks(names, prefix: str) -> int:
+    blocks = {n[len(prefix):].split("/", 1)[0] for n in names if n.startswith(prefix)}
+    return len(blocks)
+
+
+def layer_group(name: str, tower: str, num_blocks: int) -> int | None:
+    """The index of parameter `name` in open_clip's layer groups of a tower (None: in no group).
+
+    open_clip's groups, first to last (``--lock-image-unlocked-groups N`` /
+    ``--lock-text-unlocked-layers N`` unlock the last N):
+
+    * image ViT (``VisionTransformer.lock``): [conv1, class_embedding, positional_embedding,
+      ln_pre], each residual block but the last, [the last block, ln_post], [proj];
+    * text (``lock_text_tower``): [token_embedding, positional_embedding], each residual block
+      but the last, [the last block, ln_final], [text_projection].
+
+    Args:
+        name: "/"-joined Flax path ("visual/transformer/resblocks_3/mlp/c_fc/kernel").
+        tower: "image" or "text".
+        num_blocks: residual blocks of that tower's transformer.
+    """
+    if tower == "image":
+        if not name.startswith(IMAGE_TOWER + "/"):
+            return None
+        name, blocks = name[len(IMAGE_TOWER) + 1:], "transformer/resblocks_"
+        first, last, head = ("conv1", "class_embedding", "positional_embedding", "ln_pre"), "ln_post", "proj"
+    else:
+        blocks = "transformer/resblocks_"
+        first, last, head = ("token_embedding", "positional_embedding"), "ln_final", "text_projection"
+    top = name.split("/", 1)[0]
+    if top in first:
+        return 0
+    if name.startswith(blocks):
+        return 1 + int(name[len(blocks):].split("/", 1)[0])
+    if top == last:
+        return num_blocks                      # with the last block
+    if top == head:
+        return num_blocks + 1
+    return None
+
+
+def trainable_labels(params: Any, lock_image: bool, *, lock_text: bool = False,
+                     image_unlocked_groups: int = 0, text_unlocked_layers: int = 0) -> Any:
+    """"train" / "frozen" label per parameter.
+
+    Args:
+        params: the parameter tree.
+        lock_image: freeze the image tower (``visual``) but its last `image_unlocked_groups`
+            layer groups (open_clip ``--lock-image``, ``--lock-image-unlocked-groups``).
+        lock_text: freeze the text tower but its last `text_unlocked_layers` layer groups
+            (open_clip ``--lock-text``, ``--lock-text-unlocked-layers``). `logit_scale` and
+            `logit_bias` belong to neither tower and always train.
+
+    Raises:
+        OptimConfigError: unlocked groups asked of a ResNet image tower (open_clip has none).
+    """
+    names = [_path_name(p) for p, _ in jax.tree_util.tree_leaves_with_path(params)]
+    image_blocks = _num_blocks(names, f"{IMAGE_TOWER}/transformer/resblocks_")
+    text_blocks = _num_blocks(names, "transformer/resblocks_")
+    if lock_image and image_unlocked_groups and not image_blocks:
+        raise OptimConfigError(
+            f"config.lock_image_unlocked_groups={image_unlocked_groups}: open_clip has no layer "
+            "groups for a ResNet image tower (partial locking is not supported there); set it "
+            "to 0 to lock the whole tower")
+
+    def frozen(name: str) -> bool:
+        if name.split("/", 1)[0] == IMAGE_TOWER:
+            if not lock_image:
+                return False
+            group = layer_group(name, "image", image_blocks)
+            return group is None or group < image_blocks + 2 - image_unlocked_groups
+        if name.split("/", 1)[0] in TEXT_TOWER:
+            if not lock_text:
+                return False
+            group = layer_group(name, "text", text_blocks)
+            return group is None or group < text_blocks + 2 - text_unlocked_layers
+        return False
+
     def label(path, _):
-        frozen = lock_image and _path_name(path[:1]) == IMAGE_TOWER
-        return "frozen" if frozen else "train"
+        return "frozen" if frozen(_path_name(path)) else "train"
 
     return jax.tree_util.tree_map_with_path(label, params)
+
+
+def lock_settings(config: Any) -> dict:
+    """The keyword arguments of `trainable_labels` / `frozen_mask` a config asks for."""
+    return {"lock_image": bool(config.lock_image), "lock_text": bool(config.lock_text),
+            "image_unlocked_groups": int(config.lock_image_unlocked_groups),
+            "text_unlocked_layers": int(config.lock_text_unlocked_layers)}
 
 
 def lr_schedule(optim_config: Any, total_steps: int) -> optax.Schedule:
@@ -138,7 +230,7 @@ def make_optimizer(config: Any, total_steps: int) -> tuple[optax.GradientTransfo
     """AdamW as open_clip builds it, from the config.
 
     Reads `config.optim.{lr, warmup_steps, schedule, weight_decay, b1, b2, eps, grad_clip_norm,
-    wd_exclude}` (wd_exclude defaults to "all_embeddings") and `config.lock_image`.
+    wd_exclude}` (wd_exclude defaults to "all_embeddings") and the lock keys (`lock_settings`).
 
     Args:
         config: the training ConfigDict.
@@ -165,9 +257,9 @@ def make_optimizer(config: Any, total_steps: int) -> tuple[optax.GradientTransfo
         optax.scale_by_learning_rate(schedule),
     ]
     adamw = optax.chain(*steps)
-    lock = bool(config.lock_image)
+    locks = lock_settings(config)
     tx = optax.multi_transform({"train": adamw, "frozen": optax.set_to_zero()},
-                               lambda p: trainable_labels(p, lock))
+                               lambda p: trainable_labels(p, **locks))
     return tx, schedule
 
 
@@ -180,7 +272,8 @@ def clamp_logit_scale(params: Any) -> Any:
     return params
 
 
-def frozen_mask(params: Any, lock_image: bool) -> Any:
-    """True for parameters that receive no gradient (the image tower when locked)."""
-    return jax.tree.map(lambda label: label == "frozen", trainable_labels(params, lock_image))
+def frozen_mask(params: Any, lock_image: bool, **locks) -> Any:
+    """True for parameters that receive no gradient (see `trainable_labels` for `locks`)."""
+    return jax.tree.map(lambda label: label == "frozen",
+                        trainable_labels(params, lock_image, **locks))
 

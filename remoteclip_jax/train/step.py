@@ -21,7 +21,9 @@ batch-sharded input its statistics are those of the *global* (micro-)batch, i.e.
 per-GPU statistics of open_clip's default DDP (which does not sync BatchNorm). With accumulation, each
 micro-batch is normalised with its own statistics and the running averages are updated once per
 micro-batch (open_clip updates them twice, in both passes). With `lock_image` the image tower
-runs in eval mode (open_clip `freeze_bn_stats`) and gets no gradient at all.
+runs in eval mode (open_clip `freeze_bn_stats`) and gets no gradient at all; every locked
+parameter (`lock_image`, `lock_text`, and their unlocked groups: `optim.trainable_labels`) has its
+gradient cut, so no backward pass is built for it.
 """
 from __future__ import annotations
 
@@ -58,17 +60,19 @@ def _total_steps(config: Any, total_steps: int | None) -> int:
 class _Towers:
     """Model calls shared by the train and eval steps."""
 
-    def __init__(self, model: Any, mesh: Mesh, loss_type: str, lock_image: bool):
+    def __init__(self, model: Any, mesh: Mesh, loss_type: str, lock_image: bool,
+                 locks: dict | None = None):
         self.model = model
         self.loss_fn = loss_lib.make_loss_fn(mesh, loss_type)
         self.lock_image = lock_image
+        self.locks = dict(locks or {"lock_image": lock_image})
 
     def freeze(self, params: dict) -> dict:
-        """Cuts the gradient into a locked image tower, so its backward pass is never built."""
-        if not self.lock_image:
+        """Cuts the gradient into locked parameters, so their backward pass is never built."""
+        if not any(self.locks.values()):
             return params
-        return {k: jax.lax.stop_gradient(v) if k == optim_lib.IMAGE_TOWER else v
-                for k, v in params.items()}
+        frozen = optim_lib.frozen_mask(params, **self.locks)
+        return jax.tree.map(lambda f, v: jax.lax.stop_gradient(v) if f else v, frozen, params)
 
     def encode(self, params: dict, batch_stats: Any, images: jax.Array, texts: jax.Array,
                rng: jax.Array) -> tuple[jax.Array, jax.Array, Any]:
@@ -110,7 +114,8 @@ def _grads_fn(model: Any, config: Any, mesh: Mesh) -> Callable:
     accum = int(config.accum_steps)
     if accum < 1:
         raise ValueError(f"config.accum_steps={accum} must be >= 1")
-    towers = _Towers(model, mesh, loss_type, bool(config.lock_image))
+    towers = _Towers(model, mesh, loss_type, bool(config.lock_image),
+                     optim_lib.lock_settings(config))
     shards = sharding_lib.num_batch_shards(mesh)
     micro_sharding = NamedSharding(mesh, P(None, sharding_lib.BATCH_AXES))
 
@@ -203,7 +208,7 @@ def make_train_step(model: Any, config: Any, mesh: Mesh, total_steps: int | None
     Args:
         model: the Flax CLIP module (`rc.create_model`); its dtype/remat set compute precision
             and rematerialisation.
-        config: reads `loss.type`, `accum_steps`, `lock_image`, `optim.*` and, unless
+        config: reads `loss.type`, `accum_steps`, the lock keys, `optim.*` and, unless
             `total_steps` is given, `train.steps` (the cosine schedule's length).
         mesh: the training mesh.
         total_steps: number of optimizer updates in the run.
@@ -220,12 +225,15 @@ def make_train_step(model: Any, config: Any, mesh: Mesh, total_steps: int | None
     steps = _total_steps(config, total_steps)
     tx, schedule = optim_lib.make_optimizer(config, steps)
     compute = _grads_fn(model, config, mesh)
+    clamp = bool(config.optim.clamp_logit_scale)
 
     def train_step(state: TrainState, batch: Batch, rng: jax.Array):
         value, grads, new_stats = compute(state.params, state.batch_stats, batch["images"],
                                           batch["texts"], rng)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
-        params = optim_lib.clamp_logit_scale(optax.apply_updates(state.params, updates))
+        params = optax.apply_updates(state.params, updates)
+        if clamp:
+            params = optim_lib.clamp_logit_scale(params)
         new_state = state.replace(step=state.step + 1, params=params, batch_stats=new_stats,
                                   opt_state=opt_state)
         # Pin the output to the same shardings as create_train_state's, so donation reuses buffers.
