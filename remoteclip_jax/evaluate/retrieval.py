@@ -39,17 +39,12 @@ import dataclasses
 
 import numpy as np
 
-from remoteclip_jax.evaluate.choices import check_choice
+from remoteclip_jax.errors import DataError, check_choice
+from remoteclip_jax.evaluate.task import Task
+from remoteclip_jax.prompts import l2_normalize
 
 KS = (1, 5, 10)
 TIE_RULES = ("pessimistic", "optimistic", "expected")
-METRIC_NAMES = tuple(f"i2t_R@{k}" for k in KS) + tuple(f"t2i_R@{k}" for k in KS) + ("mean_recall",)
-
-
-def l2_normalize(x: np.ndarray) -> np.ndarray:
-    """Row-wise L2 normalisation in float64, with open_clip's 1e-12 floor on the norm."""
-    x = np.asarray(x, dtype=np.float64)
-    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -267,3 +262,31 @@ def retrieval_report(image_features, text_features, text_to_image, ties: str = "
         "num_captions": int(np.asarray(text_features).shape[0]),
     }
     return metrics, details
+
+
+# --- the retrieval task ----------------------------------------------------------------------------
+
+# "ties": how exactly tied scores rank (retrieval, zeroshot, count): "expected" (the mean over
+# random tie orders; torch.topk, which the reference code uses, breaks ties arbitrarily),
+# "pessimistic" (a tied wrong item first) or "optimistic".
+TIES_KEY = {"ties": "expected"}
+
+
+def _prepare(entry, ds, tokenize) -> dict:
+    captions, t2i = [], []
+    for i, caps in enumerate(ds.captions):
+        captions += caps
+        t2i += [i] * len(caps)
+    if not captions:
+        raise DataError(f"{ds.name}: no captions to retrieve")
+    return {"tokens": tokenize(captions), "t2i": np.asarray(t2i), "captions": captions}
+
+
+def _run(ev, variables, entry, prep, image_features):
+    text = ev.text_features(variables, prep["tokens"])
+    # Identical captions (UCM and Sydney repeat many) share one embedding, so they tie exactly.
+    return retrieval_report(image_features, text, prep["t2i"], ties=entry["ties"],
+                            caption_keys=prep["captions"])
+
+
+TASKS = [Task("retrieval", TIES_KEY, _prepare, _run, choices={"ties": TIE_RULES})]
