@@ -26,19 +26,11 @@ from absl import logging
 from etils import epath
 
 from remoteclip_jax import checkpoint_manifest as manifest_lib
-from remoteclip_jax.errors import UserError, one_line
+from remoteclip_jax.errors import UserError, WeightsError, one_line
 
 STATE_ITEM = "state"
 DATA_ITEM = "data"
 EMA_ITEM = "ema"    # optional: the EMA of the weights (train/ema.py), when the run keeps one
-
-
-class CheckpointMismatchError(UserError, ValueError):
-    """The workdir holds a checkpoint that this run cannot resume from."""
-
-
-class CheckpointDamagedError(CheckpointMismatchError):
-    """The checkpoint to resume from is damaged on disk (and no intact older one is left)."""
 
 
 def model_signature(model_spec: Any, quick_gelu: bool | None = None) -> dict:
@@ -107,7 +99,7 @@ class IteratorStateHandler(ocp.CheckpointHandler):
         path = directory / name
         if not path.exists():
             present = sorted(p.name for p in directory.iterdir())
-            raise CheckpointMismatchError(
+            raise WeightsError(
                 f"{path}: no data iterator state for this process; the checkpoint was written by "
                 f"{present}. Resume with the same number of processes it was saved with."
             )
@@ -154,7 +146,7 @@ class Checkpointer:
     for). `check_compatible` checks the steps against their manifests, newest first, and resumes
     from the newest intact one: each damaged newer step is moved to ``WORKDIR/checkpoints_damaged/``
     (kept, not deleted, and out of the way of orbax's keep-N clean-up and of a new save of the same
-    step number) with a warning. With no intact step it refuses with `CheckpointDamagedError`,
+    step number) with a warning. With no intact step it refuses with `WeightsError`,
     touching nothing.
 
     A step without a manifest (saved by an older version) is "unverified": used when orbax's
@@ -227,8 +219,8 @@ class Checkpointer:
             The step to resume from, or None for a fresh workdir.
 
         Raises:
-            CheckpointMismatchError: the stored model or activation differs from this run's.
-            CheckpointDamagedError: every checkpoint in the workdir is damaged (none is moved).
+            WeightsError: the stored model or activation differs from this run's.
+            WeightsError: every checkpoint in the workdir is damaged (none is moved).
         """
         damaged: list[tuple[int, str]] = []
         chosen = None
@@ -240,7 +232,7 @@ class Checkpointer:
             stored = self.stored_signature(step)
             if stored != self.signature:
                 found = _describe(stored) if stored else "an unknown model (no model metadata)"
-                raise CheckpointMismatchError(
+                raise WeightsError(
                     f"{self.directory}: holds a checkpoint (step {step}) of {found}, but this run "
                     f"trains {_describe(self.signature)}. Use a fresh --workdir, or set "
                     f"--config.model to the checkpoint's model to resume it.")
@@ -251,7 +243,7 @@ class Checkpointer:
             break
         if damaged and chosen is None:
             listing = "; ".join(f"step {s} ({why})" for s, why in damaged)
-            raise CheckpointDamagedError(
+            raise WeightsError(
                 f"{self.directory}: every checkpoint is damaged: {listing}. Move the damaged "
                 f"step directories out of {self.directory} (e.g. into {self.damaged_directory}) "
                 f"to start this workdir from scratch, or use a fresh --workdir.")
@@ -348,12 +340,12 @@ class Checkpointer:
             without `with_data`).
 
         Raises:
-            CheckpointDamagedError: the step does not match its manifest, or a step without one
+            WeightsError: the step does not match its manifest, or a step without one
                 cannot be read.
         """
         verdict = self.inspect(step)
         if not verdict.usable:
-            raise CheckpointDamagedError(
+            raise WeightsError(
                 f"{self._step_dir(step)}: checkpoint step {step} is damaged ({verdict.reason}); "
                 f"move it out of {self.directory} to resume from an older step.")
         abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, abstract_state)
@@ -370,7 +362,7 @@ class Checkpointer:
             older = [s for s in self._manager.all_steps() if s < step]
             then = (f"rerun to resume from step {max(older)}" if older
                     else "rerun to start from scratch")
-            raise CheckpointDamagedError(
+            raise WeightsError(
                 f"{self._step_dir(step)}: checkpoint step {step} (saved without a manifest) "
                 f"cannot be read ({type(e).__name__}: {one_line(e)[:200]}); move it into "
                 f"{self.damaged_directory} and {then}.") from e

@@ -21,12 +21,13 @@ import os
 import pathlib
 import zlib
 
+from remoteclip_jax.files import atomic_write
+
 MANIFEST_NAME = "remoteclip_manifest.json"
 FORMAT_VERSION = 1
 # Written or rewritten by orbax when it commits the step, i.e. after the manifest.
 _COMMIT_FILES = ("_CHECKPOINT_METADATA", "commit_success.txt")
 STEP_METADATA = "_CHECKPOINT_METADATA"
-_PARTIAL_NAME = f".{MANIFEST_NAME}.partial"
 _CHUNK = 4 << 20
 
 INTACT, UNVERIFIED, DAMAGED = "intact", "unverified", "damaged"
@@ -65,7 +66,7 @@ def _recorded_files(step_dir: pathlib.Path) -> list[str]:
     names = []
     for path in step_dir.rglob("*"):
         relative = path.relative_to(step_dir).as_posix()
-        if path.is_file() and relative not in (*_COMMIT_FILES, MANIFEST_NAME, _PARTIAL_NAME):
+        if path.is_file() and relative not in (*_COMMIT_FILES, MANIFEST_NAME):
             names.append(relative)
     return sorted(names)
 
@@ -86,13 +87,8 @@ def write_manifest(step_dir: str | os.PathLike) -> pathlib.Path:
              for name in _recorded_files(step_dir)}
     payload = json.dumps({"format": FORMAT_VERSION, "files": files}, indent=1, sort_keys=True)
     target = step_dir / MANIFEST_NAME
-    partial = step_dir / _PARTIAL_NAME
-    with open(partial, "w") as f:
+    with atomic_write(target) as f:  # a reader sees no manifest or the whole one
         f.write(payload)
-        f.flush()
-        os.fsync(f.fileno())
-    # A reader sees either no manifest or the whole one, never half of it.
-    os.replace(partial, target)
     return target
 
 

@@ -7,9 +7,10 @@
     remoteclip-jax SUBCOMMAND --help
 
 Every sub-command lives in its own module, which has ``main(argv) -> int`` and builds its own
-parser (named ``remoteclip-jax SUBCOMMAND``). This file only dispatches and owns the one rule the
-commands share: an error caused by the user's input (`remoteclip_jax.errors.UserError`) is printed
-as one line on stderr with exit code 2, never as a traceback.
+parser (named ``remoteclip-jax SUBCOMMAND``). This file only dispatches and owns the rules the
+commands share (`guarded`): an error caused by the user's input (`remoteclip_jax.errors.UserError`)
+is printed as one line on stderr with exit code 2, and Ctrl-C as one line with exit code 130,
+never as a traceback.
 """
 from __future__ import annotations
 
@@ -35,7 +36,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
                      "detection/segmentation/caption annotations -> training record shards"),
     "dedup": ("remoteclip_jax.data.dedup",
               "training images that duplicate evaluation images (pHash) -> an exclusion list"),
-    "count-manifest": ("remoteclip_jax.evaluate.counting",
+    "count-manifest": ("remoteclip_jax.data.readers.count_manifest",
                        "DOTA labels -> a RemoteCount-style counting manifest"),
     "classify": ("remoteclip_jax.inference.zero_shot",
                  "zero-shot labels for images -> predictions.csv, or per tile of a GeoTIFF (--tile)"),
@@ -55,20 +56,30 @@ def _usage() -> str:
             "\n\n`remoteclip-jax SUBCOMMAND --help` lists a sub-command's arguments.")
 
 
-def run_command(name: str, argv: list[str]) -> int:
-    """Runs sub-command `name` with its arguments; user errors become one line and exit code 2."""
+def guarded(run) -> int:
+    """Calls `run()`; returns its exit code, 2 after a `UserError` and 130 after Ctrl-C, each
+    reported in one line on stderr."""
     from remoteclip_jax.errors import UserError, one_line
 
-    module = importlib.import_module(COMMANDS[name][0])
     try:
-        if name in _ABSL_MODES:
-            return int(module.main_cli([f"remoteclip-jax {name}", f"--mode={name}", *argv]) or 0)
-        if module.__name__ == "remoteclip_jax.weights.cli":
-            return int(module.main([name, *argv]) or 0)
-        return int(module.main(argv) or 0)
+        return int(run() or 0)
     except UserError as e:
         print(f"error: {one_line(e)}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("interrupted; rerun the same command to resume (finished work is kept)",
+              file=sys.stderr)
+        return 130
+
+
+def run_command(name: str, argv: list[str]) -> int:
+    """Runs sub-command `name` with its arguments (see `guarded` for how it ends)."""
+    module = importlib.import_module(COMMANDS[name][0])
+    if name in _ABSL_MODES:
+        return guarded(lambda: module.main_cli([f"remoteclip-jax {name}", f"--mode={name}", *argv]))
+    if module.__name__ == "remoteclip_jax.weights.cli":
+        return guarded(lambda: module.main([name, *argv]))
+    return guarded(lambda: module.main(argv))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -21,64 +21,20 @@ from typing import Any
 
 import ml_collections
 
-from remoteclip_jax.data.sources import SOURCE_DEFAULTS, SourceSpecError, nearest, normalize_spec
-from remoteclip_jax.errors import UserError
+import remoteclip_jax.geo.source  # noqa: F401  (registers the geotiff source kind)
+from remoteclip_jax.data.sources import SOURCE_DEFAULTS, nearest, normalize_spec
+from remoteclip_jax.errors import ConfigError, check_choice
+from remoteclip_jax.evaluate.task import check_entries, eval_defaults, plain
 
-# The evaluation tasks, each with the task keys it reads (beside the source keys).
-_SPLIT = {"train_fraction", "split_order"}
-TASK_KEYS: dict[str, set[str]] = {
-    "retrieval": {"ties"},
-    "zeroshot": {"templates", "class_embedding", "classnames", "dataset", "subset", "ties"} | _SPLIT,
-    "linear_probe": {"Cs", "val_fraction", "sample_seed", "protocol", "itra_mode", "epochs"} | _SPLIT,
-    "knn": {"k", "temperature"} | _SPLIT,
-    "fewshot": {"shots", "episodes", "C", "sample_seed", "protocol", "itra_mode", "epochs",
-                "pool"} | _SPLIT,
-    "count": {"template", "ties"},
-}
-EVAL_DEFAULTS: dict[str, Any] = {
-    "task": "",                # one of TASK_KEYS
-    # retrieval/zeroshot/count: how exactly tied scores rank: "expected" (the mean over random
-    # tie orders; torch.topk, which the reference code uses, promises no tie order),
-    # "pessimistic" (a tied wrong item first), "optimistic", or (retrieval only) "index": lowest
-    # index first, images sorted by file name and captions in file order, as RemoteCLIP's
-    # retrieval.py loads them (evaluate/retrieval.py, `reference_order`).
-    "ties": "expected",
-    # zeroshot: "remoteclip" (RemoteCLIP's per-dataset prompt sets) | "paper" | "georsclip" |
-    # a list of "{}" templates.
-    "templates": "remoteclip",
-    # zeroshot: "average" (mean of raw prompt features, then normalised: ITRA and GeoRSCLIP) |
-    # "openai" (mean of normalised prompt features, OpenAI CLIP's notebook).
-    "class_embedding": "average",
-    "classnames": {},          # zeroshot: {class folder: readable name} overrides
-    # zeroshot: whose reference class names and per-dataset templates to use ("aid", "eurosat",
-    # "WHU-RS19", ...); "" = the entry's name. Classes without a table entry get rule-made names
-    # (a warning says so), e.g. after renaming an entry.
-    "dataset": "",
-    "subset": "test",          # zeroshot: "test" = the paper's held-out 20% per class | "all"
-    "train_fraction": 0.8,     # classification: share of each class (by file name) for train
-    # classification: the order files are split in: "sorted" (by name) | "listing" (the file
-    # system's order, as ITRA's glob gives it: not reproducible across machines).
-    "split_order": "sorted",
-    "Cs": (0.1, 1.0, 10.0, 100.0, 1000.0),  # linear_probe: C grid, chosen on a split of train
-    "val_fraction": 0.2,       # linear_probe: share of train held out to choose C
-    # linear_probe/fewshot: "clean" (sklearn logistic regression, C chosen on a split of train)
-    # | "itra" (ITRA's SGD probe, which picks its best epoch on test accuracy: labelled so).
-    "protocol": "clean",
-    "itra_mode": "pytorch",    # protocol itra: "pytorch" | "sklearn" | "sklearn-search"
-    "epochs": 1000,            # protocol itra, pytorch mode: SGD epochs (ITRA: 1000)
-    "pool": "cumulative",      # fewshot itra: "cumulative" (ITRA's code as written) | "per_class"
-    "sample_seed": 0,          # linear_probe/fewshot: validation split / episode sampling
-    "k": 20,                   # knn: neighbours
-    "temperature": 0.07,       # knn: vote weight exp(similarity / temperature)
-    "shots": (1, 2, 4, 8, 16, 32),  # fewshot: images per class
-    "episodes": 5,             # fewshot: episodes per shot count
-    "C": 1.0,                  # fewshot: logistic-regression C
-    "template": "There {be} {number} {objects} in the picture.",  # count: the prompt
-}
-
-
-class ConfigError(UserError, ValueError):
-    """A config value that cannot work; the message names the key and what to set it to."""
+# Evaluation entries: ``task`` plus the keys of the tasks of `remoteclip_jax.evaluate.task` (each
+# task module documents its keys); tasks that share a key share its default.
+EVAL_DEFAULTS: dict[str, Any] = eval_defaults()
+# The values the choice keys allow; the train modules that act on them take these lists.
+DTYPES = ("float32", "bfloat16")
+ATTENTION = ("auto", "xla", "cudnn")  # see `models.ops.attention`
+LOSS_TYPES = ("softmax", "sigmoid")           # softmax (InfoNCE, CLIP) | sigmoid (SigLIP)
+SCHEDULES = ("cosine", "const")
+WD_RULES = ("open_clip", "open_clip_head", "all_embeddings")  # see `train.optim.decay_mask`
 
 
 def source(**keys) -> dict[str, Any]:
@@ -157,7 +113,9 @@ def get_base_config() -> ml_collections.ConfigDict:
     c.data = ml_collections.ConfigDict()
     c.data.batch_size = 0         # global batch; 0 = batch_size_per_device x devices
     c.data.batch_size_per_device = 64
-    c.data.image_size = 224       # model input side (train transform: RandomResizedCrop 0.9-1)
+    # Model input side (train transform: RandomResizedCrop 0.9-1): 0 = the model's; any other
+    # value must equal it (the model fixes its input size).
+    c.data.image_size = 0
     c.data.num_workers = 0        # grain worker processes per host (0 = decode in-process)
     c.data.sources = ml_collections.ConfigDict()   # named sources: see `source()`
 
@@ -218,27 +176,10 @@ def smoke(c: ml_collections.ConfigDict, model: dict) -> None:
 
 # --- validation -------------------------------------------------------------------------------
 
-_CHOICES = {
-    "dtype": ("float32", "bfloat16"),
-    "attention": ("auto", "xla", "cudnn"),
-    "loss.type": ("softmax", "sigmoid"),
-    "optim.schedule": ("cosine", "const"),
-    "optim.wd_exclude": ("all_embeddings", "open_clip", "open_clip_head"),
-}
+_CHOICES = {"dtype": DTYPES, "attention": ATTENTION, "loss.type": LOSS_TYPES,
+            "optim.schedule": SCHEDULES,
+            "optim.wd_exclude": WD_RULES}
 _ENTRY_SECTIONS = ("data.sources", "evals")
-_CHOICES_EVAL = {"ties": ("expected", "pessimistic", "optimistic", "index"),
-                 "class_embedding": ("openai", "average"), "subset": ("test", "all"),
-                 "protocol": ("clean", "itra"), "split_order": ("sorted", "listing"),
-                 "itra_mode": ("pytorch", "sklearn", "sklearn-search"),
-                 "pool": ("cumulative", "per_class")}
-
-
-def _plain(value):
-    """A config value as plain Python: ConfigDicts as dicts, lists and tuples as tuples (a
-    command-line or JSON round trip may turn one into the other)."""
-    if hasattr(value, "to_dict"):
-        return value.to_dict()
-    return tuple(value) if isinstance(value, (list, tuple)) else value
 
 
 def _check_keys(config, schema, prefix: str) -> None:
@@ -256,38 +197,28 @@ def _check_keys(config, schema, prefix: str) -> None:
 
 def source_entries(config) -> dict[str, dict[str, Any]]:
     """``config.data.sources`` as {name: complete, checked source spec}."""
-    return {name: normalize_spec(_plain(spec), f"config.data.sources.{name}")
+    return {name: normalize_spec(plain(spec), f"config.data.sources.{name}")
             for name, spec in config.data.sources.items()}
 
 
 def eval_entries(config) -> dict[str, dict[str, Any]]:
-    """``config.evals`` as {name: complete, checked evaluation entry}."""
-    out = {}
-    for name, entry in config.evals.items():
-        where = f"config.evals.{name}"
-        entry = dict(_plain(entry))
-        unknown = sorted(set(entry) - set(SOURCE_DEFAULTS) - set(EVAL_DEFAULTS))
-        if unknown:
-            raise ConfigError(f"{where}: unknown key {unknown[0]!r}"
-                              f"{nearest(unknown[0], [*SOURCE_DEFAULTS, *EVAL_DEFAULTS])}")
-        task = entry.get("task", "")
-        if task not in TASK_KEYS:
-            raise ConfigError(f"{where}.task={task!r}: unknown task{nearest(str(task), TASK_KEYS)} "
-                              f"(tasks: {', '.join(TASK_KEYS)})")
-        full = {**EVAL_DEFAULTS, **{k: v for k, v in entry.items() if k in EVAL_DEFAULTS}}
-        for key, default in EVAL_DEFAULTS.items():
-            if key != "task" and key not in TASK_KEYS[task] and _plain(full[key]) != _plain(default):
-                raise ConfigError(f"{where}.{key}={full[key]!r}: task {task!r} does not read "
-                                  f"{key!r} (it reads {', '.join(sorted(TASK_KEYS[task]))})")
-        for key, choices in _CHOICES_EVAL.items():
-            if full[key] not in choices:
-                raise ConfigError(f"{where}.{key}={full[key]!r}: must be one of {choices}")
-        if full["ties"] == "index" and task != "retrieval":
-            raise ConfigError(f"{where}.ties='index': only retrieval has a reference load order; "
-                              f"use one of {_CHOICES_EVAL['ties'][:3]} for {task!r}")
-        spec = normalize_spec({k: v for k, v in entry.items() if k in SOURCE_DEFAULTS}, where)
-        out[name] = {**spec, **full, "name": name}
-    return out
+    """``config.evals`` as {name: complete, checked evaluation entry} (see `evaluate.task`)."""
+    return check_entries(config.evals)
+
+
+def _check_image_size(config) -> None:
+    size = int(config.data.image_size)
+    if not size:
+        return
+    from remoteclip_jax.models.configs import model_config
+
+    try:
+        wanted = int(model_config(plain(config.model))["vision_cfg"]["image_size"])
+    except ConfigError:
+        return  # building the model reports a bad config.model in its own words
+    if size != wanted:
+        raise ConfigError(f"config.data.image_size={size}: the model takes {wanted}-px images; "
+                          f"set config.data.image_size={wanted} or 0 (the model's)")
 
 
 def global_batch_size(config, device_count: int) -> int:
@@ -302,14 +233,12 @@ def validate(config: ml_collections.ConfigDict, device_count: int = 1, process_c
     """Refuses a config that cannot run, before any model or data is built.
 
     Raises:
-        ConfigError, SourceSpecError: naming the key and what to change.
+        ConfigError, ConfigError: naming the key and what to change.
     """
     _check_keys(config, get_base_config(), "")
     for key, choices in _CHOICES.items():
         section, _, leaf = key.rpartition(".")
-        value = (config[section] if section else config)[leaf]
-        if value not in choices:
-            raise ConfigError(f"config.{key}={value!r}: must be one of {choices}")
+        check_choice(f"config.{key}", (config[section] if section else config)[leaf], choices)
     if not 0.0 <= config.ema.decay < 1.0:
         raise ConfigError(f"config.ema.decay={config.ema.decay}: must lie in [0, 1) (0 = no EMA; "
                           "typically 0.999 to 0.9999)")
@@ -317,6 +246,7 @@ def validate(config: ml_collections.ConfigDict, device_count: int = 1, process_c
         raise ConfigError(f"config.ema.warmup_power={config.ema.warmup_power}: must be >= 0 "
                           "(0 = no warmup; timm suggests 2/3 or 3/4)")
     eval_entries(config)
+    _check_image_size(config)
     if not for_training:
         return
     source_entries(config)
@@ -356,6 +286,6 @@ def validate(config: ml_collections.ConfigDict, device_count: int = 1, process_c
                           f"processes; make it a multiple of {process_count}")
 
 
-__all__ = ["ConfigError", "EVAL_DEFAULTS", "SourceSpecError", "TASK_KEYS", "eval_entries",
+__all__ = ["ConfigError", "EVAL_DEFAULTS", "eval_entries",
            "evaluation", "get_base_config", "global_batch_size", "smoke", "source",
            "source_entries", "validate"]

@@ -88,7 +88,7 @@ def main(argv):
     initialize_distributed()
 
     from remoteclip_jax import compilation_cache
-    from remoteclip_jax.errors import UserError, one_line
+    from remoteclip_jax.errors import one_line
     from remoteclip_jax.train import export, loop
 
     config, workdir = _CONFIG.value, _WORKDIR.value
@@ -97,16 +97,45 @@ def main(argv):
         if _MODE.value == "train":
             loop.train_and_evaluate(config, workdir)
         elif _MODE.value == "eval":
-            loop.evaluate(config, workdir)
+            evaluate(config, workdir)
         else:
             export.export(config, workdir, _EXPORT_DIR.value)
-    except UserError as e:
-        # Bad input: one clear line saying what to change, no traceback.
-        print(f"error: {one_line(e)}", file=sys.stderr)
-        sys.exit(2)
     except loop.NonFiniteLossError as e:
         print(f"error: {one_line(e)}", file=sys.stderr)
         sys.exit(3)
+
+
+def evaluate(config, workdir: str) -> dict:
+    """Eval mode: the newest checkpoint in `workdir` (or ``config.init_from`` when there is
+    none) through ``config.evals``; metrics (``eval/<dataset>/<metric>``) are printed and
+    appended to WORKDIR/metrics.jsonl."""
+    import jax
+
+    from remoteclip_jax.config import ConfigError
+    from remoteclip_jax.evaluate.evaluator import Evaluator
+    from remoteclip_jax.train import loop, metrics as metrics_lib, setup as setup_lib
+    from remoteclip_jax.train import ema as ema_lib, state as state_lib
+
+    if not len(config.evals):
+        raise ConfigError("config.evals is empty: nothing to evaluate")
+    need = "" if config.init_from else \
+        f"{workdir}: no checkpoint to evaluate and config.init_from is empty"
+    run, _ = setup_lib.setup(config, workdir, for_training=False, need_checkpoint=need)
+    try:
+        variables = state_lib.model_variables(run.state)
+        ema = (ema_lib.saved(run.checkpointer, run.resumed_step, variables)
+               if config.ema.evaluate else None)
+        evaluator = Evaluator(run.model, run.config, run.mesh, workdir)
+        metrics = evaluator(variables, run.resumed_step)
+        if ema is not None:
+            metrics.update(ema_lib.evaluate(evaluator, ema, run.resumed_step))
+    finally:
+        run.checkpointer.close()
+    logger = metrics_lib.MetricsLogger(workdir, enabled=jax.process_index() == 0)
+    logger.write(run.resumed_step or 0, metrics)
+    logger.close()
+    loop.print_metrics(metrics)
+    return metrics
 
 
 def main_cli(argv: list[str]) -> int:
@@ -118,6 +147,7 @@ def main_cli(argv: list[str]) -> int:
 if __name__ == "__main__":
     # The guard matters: grain's worker processes are spawned and re-import this module.
     from remoteclip_jax import compilation_cache
+    from remoteclip_jax.cli import guarded
 
     compilation_cache.enable_by_default()
-    app.run(main, flags_parser=parse_flags)
+    sys.exit(guarded(lambda: app.run(main, flags_parser=parse_flags)))

@@ -20,7 +20,7 @@ joins or splits); and padding is one vectorised numpy scatter.
 """
 from __future__ import annotations
 
-from remoteclip_jax.errors import UserError
+from remoteclip_jax.errors import DataError
 import gzip
 import html
 import itertools
@@ -39,7 +39,6 @@ __all__ = [
     "SOT_ID",
     "VOCAB_SIZE",
     "Tokenizer",
-    "VocabError",
     "clean_text",
     "default_vocab_path",
     "tokenize",
@@ -68,10 +67,6 @@ _PIECE_RE = regex.compile(
 # Anything outside printable ASCII (minus '&', which html.unescape acts on), tab and
 # newline may be changed by ftfy or html.unescape; such texts take the full path.
 _NEEDS_FULL_CLEAN = std_re.compile(r"[^\t\n\x20-\x25\x27-\x7e]")
-
-
-class VocabError(UserError, ValueError):
-    """The BPE vocabulary file is missing or malformed (message names file and line)."""
 
 
 def default_vocab_path() -> str:
@@ -163,18 +158,18 @@ class Tokenizer:
             with gzip.open(path, "rt", encoding="utf-8") as f:
                 lines = f.read().split("\n")
         except FileNotFoundError:
-            raise VocabError(f"{path}: BPE vocabulary file not found") from None
+            raise DataError(f"{path}: BPE vocabulary file not found") from None
         except (OSError, UnicodeDecodeError) as e:
-            raise VocabError(f"{path}: cannot read gzip'd UTF-8 BPE vocabulary ({e})") from None
+            raise DataError(f"{path}: cannot read gzip'd UTF-8 BPE vocabulary ({e})") from None
         # Line 1 is a version header; CLIP uses the first _NUM_MERGES merges after it.
         merge_lines = lines[1 : 1 + _NUM_MERGES]
         if len(merge_lines) < _NUM_MERGES:
-            raise VocabError(f"{path}: holds {len(merge_lines)} merges after the header, CLIP needs {_NUM_MERGES}")
+            raise DataError(f"{path}: holds {len(merge_lines)} merges after the header, CLIP needs {_NUM_MERGES}")
         merges = []
         for lineno, line in enumerate(merge_lines, start=2):
             pair = line.split()
             if len(pair) != 2:
-                raise VocabError(f"{path}: line {lineno}: expected two symbols separated by a space, got {line!r}")
+                raise DataError(f"{path}: line {lineno}: expected two symbols separated by a space, got {line!r}")
             merges.append((pair[0], pair[1]))
 
         self._byte_symbol = _byte_symbols()

@@ -124,7 +124,7 @@ def sweep(v0, v1, info, alphas, config, out: pathlib.Path) -> list[tuple[float, 
     from remoteclip_jax.evaluate import plots
     from remoteclip_jax.evaluate.evaluator import Evaluator
     from remoteclip_jax.models import create_model
-    from remoteclip_jax.train import sharding
+    from remoteclip_jax import sharding
     from remoteclip_jax.weights.interpolate import interpolate
 
     schema.validate(config, jax.device_count(), jax.process_count(), for_training=False)

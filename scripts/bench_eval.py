@@ -148,7 +148,7 @@ def main(argv=None):
           f"{t_fs:.1f} s (6 shots x 5 episodes); probes/extraction = {(t_lp + t_knn + t_fs) / t_ext:.3f}")
 
     if a.full_run:
-        from remoteclip_jax.evaluate.counting import dota_images, manifest_rows, write_manifest
+        from remoteclip_jax.data.readers.count_manifest import dota_images, manifest_rows, write_manifest
         with tempfile.TemporaryDirectory() as tmp:
             write_manifest(manifest_rows(dota_images(str(data / "detection" / "dota"))), f"{tmp}/count.jsonl")
             aid = dict(kind="image_folder", path=str(data / "aid_150px"), max_per_class=a.full_per_class)

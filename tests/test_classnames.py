@@ -4,7 +4,10 @@ import pathlib
 
 import pytest
 
-from remoteclip_jax.data.classnames import (CLASS_NAMES, dataset_key, normalize_class_name,
+from remoteclip_jax.errors import ConfigError
+
+from remoteclip_jax.data.classnames import (CLASS_NAMES, SCENE_DATASETS, dataset_classes,
+                                            dataset_key, normalize_class_name,
                                             readable_classnames, resolve_classnames, rule_name)
 
 # Transcribed from ChenDelong1999/ITRA branch test (f8b26c9), itra/data/classname_and_prompt/*.py,
@@ -65,3 +68,26 @@ def test_rules_for_caption_nouns():
     assert normalize_class_name("small-vehicle", "dota") == "small vehicle"
     # Caption nouns are lower-case even where the prompt table keeps the reference's capitals.
     assert normalize_class_name("Commercial", "WHU-RS19") == "commercial"
+
+
+def test_aid_preset_equals_the_class_folders_of_the_real_dataset(shared_data):
+    root = shared_data / "aid_150px"
+    if not root.is_dir():
+        pytest.skip("AID images absent")
+    assert dataset_classes("AID") == sorted(p.name for p in root.iterdir() if p.is_dir())
+
+
+def test_class_counts_match_the_published_datasets():
+    published = {"aid": 30, "eurosat": 10, "resisc45": 45, "ucmerced": 21, "whurs19": 19,
+                 "rsc11": 11, "siriwhu": 12, "optimal31": 31, "patternnet": 38, "mlrsnet": 46,
+                 "rs2800": 7, "rsicb128": 45, "rsicb256": 35}
+    assert {k: len(dataset_classes(k)) for k in SCENE_DATASETS} == published
+
+
+def test_names_resolve_case_and_separator_insensitively():
+    assert dataset_classes("WHU-RS19") == dataset_classes("whurs19")
+    assert dataset_classes("UCM") == dataset_classes("ucmerced")
+    with pytest.raises(ConfigError, match="known: aid"):
+        dataset_classes("imagenet")
+    with pytest.raises(ConfigError):
+        dataset_classes("dota")  # a detection label table, not a scene class list

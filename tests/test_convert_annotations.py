@@ -7,12 +7,15 @@ import tarfile
 
 import numpy as np
 import pytest
+
+from remoteclip_jax import cli
 from PIL import Image
 
 from remoteclip_jax.data import convert_annotations as convert, records
 from remoteclip_jax.data.b2c import box_to_captions
 from remoteclip_jax.data.records import RecordSource
 from remoteclip_jax.data.types import Box
+from remoteclip_jax.errors import DataError
 
 
 def _dota_tree(root, *, bad_line=False):
@@ -81,8 +84,8 @@ def test_conversion_is_deterministic_for_a_seed(tmp_path):
     assert captions[0] != captions[2]
     args = ["dota", "--input", str(tmp_path / "dota/labelTxt"), "--out", str(tmp_path / "a"),
             "--no-progress", "--seed", "2"]
-    assert convert.main(args) == 2  # the directory already holds a dataset
-    assert convert.main(args + ["--overwrite"]) == 0
+    assert cli.main(["convert-data", *args]) == 2  # the directory already holds a dataset
+    assert cli.main(["convert-data", *args, "--overwrite"]) == 0
     source = RecordSource(tmp_path / "a")
     assert [source[i]["captions"] for i in range(len(source))] == captions[2]
 
@@ -90,14 +93,14 @@ def test_conversion_is_deterministic_for_a_seed(tmp_path):
 def test_bad_annotation_stops_or_is_skipped_and_listed(tmp_path, capsys):
     _dota_tree(tmp_path / "dota", bad_line=True)
     label = tmp_path / "dota/labelTxt/A.txt"
-    code = convert.main(["dota", "--input", str(tmp_path / "dota/labelTxt"), "--out",
+    code = cli.main(["convert-data", "dota", "--input", str(tmp_path / "dota/labelTxt"), "--out",
                          str(tmp_path / "stop"), "--no-progress"])
     assert code == 2
     err = capsys.readouterr().err
     assert f"error: {label}:6: expected 8 coordinates" in err and "Traceback" not in err
     assert not (tmp_path / "stop" / "manifest.json").exists()
 
-    code = convert.main(["dota", "--input", str(tmp_path / "dota/labelTxt"), "--out",
+    code = cli.main(["convert-data", "dota", "--input", str(tmp_path / "dota/labelTxt"), "--out",
                          str(tmp_path / "skip"), "--no-progress", "--skip-bad-annotations"])
     assert code == 0
     summary = json.loads((tmp_path / "skip" / "summary.json").read_text())
@@ -110,14 +113,14 @@ def test_bad_annotation_stops_or_is_skipped_and_listed(tmp_path, capsys):
 def test_empty_result_is_an_error_with_summary(tmp_path, capsys):
     (tmp_path / "labelTxt").mkdir()
     (tmp_path / "labelTxt" / "X.txt").write_text("0 0 4 0 4 4 0 4 ship 0\n")
-    code = convert.main(["dota", "--input", str(tmp_path / "labelTxt"), "--out",
-                         str(tmp_path / "out"), "--no-progress"])
-    assert code == 1
-    captured = capsys.readouterr()
-    assert "no image was kept" in captured.err and "1 missing images" in captured.out
+    code = cli.main(["convert-data", "dota", "--input", str(tmp_path / "labelTxt"), "--out",
+                     str(tmp_path / "out"), "--no-progress"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "no image was kept" in err and "1 missing images" in err
     assert json.loads((tmp_path / "out/summary.json").read_text())["kept"] == 0
     assert not (tmp_path / "out/manifest.json").exists()
-    with pytest.raises(convert.ConversionError):
+    with pytest.raises(DataError):
         convert.convert_dataset("dota", str(tmp_path / "labelTxt"), str(tmp_path / "again"),
                                 progress=False)
 
@@ -174,7 +177,7 @@ def test_masks_captions_and_webdataset_kinds(tmp_path):
 
 def test_b2c_options_from_the_command_line(tmp_path):
     _dota_tree(tmp_path / "dota")
-    assert convert.main(["dota", "--input", str(tmp_path / "dota/labelTxt"), "--out",
+    assert cli.main(["convert-data", "dota", "--input", str(tmp_path / "dota/labelTxt"), "--out",
                          str(tmp_path / "o"), "--no-progress", "--no-difficult",
                          "--ignore-class", "plane", "--many-threshold", "1"]) == 0
     source = RecordSource(tmp_path / "o")

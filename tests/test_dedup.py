@@ -10,6 +10,7 @@ from PIL import Image, ImageEnhance
 
 from remoteclip_jax.data import dedup
 from remoteclip_jax.data.types import AnnotatedImage
+from remoteclip_jax.errors import ConfigError, DataError
 
 imagehash = pytest.importorskip("imagehash")
 
@@ -103,7 +104,7 @@ def test_exclusions_round_trip_and_filter(tmp_path):
     listing.write_text("# removed by hand\nimgs/a.jpg\n\n")
     assert dedup.load_exclusions(listing) == {str(tmp_path / "imgs" / "a.jpg")}
     (tmp_path / "bad.json").write_text('{"excluded": [{"path": 1}]}')
-    with pytest.raises(dedup.DedupError, match=r"bad.json: expected an object"):
+    with pytest.raises(DataError, match=r"bad.json: expected an object"):
         dedup.load_exclusions(tmp_path / "bad.json")
 
 
@@ -155,7 +156,7 @@ def test_overlap_warning_names_pairs_or_is_none(tmp_path):
 
 
 def test_bad_spec_is_a_user_error(tmp_path):
-    with pytest.raises(dedup.DedupError, match="no such image folder"):
+    with pytest.raises(DataError, match="nope: no such file or folder"):
         dedup.main(["--train", str(tmp_path / "nope"), "--eval", str(tmp_path), "--out",
                     str(tmp_path / "x.json")])
 
@@ -185,7 +186,7 @@ def test_caption_file_specs_select_a_split_and_an_image_root(tmp_path):
                                    "image_root": str(root), "exclude": str(out)})
     kept = sources.build_source(spec)
     assert len(kept) == 3
-    with pytest.raises(dedup.DedupError, match=r"image_root"):
-        dedup.collect_images(f"{captions}?splt=test")
-    with pytest.raises(dedup.DedupError, match=r"no such exclusion list; write one"):
+    with pytest.raises(ConfigError, match=r"does not read 'splt'; did you mean 'split'"):
+        sources.parse_spec(f"{captions}?splt=test")
+    with pytest.raises(DataError, match=r"no such exclusion list; write one"):
         dedup.load_exclusions(tmp_path / "missing.json")

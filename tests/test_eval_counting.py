@@ -5,12 +5,10 @@ import numpy as np
 import pytest
 
 from remoteclip_jax.data.types import AnnotatedImage, Box
-from remoteclip_jax.evaluate.counting import (CountItem, EvalDataError, count_caption,
-                                              count_captions, count_metrics, count_predictions,
-                                              count_report, count_scores, count_topk_curve,
-                                              dota_images, manifest_rows, read_count_manifest,
-                                              write_manifest)
+from remoteclip_jax.data.readers.count_manifest import CountItem, dota_images, manifest_rows, read_count_manifest, write_manifest
+from remoteclip_jax.evaluate.counting import count_caption, count_captions, count_metrics, count_predictions, count_report, count_scores, count_topk_curve
 from remoteclip_jax.evaluate.plots import plot_count_topk
+from remoteclip_jax.errors import DataError
 
 
 def test_captions_differ_only_in_the_count():
@@ -34,10 +32,10 @@ def test_manifest_rows_count_boxes_per_category(tmp_path):
 def test_manifest_errors_name_file_and_line(tmp_path):
     p = tmp_path / "bad.jsonl"
     p.write_text('{"image": "a.png", "category": "ship", "count": 2}\n{"image": "b.png", "count": 2}\n')
-    with pytest.raises(EvalDataError, match=r"bad.jsonl:2: expected JSON"):
+    with pytest.raises(DataError, match=r"bad.jsonl:2: expected JSON"):
         read_count_manifest(str(p))
     p.write_text('{"image": "a.png", "category": "ship", "count": 11}\n')
-    with pytest.raises(EvalDataError, match=r"bad.jsonl:1: count 11 outside 1..10"):
+    with pytest.raises(DataError, match=r"bad.jsonl:1: count 11 outside 1..10"):
         read_count_manifest(str(p))
 
 

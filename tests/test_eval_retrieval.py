@@ -234,7 +234,8 @@ def _hashed_bag_of_words(sentence, dim=512):
 
 def _ucm_test_oracle(shared_data):
     """UCM's test split: (images, captions, t2i, caption rows, "oracle" image rows that see their
-    own captions: the mean of their rows)."""
+    own captions: the sum of their rows, integer counts, so images with the same caption set get
+    bit-identical rows in any caption order and tie exactly on every CPU)."""
     path = shared_data / "captions" / "ucm" / "dataset_ucm.json"
     if not path.is_file():
         pytest.skip(f"{path} not found")
@@ -242,7 +243,7 @@ def _ucm_test_oracle(shared_data):
     captions = [[s["raw"] for s in im["sentences"]] for im in images]
     t2i = np.repeat(np.arange(len(images)), [len(c) for c in captions])
     txt = np.stack([_hashed_bag_of_words(s) for c in captions for s in c])
-    img = np.stack([txt[t2i == i].mean(0) for i in range(len(images))])
+    img = np.stack([txt[t2i == i].sum(0) for i in range(len(images))])
     return images, captions, t2i, txt, img
 
 
@@ -286,7 +287,11 @@ def _stable_recalls(img, txt, t2i, ks=(1, 5, 10)):
     """clip_benchmark's ``recall_at_k`` (zeroshot_retrieval.py lines 95-116) and RemoteCLIP's
     ``(recall > 0).mean() * 100`` (retrieval.py lines 170-177), re-derived in numpy with a stable
     top-k: among equal scores the lower index comes first."""
-    scores = _unit(txt) @ _unit(img).T                          # (texts, images)
+    # Equal rows scored once: a GEMM may give equal columns scores a last bit apart (another
+    # kernel for the edge block), which would order exact ties by chance, CPU by CPU.
+    txt_u, txt_of = np.unique(_unit(txt), axis=0, return_inverse=True)
+    img_u, img_of = np.unique(_unit(img), axis=0, return_inverse=True)
+    scores = (txt_u @ img_u.T)[txt_of.reshape(-1)][:, img_of.reshape(-1)]   # (texts, images)
     positive = np.zeros(scores.shape, bool)
     positive[np.arange(len(scores)), np.asarray(t2i)] = True
 

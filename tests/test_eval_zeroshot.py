@@ -8,7 +8,7 @@ import pytest
 from sklearn.metrics import balanced_accuracy_score, confusion_matrix, top_k_accuracy_score
 
 from remoteclip_jax.errors import UserError
-from remoteclip_jax.evaluate.templates import GEORSCLIP_TEMPLATES, get_templates
+from remoteclip_jax.prompts import GEORSCLIP_TEMPLATES, get_templates
 from remoteclip_jax.evaluate.zeroshot import (build_prompts, class_embeddings, classification_metrics,
                                              zeroshot_classifier, zeroshot_logits)
 

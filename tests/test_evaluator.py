@@ -12,11 +12,12 @@ import remoteclip_jax as rc
 from remoteclip_jax import config as schema
 from remoteclip_jax.data import records
 from remoteclip_jax.data.images import open_rgb
-from remoteclip_jax.evaluate import EvalDataError, Evaluator, retrieval_metrics
-from remoteclip_jax.evaluate.counting import dota_images, manifest_rows, write_manifest
+from remoteclip_jax.evaluate import Evaluator, retrieval_metrics
+from remoteclip_jax.data.readers.count_manifest import dota_images, manifest_rows, write_manifest
 from remoteclip_jax.evaluate.report import markdown_tables
 from remoteclip_jax.train import sharding, state as state_lib
 from remoteclip_jax.transforms import image_transform
+from remoteclip_jax.errors import DataError
 
 AID_CLASSES = "Airport,Beach,Forest,Port,River"
 
@@ -221,7 +222,7 @@ def test_bad_input_is_named_and_finished_results_are_kept(tiny, shared_data, tmp
         "fine": schema.evaluation("zeroshot", kind="image_folder", path=str(folder)),
     }
     ev = _evaluator(model, evals, tmp_path / "w", batch_size=8)
-    with pytest.raises(EvalDataError) as e:
+    with pytest.raises(DataError) as e:
         ev(variables)
     msg = str(e.value)
     assert f"{tmp_path / 'nope'}: not found" in msg

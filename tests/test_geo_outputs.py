@@ -10,15 +10,6 @@ from remoteclip_jax.errors import UserError
 from remoteclip_jax.geo import outputs
 
 
-def test_atomic_path_leaves_nothing_when_the_write_fails(tmp_path):
-    target = tmp_path / "out.json"
-    with pytest.raises(RuntimeError):
-        with outputs.atomic_path(target) as tmp:
-            open(tmp, "w").write("half")
-            raise RuntimeError("interrupted")
-    assert os.listdir(tmp_path) == []
-
-
 def test_geojson_names_the_scene_crs(tmp_path):
     ring = [(0.0, 0.0), (1.0, 0.0), (1.0, 1.0), (0.0, 1.0), (0.0, 0.0)]
     outputs.write_geojson(tmp_path / "t.geojson", [outputs.tile_feature(ring, {"label": "a"})],

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from tests.helpers import geo as gs
-from remoteclip_jax.errors import UserError, one_line
-from remoteclip_jax.geo.raster import RasterError, Scene, parse_scale, resolve_bands
+from remoteclip_jax.errors import DataError, UserError, one_line
+from remoteclip_jax.geo.raster import Scene, parse_scale, resolve_bands
 
 
 @pytest.fixture(scope="module")
@@ -100,11 +100,11 @@ def test_single_band_is_grey(tmp_path, aid):
 
 
 def test_band_requests_that_cannot_be_met_name_the_file():
-    with pytest.raises(RasterError, match=r"s\.tif: no band described as 'B8'.*1=R"):
+    with pytest.raises(DataError, match=r"s\.tif: no band described as 'B8'.*1=R"):
         resolve_bands("B8", 3, ["R", "G", "B"], "s.tif")
-    with pytest.raises(RasterError, match=r"band 5 does not exist"):
+    with pytest.raises(DataError, match=r"band 5 does not exist"):
         resolve_bands("5,3,2", 4, [None] * 4, "s.tif")
-    with pytest.raises(RasterError, match=r"3 bands"):
+    with pytest.raises(DataError, match=r"3 bands"):
         resolve_bands("1,2", 4, [None] * 4, "s.tif")
     assert resolve_bands("b4, b3 ,B2", 4, ["B1", "B2", "B3", "B4"]) == (4, 3, 2)
 
@@ -132,15 +132,15 @@ def test_corrupt_and_unsupported_files_are_one_line_errors(tmp_path, aid):
     text = tmp_path / "notes.tif"
     text.write_text("not a raster\n")
     for path in (truncated, text):
-        with pytest.raises(RasterError) as info:
+        with pytest.raises(DataError) as info:
             with Scene(path) as scene:
                 scene.read_window(0, 0, 450, 450)
         message = one_line(info.value)
         assert message == str(info.value) and str(path) in message
-    with pytest.raises(RasterError, match="not found"):
+    with pytest.raises(DataError, match="not found"):
         Scene(tmp_path / "missing.tif")
     complex_path = gs.write_geotiff(tmp_path / "complex.tif", np.ones((1, 8, 8), np.complex64))
-    with pytest.raises(RasterError, match="unsupported pixel type"):
+    with pytest.raises(DataError, match="unsupported pixel type"):
         Scene(complex_path)
 
 

@@ -15,12 +15,12 @@ from PIL import Image
 
 from remoteclip_jax.inference.embedding import embed, store_rows
 from remoteclip_jax.inference.encoder import Encoder
-from remoteclip_jax.inference.inputs import InputError
 from remoteclip_jax.inference.store import EmbeddingStore
 from tests.helpers.cli import ROOT, cli_env
 from tests.helpers.inference import (aid_subset, cli_command, corrupt_images, random_images,
                                      reference_image_features, reference_text_features,
                                      save_model_dir, tiny_model)
+from remoteclip_jax.errors import ConfigError
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +79,7 @@ def test_unreadable_images_are_left_out_and_listed(encoder, tmp_path):
 
 def test_text_modality_needs_a_caption_file(tmp_path):
     random_images(tmp_path, 1)
-    with pytest.raises(InputError, match="needs a caption file"):
+    with pytest.raises(ConfigError, match="needs a caption file"):
         store_rows(tmp_path, "text")
 
 

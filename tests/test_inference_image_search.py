@@ -10,11 +10,10 @@ from PIL import Image
 from remoteclip_jax.inference.embedding import embed
 from remoteclip_jax.inference.encoder import Encoder
 from remoteclip_jax.inference.image_search import search
-from remoteclip_jax.inference.inputs import InputError
-from remoteclip_jax.inference.store import StoreError
 from tests.helpers.cli import ROOT, cli_env
 from tests.helpers.inference import (aid_subset, cli_command, reference_image_features,
                                      reference_text_features, save_model_dir, tiny_model)
+from remoteclip_jax.errors import ConfigError, DataError
 
 QUERIES = ["many airplanes parked next to the terminal", "waves on a sandy beach"]
 
@@ -109,9 +108,9 @@ def test_console_command_prints_hits_and_writes_sheets(aid_store, tmp_path):
 
 def test_bad_queries_and_stores_are_user_errors(aid_store, tmp_path):
     root, paths, encoder = aid_store
-    with pytest.raises(InputError, match="no query"):
+    with pytest.raises(ConfigError, match="no query"):
         search(str(root / "store"), encoder=encoder)
-    with pytest.raises(StoreError, match="not an embedding store"):
+    with pytest.raises(DataError, match="not an embedding store"):
         search(str(tmp_path), texts=["x"], encoder=encoder)
-    with pytest.raises(InputError, match="query image"):
+    with pytest.raises(DataError, match="query image"):
         search(str(root / "store"), images=[str(tmp_path / "absent.jpg")], encoder=encoder)

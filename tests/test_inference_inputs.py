@@ -1,8 +1,8 @@
 """Image sources and class names resolve as documented; bad input is one clear UserError."""
 import pytest
 
-from remoteclip_jax.errors import UserError
-from remoteclip_jax.inference.inputs import InputError, list_images, parse_class_names
+from remoteclip_jax.errors import ConfigError, DataError, UserError
+from remoteclip_jax.inference.inputs import list_images, parse_class_names
 from tests.helpers.inference import random_images
 
 
@@ -32,7 +32,7 @@ def test_empty_folder_and_missing_path_raise_one_line_user_errors(tmp_path):
     with pytest.raises(UserError, match="no images found") as e:
         list_images(tmp_path / "empty")
     assert "\n" not in str(e.value)
-    with pytest.raises(InputError, match="no such file or folder"):
+    with pytest.raises(DataError, match="no such file or folder"):
         list_images(tmp_path / "absent")
 
 
@@ -49,5 +49,5 @@ def test_class_names_from_string_file_and_folder(tmp_path):
 @pytest.mark.parametrize("spec, message", [("forest", "at least two"), ("a,,b", "empty class"),
                                            ("a,b,a", "given twice")])
 def test_bad_class_lists_are_rejected(spec, message):
-    with pytest.raises(InputError, match=message):
+    with pytest.raises(ConfigError, match=message):
         parse_class_names(spec)

@@ -6,7 +6,8 @@ import os
 import numpy as np
 import pytest
 
-from remoteclip_jax.inference.store import EmbeddingStore, StoreError, StoreWriter, shard_tag
+from remoteclip_jax.inference.store import EmbeddingStore, StoreWriter, shard_tag
+from remoteclip_jax.errors import DataError
 
 IDENTITY = {"rows_sha1": "abc", "num_rows": 5, "shard_size": 3}
 
@@ -55,7 +56,7 @@ def test_jsonl_metadata_fallback_reads_back_the_same(tmp_path):
 def test_a_store_of_other_inputs_is_refused_unless_overwrite(tmp_path):
     _write(tmp_path, "jsonl")[0].finish()
     other = {**IDENTITY, "rows_sha1": "def"}
-    with pytest.raises(StoreError, match="differs in rows_sha1"):
+    with pytest.raises(DataError, match="differs in rows_sha1"):
         StoreWriter(str(tmp_path), other, {}, 2, ("image", "text"), "jsonl")
     writer = StoreWriter(str(tmp_path), other, {}, 2, ("image", "text"), "jsonl", overwrite=True)
     assert not writer.is_done(0) and not (tmp_path / "img_emb/img_emb_0000.npy").exists()
@@ -67,7 +68,7 @@ def test_shard_counts_as_done_only_with_its_marker_and_files(tmp_path):
     os.remove(tmp_path / "text_emb/text_emb_0001.npy")
     assert not writer.is_done(1)
     # A reader refuses a store whose run has not finished.
-    with pytest.raises(StoreError, match="has not finished"):
+    with pytest.raises(DataError, match="has not finished"):
         EmbeddingStore(str(tmp_path))
 
 
@@ -86,5 +87,5 @@ def test_shard_numbers_have_one_sortable_width():
 
 
 def test_folder_without_embeddings_is_not_a_store(tmp_path):
-    with pytest.raises(StoreError, match="not an embedding store"):
+    with pytest.raises(DataError, match="not an embedding store"):
         EmbeddingStore(str(tmp_path))

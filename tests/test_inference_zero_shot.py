@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 
 from remoteclip_jax.inference.zero_shot import classify, resolve_templates
-from remoteclip_jax.inference.inputs import InputError
 from tests.helpers.cli import ROOT, cli_env
 from tests.helpers.inference import (aid_subset, cli_command, corrupt_images, random_images,
                                      reference_image_features, reference_text_features,
                                      save_model_dir, tiny_model)
+from remoteclip_jax.errors import ConfigError, DataError
 
 TEMPLATES = ["a satellite photo of {}.", "an aerial view of the {}."]
 
@@ -98,7 +98,7 @@ def test_unreadable_images_are_skipped_listed_and_counted(aid, tmp_path):
     assert result.paths == [paths[0], paths[1]]
     with open(tmp_path / "skipped.csv", newline="") as f:
         assert [r[0] for r in csv.reader(f)][1:] == bad
-    with pytest.raises(InputError, match="none of the 2 images could be read"):
+    with pytest.raises(DataError, match="none of the 2 images could be read"):
         classify(bad, "a,b", model=tiny_model())
 
 
@@ -119,6 +119,6 @@ def test_empty_folder_is_one_line_error_with_exit_code_2(model_dir, tmp_path):
 def test_bad_options_are_user_errors(tmp_path, kwargs, message):
     random_images(tmp_path, 2)
     options = {"classes": "a,b", **kwargs}
-    with pytest.raises(InputError, match=message):
+    with pytest.raises(ConfigError, match=message):
         classify(tmp_path, model=tiny_model(), **options)
 

@@ -8,6 +8,7 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 
 from remoteclip_jax.train import loss as loss_lib
 from remoteclip_jax.train import sharding
+from remoteclip_jax.errors import ConfigError
 
 N_PER_DEVICE = 4
 EMBED = 16
@@ -118,9 +119,9 @@ def test_unknown_loss_type_is_refused():
 
 
 def test_mesh_that_does_not_fit_the_devices_is_refused():
-    with pytest.raises(sharding.ShardingError, match="config.mesh.data"):
+    with pytest.raises(ConfigError, match="config.mesh.data"):
         _mesh(3, 2)
-    with pytest.raises(sharding.ShardingError, match="config.mesh.fsdp"):
+    with pytest.raises(ConfigError, match="config.mesh.fsdp"):
         _mesh(-1, 3)
 
 

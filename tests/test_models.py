@@ -7,10 +7,11 @@ import numpy as np
 import pytest
 
 import remoteclip_jax as rc
-from remoteclip_jax.models import TINY_RESNET, TINY_VIT, UnknownModelError, init_variables
+from remoteclip_jax.models import TINY_RESNET, TINY_VIT, init_variables
 from tests.helpers.hlo import products
 from tests.helpers.openclip import (build_openclip, max_relative_error, open_clip,
                                       reference_inputs, torch)
+from remoteclip_jax.errors import ConfigError
 
 TINY_VIT_GELU = {**TINY_VIT, "quick_gelu": False}
 TINY_RESNET_QUICKGELU = {**TINY_RESNET, "quick_gelu": True}  # text tower activation differs
@@ -163,7 +164,7 @@ def test_named_configs_equal_open_clip_json():
 
 
 def test_unknown_model_name_is_a_one_line_error():
-    with pytest.raises(UnknownModelError, match="unknown model 'ViT-B-33'.*ViT-B-32") as info:
+    with pytest.raises(ConfigError, match="unknown model 'ViT-B-33'.*ViT-B-32") as info:
         rc.create_model("ViT-B-33")
     assert "\n" not in str(info.value)
 
@@ -211,5 +212,5 @@ def test_init_logit_bias_adds_open_clips_scalar_bias_and_nothing_else():
 
 
 def test_nonscalar_logit_scale_is_refused():
-    with pytest.raises(UnknownModelError, match="nonscalar_logit_scale"):
+    with pytest.raises(ConfigError, match="nonscalar_logit_scale"):
         rc.model_config({**TINY_VIT, "nonscalar_logit_scale": True})

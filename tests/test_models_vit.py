@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 import remoteclip_jax as rc
-from remoteclip_jax.models import TINY_RESNET, TINY_VIT, UnknownModelError
+from remoteclip_jax.errors import ConfigError
+from remoteclip_jax.models import TINY_RESNET, TINY_VIT
 from remoteclip_jax.models.vit import drop_patches, resize_pos_embed
 from tests.helpers.openclip import (build_openclip, max_relative_error, open_clip,
                                       reference_inputs, torch)
@@ -39,7 +40,7 @@ def test_patch_dropout_acts_in_training_only():
 
     np.testing.assert_array_equal(train(0), train(0))
     assert not np.allclose(train(0), plain) and not np.allclose(train(0), train(1))
-    with pytest.raises(UnknownModelError, match="ViT"):
+    with pytest.raises(ConfigError, match="ViT"):
         rc.create_model(TINY_RESNET, patch_dropout=0.5)
 
 

@@ -9,7 +9,8 @@ import pytest
 from PIL import Image
 
 from remoteclip_jax import tokenizer, transforms
-from remoteclip_jax.data import pipeline, records, sources, synthetic
+from remoteclip_jax.data import pipeline, readers, records, sources, synthetic
+from remoteclip_jax.errors import ConfigError, DataError
 
 SIZE = 32  # model input side in these tests: small keeps the suite fast
 
@@ -218,12 +219,12 @@ def test_corrupt_and_missing_images_are_skipped_and_reported(tmp_path):
 
 def test_empty_sources_are_errors(tmp_path):
     (tmp_path / "empty.jsonl").write_text("\n")
-    with pytest.raises(records.EmptyDatasetError, match="empty.jsonl"):
+    with pytest.raises(DataError, match="empty.jsonl"):
         pipeline.make_train_iterator([{"kind": "jsonl", "path": str(tmp_path / "empty.jsonl")}],
                                      batch_size_per_process=2, image_size=SIZE, seed=0)
-    with pytest.raises(records.EmptyDatasetError):
+    with pytest.raises(DataError):
         pipeline.make_train_iterator([], batch_size_per_process=2, image_size=SIZE, seed=0)
-    with pytest.raises(records.EmptyDatasetError, match="less than one global batch"):
+    with pytest.raises(DataError, match="less than one global batch"):
         pipeline.make_train_iterator([_synthetic(3)], batch_size_per_process=4,
                                      image_size=SIZE, seed=0, epochs=1)
 
@@ -248,7 +249,7 @@ def _write_webdataset(path, n):
 def test_webdataset_source_random_access(tmp_path):
     _write_webdataset(tmp_path / "a.tar", 5)
     _write_webdataset(tmp_path / "b.tar", 3)
-    src = sources.WebDatasetSource(tmp_path)
+    src = readers.WebDatasetSource(tmp_path)
     assert len(src) == 8 and src.incomplete == 2
     item = src[6]  # b.tar, sample 1
     assert item["captions"] == ["caption 1"]
@@ -258,8 +259,8 @@ def test_webdataset_source_random_access(tmp_path):
                                       epochs=1)
     assert len(list(it)) == 2 and it.stats.num_skipped == 0
     (tmp_path / "c.tar").write_bytes(b"not a tar")
-    with pytest.raises(records.RecordFormatError, match="c.tar"):
-        sources.WebDatasetSource(tmp_path)
+    with pytest.raises(DataError, match="c.tar"):
+        readers.WebDatasetSource(tmp_path)
 
 
 def test_eval_dataset_pads_and_shards_in_order():
@@ -459,7 +460,7 @@ def test_caption_counts_of_record_shards_match_their_captions(tmp_path):
 
 
 def test_unknown_pairs_value_is_refused():
-    with pytest.raises(sources.SourceSpecError, match="pairs"):
+    with pytest.raises(ConfigError, match="pairs"):
         sources.normalize_spec({"kind": "synthetic", "pairs": "captions"})
-    with pytest.raises(sources.SourceSpecError, match="does not read 'pairs'"):
+    with pytest.raises(ConfigError, match="does not read 'pairs'"):
         sources.normalize_spec({"kind": "image_folder", "path": "x", "pairs": "caption"})

@@ -9,6 +9,7 @@ from PIL import Image
 
 from remoteclip_jax.data import records
 from remoteclip_jax.data.types import Box
+from remoteclip_jax.errors import DataError
 
 
 def _image(w=40, h=30, seed=0):
@@ -90,7 +91,7 @@ def test_index_out_of_range(tmp_path):
 def test_missing_shard_error_names_path(tmp_path):
     out = _write(tmp_path, 10)
     (out / "records-00001-of-00003.array_record").unlink()
-    with pytest.raises(records.RecordFormatError, match="records-00001-of-00003.*not found"):
+    with pytest.raises(DataError, match="records-00001-of-00003.*not found"):
         records.RecordSource(out)
 
 
@@ -98,14 +99,14 @@ def test_corrupt_shard_error_names_path(tmp_path):
     out = _write(tmp_path, 10)
     shard = out / "records-00002-of-00003.array_record"
     shard.write_bytes(b"garbage" * 10)
-    with pytest.raises(records.RecordFormatError, match="records-00002-of-00003.*corrupt"):
+    with pytest.raises(DataError, match="records-00002-of-00003.*corrupt"):
         records.RecordSource(out)
 
 
 def test_missing_manifest_is_an_error(tmp_path):
     out = _write(tmp_path, 3)
     (out / "manifest.json").unlink()
-    with pytest.raises(records.RecordFormatError, match="manifest not found"):
+    with pytest.raises(DataError, match="manifest not found"):
         records.RecordSource(out)
 
 
@@ -114,19 +115,19 @@ def test_truncated_manifest_count_mismatch(tmp_path):
     manifest = json.loads((out / "manifest.json").read_text())
     manifest["shards"][0]["count"] = 5
     (out / "manifest.json").write_text(json.dumps(manifest))
-    with pytest.raises(records.RecordFormatError, match="holds 4 records but"):
+    with pytest.raises(DataError, match="holds 4 records but"):
         records.RecordSource(out)
 
 
 def test_corrupt_record_bytes_error():
-    with pytest.raises(records.RecordFormatError, match="shard.x\\[3\\]: corrupt record"):
+    with pytest.raises(DataError, match="shard.x\\[3\\]: corrupt record"):
         records.deserialize_record(b"\xc1", where="shard.x[3]")
-    with pytest.raises(records.RecordFormatError, match="not a map"):
+    with pytest.raises(DataError, match="not a map"):
         records.deserialize_record(records.msgpack.packb([1, 2]))
 
 
 def test_empty_writer_is_an_error_and_writes_no_manifest(tmp_path):
-    with pytest.raises(records.EmptyDatasetError):
+    with pytest.raises(DataError):
         with records.RecordWriter(tmp_path / "empty"):
             pass
     assert not (tmp_path / "empty" / "manifest.json").exists()
@@ -144,7 +145,7 @@ def test_failed_conversion_leaves_no_partial_dataset(tmp_path):
 
 def test_writer_refuses_existing_dataset(tmp_path):
     out = _write(tmp_path, 3)
-    with pytest.raises(records.RecordFormatError, match="already holds a dataset"):
+    with pytest.raises(DataError, match="already holds a dataset"):
         with records.RecordWriter(out):
             pass
 
@@ -152,11 +153,11 @@ def test_writer_refuses_existing_dataset(tmp_path):
 def test_writer_rejects_malformed_records(tmp_path):
     with records.RecordWriter(tmp_path / "ds") as w:
         w.write(_record(0))
-        with pytest.raises(records.RecordFormatError, match="missing field.*captions"):
+        with pytest.raises(DataError, match="missing field.*captions"):
             w.write({k: v for k, v in _record(1).items() if k != "captions"})
-        with pytest.raises(records.RecordFormatError, match="list of strings"):
+        with pytest.raises(DataError, match="list of strings"):
             w.write(_record(1) | {"captions": "just a string"})
-        with pytest.raises(records.RecordFormatError, match="not a readable image"):
+        with pytest.raises(DataError, match="not a readable image"):
             w.write(_record(1) | {"image": b"not a jpeg"})
 
 
@@ -195,25 +196,25 @@ def test_split_index_selects_records_without_reading_them(tmp_path):
         w.write(_record(9, split="test"))
     both = records.RecordSource([out, other], split="test")
     assert [both[i]["image_id"] for i in range(len(both))] == ["img1", "img5", "img9"]
-    with pytest.raises(records.RecordFormatError, match="no split 'dev'; splits: test, train, val"):
+    with pytest.raises(DataError, match="no split 'dev'; splits: test, train, val"):
         records.RecordSource(out, split="dev")
-    with pytest.raises(records.RecordFormatError, match="needs a dataset directory"):
+    with pytest.raises(DataError, match="needs a dataset directory"):
         records.RecordSource(out / "records-00000-of-00003.array_record", split="train")
     (out / "split-val.npy").write_bytes(b"junk")
-    with pytest.raises(records.RecordFormatError, match="split-val.npy"):
+    with pytest.raises(DataError, match="split-val.npy"):
         records.RecordSource(out, split="val")
 
 
 def test_dataset_without_splits_says_so(tmp_path):
     out = _write(tmp_path, 3)
-    with pytest.raises(records.RecordFormatError, match="records carry no 'split'"):
+    with pytest.raises(DataError, match="records carry no 'split'"):
         records.RecordSource(out, split="train")
 
 
 def test_bad_split_name_is_rejected(tmp_path):
     with records.RecordWriter(tmp_path / "ds") as w:
         w.write(_record(0))
-        with pytest.raises(records.RecordFormatError, match="plain name"):
+        with pytest.raises(DataError, match="plain name"):
             w.write(_record(1, split="../x"))
 
 

@@ -7,24 +7,24 @@ import pytest
 from PIL import Image
 
 from remoteclip_jax.data import readers, sources
-from remoteclip_jax.data.records import EmptyDatasetError
 from tests.helpers.archives import write_tar
+from remoteclip_jax.errors import ConfigError, DataError
 
 
 def test_bad_specs_name_the_key_and_the_nearest_valid_one(tmp_path):
-    with pytest.raises(sources.SourceSpecError, match=r"kind='tfds': unknown source kind"):
+    with pytest.raises(ConfigError, match=r"kind='tfds': unknown source kind"):
         sources.build_source({"kind": "tfds", "path": "x"})
-    with pytest.raises(sources.SourceSpecError, match=r"did you mean 'records'"):
+    with pytest.raises(ConfigError, match=r"did you mean 'records'"):
         sources.build_source({"kind": "record", "path": "x"})
-    with pytest.raises(sources.SourceSpecError, match=r"kind 'records' needs a path; set "
+    with pytest.raises(ConfigError, match=r"kind 'records' needs a path; set "
                                                       r"config.data.sources.a.path"):
         sources.build_source({"kind": "records"}, "config.data.sources.a")
-    with pytest.raises(sources.SourceSpecError, match=r"unknown key 'image_rot'; did you mean "
+    with pytest.raises(ConfigError, match=r"unknown key 'image_rot'; did you mean "
                                                       r"'image_root'"):
         sources.build_source({"kind": "jsonl", "path": "x", "image_rot": "y"})
-    with pytest.raises(sources.SourceSpecError, match=r"kind 'webdataset' does not read 'split'"):
+    with pytest.raises(ConfigError, match=r"kind 'webdataset' does not read 'split'"):
         sources.build_source({"kind": "webdataset", "path": "x", "split": "train"})
-    with pytest.raises(EmptyDatasetError, match=r"nope.jsonl: not found \(source\); put the jsonl "
+    with pytest.raises(DataError, match=r"nope.jsonl: not found \(source\); put the jsonl "
                                                 r"data there"):
         sources.build_source({"kind": "jsonl", "path": str(tmp_path / "nope.jsonl")})
     (tmp_path / "bad.jsonl").write_text('{"image": "a.png", "captions": ["x"]}\n{"image": 3}\n')
@@ -46,7 +46,7 @@ def test_image_folder_items_follow_class_then_file_name_order(tmp_path):
     got = [(src[i]["label"], src[i]["image_id"]) for i in range(len(src))]
     assert got == [("Airport", "airport_0.png"), ("Airport", "airport_1.png"),
                    ("Port", "port_0.png"), ("Port", "port_1.png")]
-    with pytest.raises(EmptyDatasetError, match="class folders not found: Harbor"):
+    with pytest.raises(DataError, match="class folders not found: Harbor"):
         sources.build_source({"kind": "image_folder", "path": str(tmp_path), "classes": "Harbor"})
 
 
@@ -109,5 +109,5 @@ def test_csv_source_reads_remoteclips_tab_separated_layout_and_honours_exclusion
     (tmp_path / "exclusions.txt").write_text("a.jpg\n")   # relative to the list's folder
     kept = sources.build_source({**spec, "exclude": str(tmp_path / "exclusions.txt")})
     assert [kept[i]["path"] for i in range(len(kept))] == [str(tmp_path / "b.jpg")]
-    with pytest.raises(sources.SourceSpecError, match="record shards cannot drop images"):
+    with pytest.raises(ConfigError, match="records sources cannot drop images"):
         sources.build_source({"kind": "records", "path": str(tmp_path), "exclude": "x"})

@@ -11,7 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from remoteclip_jax import tokenizer as tok
-from remoteclip_jax.tokenizer import EOT_ID, SOT_ID, Tokenizer, VocabError, clean_text, tokenize
+from remoteclip_jax.tokenizer import EOT_ID, SOT_ID, Tokenizer, clean_text, tokenize
+from remoteclip_jax.errors import DataError
 
 open_clip = pytest.importorskip("open_clip")
 
@@ -206,7 +207,7 @@ def test_small_cache_evicts_and_stays_exact():
 
 def test_vocab_loads_lazily_and_once():
     tk = Tokenizer(vocab_path="/nonexistent/vocab.txt.gz")  # constructing reads nothing
-    with pytest.raises(VocabError, match="/nonexistent/vocab.txt.gz: BPE vocabulary file not found"):
+    with pytest.raises(DataError, match="/nonexistent/vocab.txt.gz: BPE vocabulary file not found"):
         tk.encode("a")
     tk = Tokenizer()
     tk.encode("a")
@@ -221,12 +222,12 @@ def test_malformed_vocab_names_file_and_line(tmp_path):
     lines = ["#version: 0.2", "i n", "t h", "oops", *(["a b"] * 49000)]
     with gzip.open(path, "wt", encoding="utf-8") as f:
         f.write("\n".join(lines))
-    with pytest.raises(VocabError, match=r"bad\.txt\.gz: line 4: expected two symbols"):
+    with pytest.raises(DataError, match=r"bad\.txt\.gz: line 4: expected two symbols"):
         Tokenizer(vocab_path=str(path)).encode("a")
     short = tmp_path / "short.txt.gz"
     with gzip.open(short, "wt", encoding="utf-8") as f:
         f.write("#version\ni n\n")
-    with pytest.raises(VocabError, match="short.txt.gz: holds"):
+    with pytest.raises(DataError, match="short.txt.gz: holds"):
         Tokenizer(vocab_path=str(short)).encode("a")
 
 

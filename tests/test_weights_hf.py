@@ -11,8 +11,8 @@ import pytest
 import remoteclip_jax as rc
 from remoteclip_jax.models import TINY_RESNET, TINY_VIT
 from remoteclip_jax.weights import hf
-from remoteclip_jax.weights.openclip import CheckpointError
 from tests.helpers.openclip import build_openclip, max_relative_error, reference_inputs, torch
+from remoteclip_jax.errors import WeightsError
 
 transformers = pytest.importorskip("transformers")
 
@@ -110,24 +110,24 @@ def test_activation_is_read_from_config_json_not_weights(tmp_path):
     assert dict(model.config)["quick_gelu"] is False
     data["text_config"]["hidden_act"] = "quick_gelu"
     path.write_text(json.dumps(data))
-    with pytest.raises(hf.HFFormatError, match="hidden_act text='quick_gelu' vision='gelu'") as info:
+    with pytest.raises(WeightsError, match="hidden_act text='quick_gelu' vision='gelu'") as info:
         rc.load_pretrained(str(tmp_path))
     assert "\n" not in str(info.value)
     for tower in ("text_config", "vision_config"):
         data[tower]["hidden_act"] = "gelu_new"
     path.write_text(json.dumps(data))
-    with pytest.raises(hf.HFFormatError, match="one of quick_gelu, gelu"):
+    with pytest.raises(WeightsError, match="one of quick_gelu, gelu"):
         rc.load_pretrained(str(tmp_path))
 
 
 def test_resnet_to_hf_is_refused_in_one_line(tmp_path):
     out = tmp_path / "rn50"
-    with pytest.raises(hf.HFFormatError) as info:
+    with pytest.raises(WeightsError) as info:
         rc.save_pretrained({"params": {}}, "RN50", str(out), format="hf")
     assert "ModifiedResNet" in str(info.value) and "\n" not in str(info.value)
     assert not out.exists()  # refused before anything is written
     variables = rc.load_openclip(build_openclip(TINY_RESNET).state_dict(), TINY_RESNET)
-    with pytest.raises(hf.HFFormatError, match="no transformers CLIPModel counterpart"):
+    with pytest.raises(WeightsError, match="no transformers CLIPModel counterpart"):
         rc.save_pretrained(variables, TINY_RESNET, str(out), format="hf")
 
 
@@ -138,7 +138,7 @@ def test_weights_that_do_not_fit_name_hf_keys_in_one_line(tmp_path):
     del state["vision_model.encoder.layers.1.self_attn.k_proj.bias"]
     state["text_model.extra.weight"] = np.zeros(3, np.float32)
     save_file(state, str(tmp_path / "model.safetensors"), metadata={"format": "pt"})
-    with pytest.raises(CheckpointError) as info:
+    with pytest.raises(WeightsError) as info:
         rc.load_pretrained(str(tmp_path))
     message = str(info.value)
     assert "\n" not in message and message.startswith(str(tmp_path / "model.safetensors"))
@@ -151,7 +151,7 @@ def test_a_foreign_tokenizer_vocabulary_is_refused(tmp_path):
     vocab = json.loads((tmp_path / "vocab.json").read_text(encoding="utf-8"))
     vocab["a</w>"], vocab["b</w>"] = vocab["b</w>"], vocab["a</w>"]
     (tmp_path / "vocab.json").write_text(json.dumps(vocab), encoding="utf-8")
-    with pytest.raises(hf.HFFormatError, match="2 of 49408 tokens differ"):
+    with pytest.raises(WeightsError, match="2 of 49408 tokens differ"):
         rc.load_pretrained(str(tmp_path))
 
 

@@ -8,8 +8,8 @@ import pytest
 
 import remoteclip_jax as rc
 from remoteclip_jax.models import TINY_RESNET, TINY_VIT
-from remoteclip_jax.weights import hub
 from tests.helpers.openclip import build_openclip, max_relative_error, reference_inputs, open_clip, torch
+from remoteclip_jax.errors import WeightsError
 
 CONFIGS = {"vit-quickgelu": TINY_VIT, "resnet-gelu": TINY_RESNET,
            "vit-gelu": {**TINY_VIT, "quick_gelu": False}}
@@ -78,12 +78,12 @@ def test_directory_written_by_open_clip_code_imports(tmp_path, quick_gelu):
 
 def test_open_clip_config_without_model_cfg_or_weights_is_one_line(tmp_path):
     (tmp_path / "open_clip_config.json").write_text(json.dumps({"embed_dim": 32}))
-    with pytest.raises(hub.HubFormatError, match='no "model_cfg" object') as info:
+    with pytest.raises(WeightsError, match='no "model_cfg" object') as info:
         rc.load_pretrained(str(tmp_path))
     assert "\n" not in str(info.value)
     (tmp_path / "open_clip_config.json").write_text(json.dumps({"model_cfg": TINY_VIT}))
-    with pytest.raises(hub.HubFormatError, match="but no weights"):
+    with pytest.raises(WeightsError, match="but no weights"):
         rc.load_pretrained(str(tmp_path))
     (tmp_path / "open_clip_config.json").write_text("{oops")
-    with pytest.raises(hub.HubFormatError, match="line 1: not valid JSON"):
+    with pytest.raises(WeightsError, match="line 1: not valid JSON"):
         rc.load_pretrained(str(tmp_path))

@@ -4,7 +4,8 @@ import json
 import pytest
 
 from remoteclip_jax.models import TINY_VIT
-from remoteclip_jax.weights.model_card import ModelCardError, write_model_card
+from remoteclip_jax.weights.model_card import write_model_card
+from remoteclip_jax.errors import DataError
 
 huggingface_hub = pytest.importorskip("huggingface_hub")
 
@@ -35,7 +36,7 @@ def test_card_without_optional_fields_implies_no_licence(tmp_path):
 
 def test_unreadable_results_are_one_line_errors(tmp_path):
     (tmp_path / "bad.json").write_text(json.dumps({"eval/aid/top1": "high"}))
-    with pytest.raises(ModelCardError, match="expected a flat object of metric name -> number"):
+    with pytest.raises(DataError, match="expected a flat object of metric name -> number"):
         write_model_card(str(tmp_path), model=TINY_VIT, quick_gelu=True, eval_results=str(tmp_path / "bad.json"))
-    with pytest.raises(ModelCardError, match="evaluation results file not found"):
+    with pytest.raises(DataError, match="evaluation results file not found"):
         write_model_card(str(tmp_path), model=TINY_VIT, quick_gelu=True, eval_results=str(tmp_path / "no.json"))

@@ -5,7 +5,8 @@ import pytest
 
 import remoteclip_jax as rc
 from remoteclip_jax.models import TINY_VIT
-from remoteclip_jax.weights.model_info import ModelInfo, ModelInfoError, known_model_name
+from remoteclip_jax.weights.model_info import ModelInfo, known_model_name
+from remoteclip_jax.errors import WeightsError
 
 
 def test_json_round_trip_keeps_every_field(tmp_path):
@@ -28,14 +29,14 @@ def test_files_from_before_versions_still_read(tmp_path):
 
 def test_contradicting_or_newer_files_are_refused_in_one_line(tmp_path):
     config = rc.model_config(TINY_VIT)
-    with pytest.raises(ModelInfoError, match="activation 'gelu' contradicts the config's quick_gelu=True"):
+    with pytest.raises(WeightsError, match="activation 'gelu' contradicts the config's quick_gelu=True"):
         ModelInfo.from_json({"config": config, "activation": "gelu"})
-    with pytest.raises(ModelInfoError, match="format_version 7 is newer"):
+    with pytest.raises(WeightsError, match="format_version 7 is newer"):
         ModelInfo.from_json({"config": config, "format_version": 7})
     (tmp_path / "model.json").write_text("{")
-    with pytest.raises(ModelInfoError, match=r"model.json: line 1: not valid JSON"):
+    with pytest.raises(WeightsError, match=r"model.json: line 1: not valid JSON"):
         ModelInfo.load(str(tmp_path))
-    with pytest.raises(ModelInfoError, match="not a directory written by `remoteclip-jax import-weights`"):
+    with pytest.raises(WeightsError, match="not a directory written by `remoteclip-jax import-weights`"):
         ModelInfo.load(str(tmp_path / "absent"))
 
 

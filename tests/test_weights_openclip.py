@@ -5,9 +5,10 @@ import pytest
 
 import remoteclip_jax as rc
 from remoteclip_jax.weights import torch_pickle
-from remoteclip_jax.weights.openclip import CheckpointError, read_state_dict
+from remoteclip_jax.weights.openclip import read_state_dict
 from remoteclip_jax.models import TINY_RESNET, TINY_VIT
 from tests.helpers.openclip import build_openclip, max_relative_error, reference_inputs, torch
+from remoteclip_jax.errors import WeightsError
 
 
 def _numpy_state(model):
@@ -81,13 +82,13 @@ def test_openai_torchscript_archive(tmp_path):
     want = rc.load_openclip(reference.state_dict(), TINY_VIT)
     for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
         assert np.array_equal(a, b)
-    with pytest.raises(torch_pickle.TorchFileError, match="TorchScript archive"):
+    with pytest.raises(WeightsError, match="TorchScript archive"):
         torch_pickle.load(path)
 
 
 def test_checkpoint_of_another_architecture_lists_the_keys():
     state = build_openclip(TINY_VIT).state_dict()
-    with pytest.raises(CheckpointError) as info:
+    with pytest.raises(WeightsError) as info:
         rc.load_openclip(state, TINY_RESNET)
     message = str(info.value)
     assert "\n" not in message
@@ -95,7 +96,7 @@ def test_checkpoint_of_another_architecture_lists_the_keys():
     assert "visual.conv1.weight (64, 3, 8, 8) (model wants (8, 3, 3, 3))" in message
     assert "unexpected" in message and "visual.class_embedding" in message
     wider = {**TINY_VIT, "embed_dim": 48}
-    with pytest.raises(CheckpointError, match=r"mis-shaped \(2\): .*visual.proj \(64, 32\)"):
+    with pytest.raises(WeightsError, match=r"mis-shaped \(2\): .*visual.proj \(64, 32\)"):
         rc.load_openclip(state, wider)
 
 
@@ -107,7 +108,7 @@ def test_truncated_and_foreign_files_give_one_line_errors(tmp_path):
     (tmp_path / "empty.safetensors").write_bytes(b"")
     (tmp_path / "bad.safetensors").write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{garbage")
     for name in ("truncated.pt", "notes.pt", "empty.safetensors", "bad.safetensors", "absent.pt"):
-        with pytest.raises(CheckpointError) as info:
+        with pytest.raises(WeightsError) as info:
             read_state_dict(str(tmp_path / name))
         assert str(info.value).startswith(str(tmp_path / name)) and "\n" not in str(info.value), name
 
@@ -133,7 +134,7 @@ def test_siglip_style_logit_bias_round_trips_bit_exactly_and_loads_strictly():
 
 
 def test_logit_bias_needs_a_config_that_declares_it():
-    with pytest.raises(CheckpointError, match="init_logit_bias.*unexpected \\(1\\): logit_bias"):
+    with pytest.raises(WeightsError, match="init_logit_bias.*unexpected \\(1\\): logit_bias"):
         rc.load_openclip(build_openclip(SIGLIP_VIT).state_dict(), TINY_VIT)
 
 

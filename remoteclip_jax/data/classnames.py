@@ -20,6 +20,8 @@ from __future__ import annotations
 import functools
 import re
 
+from remoteclip_jax.errors import ConfigError
+
 # Dataset key (lower-case alphanumerics, see `dataset_key`) -> {raw class name: name}. Raw names
 # are matched exactly, then lower-cased with separators removed.
 CLASS_NAMES: dict[str, dict[str, str]] = {
@@ -397,3 +399,22 @@ def indefinite_article(phrase: str) -> str:
     if word.startswith(_CONSONANT_SOUND_PREFIXES):
         return "a"
     return "an" if word[:1] in "aeiou" else "a"
+
+
+# The scene datasets of `CLASS_NAMES` (its other entries fix spellings of detection and
+# segmentation labels, not whole class lists).
+SCENE_DATASETS = ("aid", "eurosat", "mlrsnet", "optimal31", "patternnet", "resisc45", "rs2800",
+                  "rsc11", "rsicb128", "rsicb256", "siriwhu", "ucmerced", "whurs19")
+
+
+def dataset_classes(name: str) -> list[str]:
+    """The class names of scene dataset `name` (case and separators ignored: "WHU-RS19").
+
+    Raises:
+        DataError: not a scene dataset with a built-in list (the message lists them).
+    """
+    key = dataset_key(name)
+    if key not in SCENE_DATASETS:
+        raise ConfigError(f"--dataset {name!r}: no built-in class list (known: "
+                         f"{', '.join(SCENE_DATASETS)}); pass --classes instead")
+    return sorted(CLASS_NAMES[key])

@@ -24,10 +24,8 @@ kept and skipped images (with the paths of missing and corrupt ones) is printed 
 """
 from __future__ import annotations
 
-from remoteclip_jax.errors import UserError
 import argparse
 import dataclasses
-import json
 import pathlib
 import sys
 import time
@@ -38,30 +36,23 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from remoteclip_jax.data import b2c, m2b, records, readers
-from remoteclip_jax.data.readers._paths import IMAGE_EXTENSIONS
-from remoteclip_jax.data.readers.errors import AnnotationError
+from remoteclip_jax.data import b2c, m2b, records, readers, sources
+from remoteclip_jax.data.images import open_rgb
+from remoteclip_jax.errors import AnnotationError, ConfigError, DataError
 from remoteclip_jax.data.types import AnnotatedImage
+from remoteclip_jax.files import write_json
 
-# Detection formats: kind -> reader(input, images, source=..., on_error=...) -> AnnotatedImages.
-DETECTION_READERS = {
-    "dota": readers.read_dota, "dior": readers.read_voc, "coco": readers.read_coco,
-    "hrrsd": readers.read_voc, "visdrone": readers.read_visdrone, "auair": readers.read_auair,
-    "carpk": readers.read_carpk, "hrsc": readers.read_hrsc, "levir": readers.read_levir,
-    "rsod": lambda path, _images, **kw: readers.read_rsod(path, **kw),
-    "stanford_drone": readers.read_stanford_drone,
-}
-KINDS = (*DETECTION_READERS, "masks", "captions", "csv", "webdataset")
-BOX_KINDS = (*DETECTION_READERS, "masks")
+# The kinds of the source registry that convert: caption data keeps its captions, the others
+# (detection boxes, segmentation masks) get Box-to-Caption captions.
+CAPTION_KINDS = ("captions", "caption_json", "jsonl", "csv", "webdataset")
+BOX_KINDS = ("dota", "dior", "coco", "hrrsd", "visdrone", "auair", "carpk", "hrsc", "levir",
+             "rsod", "stanford_drone", "masks")
+KINDS = (*BOX_KINDS, *CAPTION_KINDS)
 # Paths listed in the summary per skip reason; counts are always complete.
 _MAX_LISTED = 1000
 # Remote-sensing scenes are legitimately huge (DOTA up to 20,000 px a side); PIL's default
 # decompression-bomb guard (~179 Mpx) would reject them as attacks.
 _MAX_IMAGE_PIXELS = 1_000_000_000
-
-
-class ConversionError(UserError, RuntimeError):
-    """The conversion cannot produce a dataset (e.g. nothing was kept)."""
 
 
 @dataclasses.dataclass
@@ -113,53 +104,6 @@ class ConversionSummary:
         return "\n".join(lines)
 
 
-def read_items(kind: str, input_path: str, images: str | None = None, *,
-               on_error=None, split: str | None = None, table: str = "loveda",
-               min_area: int = m2b.DEFAULT_MIN_AREA, source: str = "",
-               mask_suffix: str = "", image_suffix: str = "",
-               csv_options: dict[str, Any] | None = None,
-               ) -> tuple[Iterable[AnnotatedImage], int | None]:
-    """The reader for `kind` over `input_path`: (items, number of items if known).
-
-    `csv_options` go to `readers.read_caption_csv` for the `csv` kind (image_column,
-    caption_column, separator, encoding).
-    """
-    kw = {"on_error": on_error}
-    if source:
-        kw["source"] = source
-    if kind in DETECTION_READERS:
-        items = DETECTION_READERS[kind](input_path, images, **kw)
-    elif kind in ("captions", "csv"):
-        if images is not None:
-            kw["image_root"] = images
-        if kind == "csv":
-            items = readers.read_caption_csv(input_path, split, **(csv_options or {}), **kw)
-        else:
-            items = readers.read_captions(input_path, split, **kw)
-    elif kind == "masks":
-        mask_dir = pathlib.Path(input_path)
-        total = sum(1 for p in mask_dir.iterdir() if p.suffix.lower()
-                    in IMAGE_EXTENSIONS) if mask_dir.is_dir() else None
-        return readers.iter_masks(input_path, images, table=table, min_area=min_area,
-                                  mask_suffix=mask_suffix, image_suffix=image_suffix, **kw), total
-    elif kind == "webdataset":
-        return readers.iter_webdataset(input_path, **kw), None
-    else:
-        raise ValueError(f"unknown kind {kind!r}; expected one of {KINDS}")
-    return items, len(items)
-
-
-def _open_image(item: AnnotatedImage) -> Image.Image:
-    import io
-
-    if item.data:
-        image = Image.open(io.BytesIO(item.data))
-    else:
-        image = Image.open(item.path)
-    image.load()  # decode now, so truncated files fail here and are counted as corrupt
-    return image
-
-
 def _caption_rng(seed: int, image_id: str) -> np.random.Generator:
     # Seeded per image id, not per position: captions do not change when other images are
     # added, removed or skipped.
@@ -191,7 +135,7 @@ def convert_items(items: Iterable[AnnotatedImage], out_dir: str | pathlib.Path,
         progress: show a tqdm bar.
 
     Raises:
-        ConversionError: when no image was kept (summary.json is still written).
+        DataError: when no image was kept (summary.json is still written).
         AnnotationError: from the reader, unless it was given an error callback.
     """
     from tqdm import tqdm
@@ -220,8 +164,8 @@ def convert_items(items: Iterable[AnnotatedImage], out_dir: str | pathlib.Path,
             summary.elapsed_s = round(time.perf_counter() - start, 3)
             _save_summary(out_dir, summary)
             if summary.kept == 0:
-                raise ConversionError(f"{summary.input}: no image was kept ({summary.read} read); "
-                                      f"see {out_dir / 'summary.json'}")
+                raise DataError(f"{summary.input}: no image was kept ({summary.read} read; "
+                                f"{summary.text().splitlines()[1]}); see {out_dir / 'summary.json'}")
             writer.metadata["conversion"] = summary.to_json()
     finally:
         Image.MAX_IMAGE_PIXELS = previous_limit
@@ -229,8 +173,7 @@ def convert_items(items: Iterable[AnnotatedImage], out_dir: str | pathlib.Path,
 
 
 def _save_summary(out_dir: pathlib.Path, summary: ConversionSummary) -> None:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "summary.json").write_text(json.dumps(summary.to_json(), indent=2) + "\n")
+    write_json(out_dir / "summary.json", summary.to_json(), indent=2)
 
 
 def _convert_one(item: AnnotatedImage, summary: ConversionSummary, *, box_captions: bool,
@@ -249,7 +192,7 @@ def _convert_one(item: AnnotatedImage, summary: ConversionSummary, *, box_captio
         summary.skip("missing_image", summary.missing_images, item.path)
         return None
     try:
-        image = _open_image(item)
+        image = open_rgb(item.data or item.path, item.path)
         width, height = image.size
         jpeg = records.encode_jpeg(image, image_size, quality=quality)
     except Exception as e:  # PIL raises many unrelated types for broken or exotic files.
@@ -314,8 +257,8 @@ def convert_dataset(kind: str, input_path: str, out_dir: str, *, images: str | N
         The filled-in summary.
     """
     if kind not in KINDS:
-        raise ValueError(f"unknown kind {kind!r}; expected one of {KINDS}")
-    default_source = kind if kind in DETECTION_READERS and kind != "coco" else ""
+        raise ConfigError(f"unknown kind {kind!r}; expected one of {', '.join(KINDS)}")
+    default_source = kind if kind in BOX_KINDS and kind != "coco" else ""
     if kind == "masks":
         default_source = readers.load_class_table(table).dataset
     source = source or default_source
@@ -325,11 +268,14 @@ def convert_dataset(kind: str, input_path: str, out_dir: str, *, images: str | N
     def on_error(error: AnnotationError) -> None:
         summary.skip("bad_annotation", summary.bad_annotations, str(error))
 
-    items, total = read_items(kind, input_path, images,
-                              on_error=on_error if skip_bad_annotations else None, split=split,
-                              table=table, min_area=min_area, source=source,
-                              mask_suffix=mask_suffix, image_suffix=image_suffix,
-                              csv_options=csv_options)
+    csv = {"csv_" + {"image_column": "image_key", "caption_column": "caption_key",
+                     "separator": "separator"}.get(k, k): v for k, v in (csv_options or {}).items()}
+    spec = sources.make_spec(kind, input_path, image_root=images, split=split, table=table,
+                             min_area=min_area, mask_suffix=mask_suffix, image_suffix=image_suffix,
+                             encoding=csv.pop("csv_encoding", None), **csv)
+    items = sources.read_annotated(spec, f"--input {input_path}", source=source,
+                                   on_error=on_error if skip_bad_annotations else None)
+    total = len(items) if hasattr(items, "__len__") else None
     dataset = readers.load_class_table(table).dataset if kind == "masks" else \
         (source or kind)
     return convert_items(items, out_dir, summary, box_captions=kind in BOX_KINDS,
@@ -341,11 +287,11 @@ def convert_dataset(kind: str, input_path: str, out_dir: str, *, images: str | N
 def build_parser() -> argparse.ArgumentParser:
     """The CLI's argument parser."""
     parser = argparse.ArgumentParser(
-        prog="python -m remoteclip_jax.data.convert_annotations",
+        prog="remoteclip-jax convert-data",
         description="Convert remote-sensing annotations to image-caption records "
                     "(B2C captions for boxes and masks).")
     parser.add_argument("kind", choices=KINDS, help=(
-        "dota: labelTxt directory; dior/hrrsd: VOC XML directory (Annotations, or DIOR's "
+        "dota: the dataset root or its labelTxt directory; dior/hrrsd: VOC XML directory (Annotations, or DIOR's "
         "Annotations/HBB or OBB); coco: instances JSON; visdrone: DET annotations/ directory; "
         "auair: annotations.json; carpk: Annotations/ directory; hrsc: HRSC2016 Annotations/ "
         "directory; levir: directory of .txt labels; rsod: RSOD root (class folders); "
@@ -409,29 +355,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """CLI entry point; returns the exit status (0 done, 1 nothing kept, 2 bad input)."""
+    """CLI entry point; returns 0 (bad input and nothing kept raise `DataError`: exit code 2)."""
     args = build_parser().parse_args(argv)
     options = dataclasses.replace(
         b2c.B2COptions(), center_fraction=args.center_fraction,
         many_threshold=args.many_threshold, include_difficult=not args.no_difficult,
         describe_empty_regions=args.describe_empty_regions,
         ignore_classes=b2c.DEFAULT_IGNORE + tuple(args.ignore_class))
-    try:
-        summary = convert_dataset(
-            args.kind, args.input, args.out, images=args.images, image_size=args.image_size,
-            seed=args.seed, skip_bad_annotations=args.skip_bad_annotations, options=options,
-            table=args.table, min_area=args.min_area, source=args.source, split=args.split,
-            mask_suffix=args.mask_suffix, image_suffix=args.image_suffix,
-            quality=args.quality, shard_size=args.shard_size, max_images=args.max_images,
-            overwrite=args.overwrite, progress=not args.no_progress,
-            csv_options=_csv_options(args))
-    except ConversionError as e:
-        _print_saved_summary(pathlib.Path(args.out))
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    except (AnnotationError, records.RecordFormatError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    summary = convert_dataset(
+        args.kind, args.input, args.out, images=args.images, image_size=args.image_size,
+        seed=args.seed, skip_bad_annotations=args.skip_bad_annotations, options=options,
+        table=args.table, min_area=args.min_area, source=args.source, split=args.split,
+        mask_suffix=args.mask_suffix, image_suffix=args.image_suffix, quality=args.quality,
+        shard_size=args.shard_size, max_images=args.max_images, overwrite=args.overwrite,
+        progress=not args.no_progress, csv_options=_csv_options(args))
     print(summary.text())
     print(f"summary: {pathlib.Path(args.out) / 'summary.json'}")
     return 0
@@ -444,14 +381,6 @@ def _csv_options(args: argparse.Namespace) -> dict[str, Any]:
         separator = {"\\t": "\t", "tab": "\t", "TAB": "\t"}.get(separator, separator)
     return {"image_column": args.csv_img_key, "caption_column": args.csv_caption_key,
             "separator": separator, "encoding": args.csv_encoding}
-
-
-def _print_saved_summary(out_dir: pathlib.Path) -> None:
-    try:
-        data = json.loads((out_dir / "summary.json").read_text())
-        print(ConversionSummary(**data).text())
-    except (OSError, ValueError, TypeError):
-        pass
 
 
 if __name__ == "__main__":

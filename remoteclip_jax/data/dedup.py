@@ -37,9 +37,11 @@ import numpy as np
 from PIL import Image
 from scipy import fft
 
+from remoteclip_jax.data import sources
 from remoteclip_jax.data.images import ImageInput, ImageReadError, open_rgb
 from remoteclip_jax.data.types import AnnotatedImage
-from remoteclip_jax.errors import UserError
+from remoteclip_jax.errors import DataError
+from remoteclip_jax.files import write_json
 
 HASH_SIZE = 8
 _IMAGE_SIDE = HASH_SIZE * 4
@@ -49,10 +51,6 @@ _IMAGE_SIDE = HASH_SIZE * 4
 DEFAULT_THRESHOLD = 4
 FORMAT = "remoteclip-jax-dedup/1"
 _CHUNK_ELEMENTS = 1 << 22  # XOR/popcount block size: 4M uint64 = 32 MiB at a time
-
-
-class DedupError(UserError, ValueError):
-    """A de-duplication input or exclusion file that cannot be used."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -281,11 +279,7 @@ def write_exclusions(path: str | os.PathLike, overlaps: Iterable[Overlap], **met
     document = {"format": FORMAT, "hash": "phash 8x8 of 32x32 DCT", **metadata,
                 "excluded": [{"train": normalize_path(o.train), "eval": normalize_path(o.eval),
                               "distance": o.distance} for o in overlaps]}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    partial.write_text(json.dumps(document, indent=1, ensure_ascii=False) + "\n",
-                       encoding="utf-8")
-    partial.replace(path)
+    write_json(path, document, indent=1, ensure_ascii=False)
     return path
 
 
@@ -296,16 +290,16 @@ def load_exclusions(path: str | os.PathLike) -> set[str]:
     (blank lines and lines starting with '#' ignored; relative paths are relative to the file).
 
     Raises:
-        DedupError: unreadable file, or JSON of another shape.
+        DataError: unreadable file, or JSON of another shape.
     """
     path = pathlib.Path(path)
     if not path.is_file():
-        raise DedupError(f"{path}: no such exclusion list; write one with `remoteclip-jax dedup "
+        raise DataError(f"{path}: no such exclusion list; write one with `remoteclip-jax dedup "
                          f"--train ... --eval ... --out {path}`, or set the source's exclude to ''")
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:
-        raise DedupError(f"{path}: cannot read the exclusion list ({e})") from None
+        raise DataError(f"{path}: cannot read the exclusion list ({e})") from None
     if path.suffix.lower() != ".json":
         lines = (line.strip() for line in text.splitlines())
         return {normalize_path(path.parent / line) for line in lines
@@ -314,9 +308,9 @@ def load_exclusions(path: str | os.PathLike) -> set[str]:
         document = json.loads(text)
         return {normalize_path(entry["train"]) for entry in document["excluded"]}
     except json.JSONDecodeError as e:
-        raise DedupError(f"{path}:{e.lineno}: invalid JSON ({e.msg})") from None
+        raise DataError(f"{path}:{e.lineno}: invalid JSON ({e.msg})") from None
     except (KeyError, TypeError):
-        raise DedupError(f"{path}: expected an object with an 'excluded' list of "
+        raise DataError(f"{path}: expected an object with an 'excluded' list of "
                          "{'train': path, ...} entries (as `remoteclip-jax dedup` writes)"
                          ) from None
 
@@ -329,73 +323,11 @@ def filter_excluded(items: Iterable[AnnotatedImage], exclusions: set[str]
             yield item
 
 
-# --- collecting the images of a command-line spec --------------------------------------------
-
-_CAPTION_SUFFIXES = (".json", ".jsonl", ".csv", ".tsv")
-# What `?key=value` after a caption file selects (the keys of its source spec).
-_CAPTION_OPTIONS = ("split", "image_root")
-
-
-def collect_images(spec: str) -> list[AnnotatedImage]:
-    """The images a command-line spec names.
-
-    Specs: an image folder (searched recursively); a caption file (.json Karpathy, .jsonl, .csv,
-    .tsv), optionally followed by ``?split=NAME`` and/or ``&image_root=DIR`` (only that split's
-    images; images under DIR, as the source keys of the same names resolve them, so the listed
-    paths equal the training source's); a .txt list of image paths (relative to the list); or
-    `KIND:PATH` with a converter kind (`dota:DOTA/labelTxt`, `dior:...`, `coco:...`,
-    `visdrone:...`; see `remoteclip-jax convert-data --help`).
-
-    Raises:
-        DedupError: a spec that names nothing usable.
-    """
-    from remoteclip_jax.data import convert_annotations
-    from remoteclip_jax.data.readers import read_captions
-    from remoteclip_jax.data.readers._paths import IMAGE_EXTENSIONS
-
-    spec, _, query = spec.partition("?")
-    options = _caption_options(spec, query)
-    kind, sep, rest = spec.partition(":")
-    if sep and kind in convert_annotations.KINDS and not pathlib.Path(spec).exists():
-        items, _ = convert_annotations.read_items(kind, rest)
-        return list(items)
-    path = pathlib.Path(spec)
-    if path.is_dir():
-        return [AnnotatedImage(path=str(p)) for p in sorted(path.rglob("*"))
-                if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()]
-    if not path.is_file():
-        raise DedupError(f"{spec}: no such image folder or file")
-    if path.suffix.lower() in _CAPTION_SUFFIXES:
-        return read_captions(path, options.pop("split", None), **options)
-    if path.suffix.lower() == ".txt":
-        lines = (line.strip() for line in path.read_text(encoding="utf-8").splitlines())
-        return [AnnotatedImage(path=str(path.parent / line)) for line in lines
-                if line and not line.startswith("#")]
-    raise DedupError(f"{spec}: not an image folder, caption file (.json, .jsonl, .csv, .tsv), "
-                     ".txt list of images or KIND:PATH")
-
-
-def _caption_options(spec: str, query: str) -> dict[str, str]:
-    """The ``?split=...&image_root=...`` options of a caption-file spec."""
-    import urllib.parse
-
-    if not query:
-        return {}
-    if pathlib.Path(spec).suffix.lower() not in _CAPTION_SUFFIXES:
-        raise DedupError(f"{spec}?{query}: options after '?' are for caption files only")
-    options = dict(urllib.parse.parse_qsl(query, keep_blank_values=True))
-    unknown = sorted(set(options) - set(_CAPTION_OPTIONS))
-    if unknown or not all(options.values()):
-        raise DedupError(f"{spec}?{query}: use ?split=NAME&image_root=DIR (options "
-                         f"{', '.join(_CAPTION_OPTIONS)}, each with a value)")
-    return options
-
-
 def _gather(specs: Sequence[str]) -> list[AnnotatedImage]:
     seen: set[str] = set()
     items = []
     for spec in specs:
-        for item in collect_images(spec):
+        for item in sources.read_annotated(sources.parse_spec(spec), spec):
             key = normalize_path(item.path)
             if key not in seen:
                 seen.add(key)
@@ -409,9 +341,10 @@ def build_parser() -> argparse.ArgumentParser:
         prog="remoteclip-jax dedup",
         description="List training images that are near-duplicates (pHash) of evaluation images.")
     parser.add_argument("--train", nargs="+", required=True, metavar="SPEC",
-                        help="training images: folder, caption .json/.jsonl/.csv/.tsv (add "
-                             "'?split=train&image_root=DIR' to read one split, images under DIR), "
-                             ".txt list of paths, or KIND:PATH (dota:DOTA/labelTxt, ...)")
+                        help="training images: a source spec (see `remoteclip-jax convert-data "
+                             "--help`): a folder, caption file, .txt list of paths, or KIND:PATH "
+                             "(dota:DOTA_ROOT, image_folder:AID, ...); '?split=train&image_root=DIR' after a "
+                             "caption file reads one split, images under DIR")
     parser.add_argument("--eval", nargs="+", required=True, metavar="SPEC",
                         help="evaluation images, same forms as --train")
     parser.add_argument("--threshold", type=int, default=DEFAULT_THRESHOLD,
@@ -429,11 +362,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     """CLI entry point: writes the exclusion list and prints a summary. Returns 0."""
     args = build_parser().parse_args(argv)
     if not 0 <= args.threshold <= 64:
-        raise DedupError(f"--threshold must lie in 0..64, got {args.threshold}")
+        raise DataError(f"--threshold must lie in 0..64, got {args.threshold}")
     progress = not args.no_progress
     train_items, eval_items = _gather(args.train), _gather(args.eval)
     if not train_items or not eval_items:
-        raise DedupError(f"no images found in --{'train' if not train_items else 'eval'} "
+        raise DataError(f"no images found in --{'train' if not train_items else 'eval'} "
                          f"{' '.join(args.train if not train_items else args.eval)}")
     train = hash_images(train_items, workers=args.workers, progress=progress,
                         cache=args.cache, desc="hashing train")

@@ -13,17 +13,15 @@ from typing import Union
 import numpy as np
 from PIL import Image
 
-from remoteclip_jax.errors import UserError
+from remoteclip_jax.errors import ImageReadError
 
 # Remote-sensing scenes are legitimately huge (DOTA up to 20,000 px a side); PIL's default
 # decompression-bomb guard (~179 Mpx) would reject them as attacks.
 Image.MAX_IMAGE_PIXELS = 1_000_000_000
 
 ImageInput = Union[str, os.PathLike, bytes, np.ndarray, Image.Image]
-
-
-class ImageReadError(UserError, ValueError):
-    """An image that cannot be read or decoded; the message names the file (or the record)."""
+# File suffixes taken as images wherever folders are listed.
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
 
 
 def open_rgb(image: ImageInput, name: str | None = None) -> Image.Image:

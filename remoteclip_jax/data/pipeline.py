@@ -58,7 +58,7 @@ from PIL import Image
 
 from remoteclip_jax.data import sources as source_registry
 from remoteclip_jax.data.images import open_rgb
-from remoteclip_jax.data.records import EmptyDatasetError
+from remoteclip_jax.errors import ConfigError, DataError
 
 # Stream ids for np.random.default_rng seeds, so caption and augmentation draws never collide.
 _CAPTION_STREAM = 1
@@ -219,7 +219,7 @@ class _BatchValidIterator(grain.DatasetIterator):
                 run += 1
                 if run >= _MAX_CONSECUTIVE_SKIPS:
                     key, reason = element["_skip"]
-                    raise EmptyDatasetError(
+                    raise DataError(
                         f"{run} inputs in a row could not be read (last: {key}: {reason}); "
                         "the data is unusable")
                 continue
@@ -388,20 +388,11 @@ def caption_counts(source) -> np.ndarray:
     """Per image, the (image, caption) pairs it makes: its non-blank captions, at least 1.
 
     An image without a usable caption still counts once, so that training skips and reports it
-    as it does with one caption per image. Record shards are read (not decoded) record by record;
-    other sources are indexed, which is free for the in-memory caption-file kinds.
+    as it does with one caption per image. Items are read without decoding their images
+    (`sources.item_metadata`).
     """
-    read_raw = getattr(source, "read_raw", None)
-    counts = np.empty(len(source), np.int64)
-    for i in range(len(source)):
-        if read_raw is not None:
-            import msgpack
-
-            item = msgpack.unpackb(read_raw(i), raw=False)
-        else:
-            item = source[i]
-        counts[i] = max(len(usable_captions(item)), 1)
-    return counts
+    return np.asarray([max(len(usable_captions(source_registry.item_metadata(source, i))), 1)
+                       for i in range(len(source))], np.int64)
 
 
 def _examples_of(source, spec: dict[str, Any]) -> tuple[int, np.ndarray | None]:
@@ -430,7 +421,7 @@ def make_train_dataset(sources: Sequence[dict[str, Any]], *, batch_size_per_proc
                        where: Sequence[str] | None = None) -> grain.IterDataset:
     """The training pipeline as a grain ``IterDataset``; see `make_train_iterator`."""
     if not sources:
-        raise EmptyDatasetError("no training sources given")
+        raise DataError("no training sources given")
     if not 0 <= process_index < process_count:
         raise ValueError(f"process_index {process_index} not in [0, {process_count})")
     if batch_size_per_process < 1:
@@ -441,15 +432,15 @@ def make_train_dataset(sources: Sequence[dict[str, Any]], *, batch_size_per_proc
         spec = source_registry.normalize_spec(spec, place)
         weight = float(spec["weight"])
         if weight < 0 or not math.isfinite(weight):
-            raise source_registry.SourceSpecError(f"{place}.weight={weight}: must be >= 0")
+            raise ConfigError(f"{place}.weight={weight}: must be >= 0")
         if weight == 0:
             continue
         source = source_registry.build_source(spec, place)
         if len(source) == 0:
-            raise EmptyDatasetError(f"{source_registry.source_name(spec)}: empty source")
+            raise DataError(f"{source_registry.source_name(spec)}: empty source")
         n, counts = _examples_of(source, spec)
         if round(weight * n) == 0:
-            raise source_registry.SourceSpecError(
+            raise ConfigError(
                 f"source {spec!r}: weight {weight} x {n} examples rounds to 0")
         sid = len(built)
         built.append(source)
@@ -457,7 +448,7 @@ def make_train_dataset(sources: Sequence[dict[str, Any]], *, batch_size_per_proc
         every_caption.append(counts is not None)
         views.append(_epoch_view(sid, len(source), weight, seed, counts))
     if not built:
-        raise EmptyDatasetError("every training source has weight 0")
+        raise DataError("every training source has weight 0")
 
     epoch = views[0] if len(views) == 1 else grain.MapDataset.concatenate(views)
     epoch_length = len(epoch)
@@ -470,7 +461,7 @@ def make_train_dataset(sources: Sequence[dict[str, Any]], *, batch_size_per_proc
         # Every process gets the same number of full batches, or synchronous training hangs.
         num_batches = (epochs * epoch_length) // global_batch
         if num_batches == 0:
-            raise EmptyDatasetError(f"{epochs} epoch(s) of {epoch_length} examples is less than "
+            raise DataError(f"{epochs} epoch(s) of {epoch_length} examples is less than "
                                     f"one global batch of {global_batch}")
         stream = stream.slice(slice(0, num_batches * batch_size_per_process))
     loader = _TrainLoader(built, names, every_caption=every_caption, seed=seed,
@@ -678,7 +669,7 @@ def make_eval_dataset(source: dict[str, Any], *, image_size: int, batch_size: in
     """
     built = source_registry.build_source(source)
     if len(built) == 0:
-        raise EmptyDatasetError(f"{source_registry.source_name(source)}: empty source")
+        raise DataError(f"{source_registry.source_name(source)}: empty source")
     return EvalData(built, source_registry.source_name(source), image_size=image_size,
                     batch_size=batch_size, num_workers=num_workers, process_index=process_index,
                     process_count=process_count, mean=mean, std=std)

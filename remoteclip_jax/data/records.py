@@ -36,7 +36,7 @@ numpy/PIL/msgpack only: this module runs inside grain workers and must not impor
 """
 from __future__ import annotations
 
-from remoteclip_jax.errors import UserError
+from remoteclip_jax.errors import DataError
 import collections
 import dataclasses
 import io
@@ -52,6 +52,7 @@ import numpy as np
 from PIL import Image
 
 from remoteclip_jax.data.types import Box
+from remoteclip_jax.files import write_json
 
 FORMAT_VERSION = 1
 MANIFEST_NAME = "manifest.json"
@@ -61,14 +62,6 @@ REQUIRED_FIELDS = ("image", "captions", "source", "image_id", "ann_ids")
 # Random access in grain needs one record per chunk (array_record's own advice for grain).
 _WRITER_OPTIONS = "group_size:1"
 _READER_OPTIONS = "readahead_buffer_size:0"
-
-
-class RecordFormatError(UserError, ValueError):
-    """A record, shard or manifest is missing or malformed. The message names the file."""
-
-
-class EmptyDatasetError(RecordFormatError):
-    """A dataset holds no records (an empty conversion is an error, never a silent success)."""
 
 
 def shard_name(index: int, count: int) -> str:
@@ -137,14 +130,14 @@ def deserialize_record(raw: bytes, *, where: str = "record") -> dict[str, Any]:
     """Decodes msgpack bytes written by :func:`serialize_record`.
 
     Raises:
-        RecordFormatError: naming ``where`` when the bytes are not a msgpack map.
+        DataError: naming ``where`` when the bytes are not a msgpack map.
     """
     try:
         record = msgpack.unpackb(raw, raw=False)
     except Exception as e:  # msgpack raises several unrelated exception types.
-        raise RecordFormatError(f"{where}: corrupt record ({type(e).__name__}: {e})") from None
+        raise DataError(f"{where}: corrupt record ({type(e).__name__}: {e})") from None
     if not isinstance(record, dict):
-        raise RecordFormatError(f"{where}: record is a {type(record).__name__}, not a map")
+        raise DataError(f"{where}: record is a {type(record).__name__}, not a map")
     return record
 
 
@@ -153,12 +146,12 @@ def _validate(record: dict[str, Any]) -> dict[str, Any]:
     where = f"record {record.get('source', '?')}/{record.get('image_id', '?')}"
     missing = [k for k in REQUIRED_FIELDS if k not in record]
     if missing:
-        raise RecordFormatError(f"{where}: missing field(s) {missing}")
+        raise DataError(f"{where}: missing field(s) {missing}")
     if not isinstance(record["image"], (bytes, bytearray)):
-        raise RecordFormatError(f"{where}: 'image' must be encoded bytes (use encode_jpeg)")
+        raise DataError(f"{where}: 'image' must be encoded bytes (use encode_jpeg)")
     captions = record["captions"]
     if isinstance(captions, str) or not all(isinstance(c, str) for c in captions):
-        raise RecordFormatError(f"{where}: 'captions' must be a list of strings")
+        raise DataError(f"{where}: 'captions' must be a list of strings")
     record = dict(record)
     record["captions"] = list(captions)
     record["ann_ids"] = [str(a) for a in record["ann_ids"]]
@@ -172,7 +165,7 @@ def _validate(record: dict[str, Any]) -> dict[str, Any]:
             with Image.open(io.BytesIO(record["image"])) as im:
                 record["width"], record["height"] = im.size
         except Exception as e:
-            raise RecordFormatError(f"{where}: 'image' is not a readable image ({e})") from None
+            raise DataError(f"{where}: 'image' is not a readable image ({e})") from None
     return record
 
 
@@ -225,7 +218,7 @@ class RecordWriter:
             for p in stale:
                 p.unlink()
         elif stale:
-            raise RecordFormatError(f"{self.out_dir}: already holds a dataset ({stale[0].name}, "
+            raise DataError(f"{self.out_dir}: already holds a dataset ({stale[0].name}, "
                                     "...); choose an empty directory or pass overwrite=True")
         return self
 
@@ -245,7 +238,7 @@ class RecordWriter:
         split = record.get("split")
         if split:
             if not isinstance(split, str) or not _SPLIT_RE.match(split):
-                raise RecordFormatError(f"record {record['source']}/{record['image_id']}: "
+                raise DataError(f"record {record['source']}/{record['image_id']}: "
                                         f"split must be a plain name, got {split!r}")
             self._splits.setdefault(split, []).append(self.count)
         if self._writer is None or self._shard_counts[-1] >= self.shard_size:
@@ -269,14 +262,14 @@ class RecordWriter:
         """Finishes the shards, writes and returns the manifest.
 
         Raises:
-            EmptyDatasetError: when nothing was written.
+            DataError: when nothing was written.
         """
         if self._closed:
             raise RuntimeError("RecordWriter is already closed")
         self._close_shard()
         self._closed = True
         if self.count == 0:
-            raise EmptyDatasetError(f"{self.out_dir}: no records were written")
+            raise DataError(f"{self.out_dir}: no records were written")
         n = len(self._tmp_paths)
         shards = []
         for i, (tmp, count) in enumerate(zip(self._tmp_paths, self._shard_counts)):
@@ -298,9 +291,7 @@ class RecordWriter:
             "splits": splits,
             **self.metadata,
         }
-        tmp_manifest = self.out_dir / (MANIFEST_NAME + ".tmp")
-        tmp_manifest.write_text(json.dumps(manifest, indent=2, default=str) + "\n")
-        tmp_manifest.rename(self.out_dir / MANIFEST_NAME)
+        write_json(self.out_dir / MANIFEST_NAME, manifest, indent=2, default=str)
         return manifest
 
     def abort(self) -> None:
@@ -316,18 +307,18 @@ def read_manifest(directory: str | os.PathLike) -> dict[str, Any]:
     """Loads ``directory/manifest.json``.
 
     Raises:
-        RecordFormatError: naming the file when it is missing or malformed.
+        DataError: naming the file when it is missing or malformed.
     """
     path = pathlib.Path(directory) / MANIFEST_NAME
     if not path.is_file():
-        raise RecordFormatError(f"{path}: manifest not found (not a converted dataset directory, "
+        raise DataError(f"{path}: manifest not found (not a converted dataset directory, "
                                 "or its conversion did not finish)")
     try:
         manifest = json.loads(path.read_text())
         if not isinstance(manifest.get("shards"), list) or "count" not in manifest:
             raise ValueError("needs 'count' and a 'shards' list")
     except ValueError as e:
-        raise RecordFormatError(f"{path}: malformed manifest ({e})") from None
+        raise DataError(f"{path}: malformed manifest ({e})") from None
     return manifest
 
 
@@ -335,16 +326,16 @@ def _split_indices(directory: pathlib.Path, manifest: dict[str, Any], split: str
     splits = manifest.get("splits") or {}
     if split not in splits:
         available = ", ".join(sorted(splits)) or "none (records carry no 'split')"
-        raise RecordFormatError(f"{directory / MANIFEST_NAME}: no split {split!r}; "
+        raise DataError(f"{directory / MANIFEST_NAME}: no split {split!r}; "
                                 f"splits: {available}")
     path = directory / splits[split]["file"]
     try:
         indices = np.load(path)
     except (OSError, ValueError) as e:
-        raise RecordFormatError(f"{path}: missing or unreadable split index ({e})") from None
+        raise DataError(f"{path}: missing or unreadable split index ({e})") from None
     if indices.ndim != 1 or len(indices) != splits[split]["count"] or (
             len(indices) and (indices.min() < 0 or indices.max() >= manifest["count"])):
-        raise RecordFormatError(f"{path}: split index does not match {directory / MANIFEST_NAME}")
+        raise DataError(f"{path}: split index does not match {directory / MANIFEST_NAME}")
     return indices.astype(np.int64)
 
 
@@ -352,13 +343,13 @@ def _open_reader(path: pathlib.Path):
     from array_record.python import array_record_module
 
     if not path.is_file():
-        raise RecordFormatError(f"{path}: shard not found")
+        raise DataError(f"{path}: shard not found")
     try:
         reader = array_record_module.ArrayRecordReader(str(path), _READER_OPTIONS)
         if not reader.ok():
             raise ValueError("reader not ok")
     except Exception as e:
-        raise RecordFormatError(f"{path}: corrupt or unreadable ArrayRecord shard ({e})") from None
+        raise DataError(f"{path}: corrupt or unreadable ArrayRecord shard ({e})") from None
     return reader
 
 
@@ -398,13 +389,13 @@ class RecordSource:
                     n = reader.num_records()
                     reader.close()
                     if n != shard["count"]:
-                        raise RecordFormatError(f"{path}: holds {n} records but {p / MANIFEST_NAME} "
+                        raise DataError(f"{path}: holds {n} records but {p / MANIFEST_NAME} "
                                                 f"says {shard['count']} (truncated shard?)")
                     self._files.append(path)
                     self._counts.append(n)
             else:
                 if split:
-                    raise RecordFormatError(f"{p}: split={split!r} needs a dataset directory "
+                    raise DataError(f"{p}: split={split!r} needs a dataset directory "
                                             "(its manifest indexes the splits), not a shard")
                 reader = _open_reader(p)
                 self._files.append(p)
@@ -416,7 +407,7 @@ class RecordSource:
         # Positions of the selected records among all records, or None for all of them.
         self._selection = np.concatenate(selected) if split else None
         if len(self) == 0:
-            raise EmptyDatasetError(f"{', '.join(map(str, paths))}: no records"
+            raise DataError(f"{', '.join(map(str, paths))}: no records"
                                     + (f" in split {split!r}" if split else ""))
         self._readers: list[Any] = [None] * len(self._files)
         self._lock = threading.Lock()
@@ -451,7 +442,7 @@ class RecordSource:
         try:
             return self._reader(shard).read([pos])[0]
         except Exception as e:
-            raise RecordFormatError(
+            raise DataError(
                 f"{self._files[shard]}: cannot read record {pos} ({e})") from None
 
     def __getitem__(self, index: int) -> dict[str, Any]:

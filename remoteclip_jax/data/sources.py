@@ -1,50 +1,66 @@
-"""The one registry of data sources: training and evaluation read every dataset through it.
+"""The one registry of data sources: training, evaluation and every command name data through it.
 
-A source spec is a dict with a ``kind`` and that kind's keys; `build_source(spec)` returns a
-random-access source (``len(src)``, ``src[i] -> dict``) that the grain pipelines read, for
-training (`pipeline.make_train_iterator`) and for evaluation (`pipeline.EvalData`). An item holds
-``captions`` (list[str], may be empty), either ``image`` (encoded bytes or a uint8 array) or
-``path`` (an image file), and where the data has them ``label`` (class name), ``image_id`` and
-``counts`` ({category: objects}). Nothing decodes an image until the pipeline asks.
+A source spec is a dict with a ``kind`` and that kind's keys. On the command line a spec is one
+word, ``KIND:PATH`` (``dota:DOTA_ROOT``, ``image_folder:AID``, ``captions:RSICD/dataset.json``),
+or a bare path whose kind follows from what it is: a folder or a ``.txt``/``.lst`` list of image
+paths is ``images``, a ``.json``/``.jsonl``/``.csv``/``.tsv`` file is ``captions``, an image file
+is ``images`` (`parse_spec`). More keys of the kind follow a ``?``, as in a URL:
+``RSICD/dataset.json?split=train&image_root=RSICD/images``. In a config, sources are named entries (`remoteclip_jax.config`).
+
+What the registry gives for a spec:
+
+* `build_source(spec)`: a random-access source, ``len(src)`` and ``src[i] -> dict`` with
+  ``captions`` (list[str], may be empty), either ``image`` (encoded bytes or a uint8 array) or
+  ``path`` (an image file), and where the data has them ``label``, ``image_id`` and ``counts``
+  ({category: objects}); `item_metadata(src, i)` gives the same without reading the image.
+  Training and evaluation read sources through the grain pipelines (`pipeline`).
+* `read_annotated(spec)`: the data as `AnnotatedImage`s with their boxes, captions and labels,
+  for the converter (`convert-data`), `dedup`, `classify` and `embed`.
 
 Kinds and the keys each one reads (every key and its default: `SOURCE_DEFAULTS`):
 
     records        path, split               record shards from `remoteclip-jax convert-data`
-    caption_json   path, split, image_root   Karpathy-style JSON (RSICD, RSITMD, UCM, Sydney)
-    jsonl          path, split, image_root   one {"image", "captions", ...} per line
-    csv            path, split, image_root, csv_*, encoding   caption CSV (RemoteCLIP's, GeoRSCLIP's)
+    captions       path, split, image_root   any caption file, by extension (.json/.jsonl/.csv)
+    caption_json, jsonl, csv                 one caption format each (csv: csv_*, encoding)
     webdataset     path                      uncompressed tar shards (dir, file or glob)
     image_folder   path, classes, max_per_class   <class>/<image> folders (AID, RESISC45, ...)
+    images         path                      a folder (recursive), a .txt list, or one image
     count_manifest path                      counting JSONL: {"image", "category", "count"}
     synthetic      num_images, image_size, seed, max_categories, spell_counts   built-in scenes
-    geotiff        path, tile, stride, units, bands, scale, nodata_max_fraction   chips tiled
-                   from GeoTIFF / COG scenes (a file or a glob; needs rasterio)
+    dota, dior, hrrsd, coco, visdrone, auair, carpk, hrsc, levir, rsod, stanford_drone
+                   path, image_root          detection labels (the dataset's root folder or its
+                                             label folder); items carry object ``counts``
+    masks          path, image_root, table, min_area, mask_suffix, image_suffix   segmentation
+    geotiff        (registered by `remoteclip_jax.geo.source`) chips tiled from GeoTIFF scenes
 
 plus ``weight`` (training only: uses of each item per epoch), ``pairs`` (training only, kinds
 with captions: "image" = an epoch is each image once, "caption" = each (image, caption) pair
 once), ``exclude`` (a de-duplication exclusion list; items whose image path or id it lists are
 dropped) and, for the kinds that list images in an annotation file, ``skip_missing`` (drop items
-whose image file is absent).
+whose image file is absent). Another package adds a kind with `register_kind`.
 
 numpy/PIL only: this runs inside grain workers, which must not import jax.
 """
 from __future__ import annotations
 
+import dataclasses
 import difflib
-import glob
 import os
-import tarfile
-from typing import Any, Sequence
+import pathlib
+import urllib.parse
+from typing import Any, Callable, Iterable, Sequence
 
-from remoteclip_jax.data.records import EmptyDatasetError, RecordFormatError, RecordSource
-from remoteclip_jax.errors import UserError
+from remoteclip_jax.data import readers
+from remoteclip_jax.data.records import RecordSource
+from remoteclip_jax.data.types import AnnotatedImage
+from remoteclip_jax.errors import ConfigError, DataError
 
 # Every key a source spec may hold, with its default; a spec in a config holds all of them.
 SOURCE_DEFAULTS: dict[str, Any] = {
     "kind": "",           # one of SOURCE_KINDS
     "path": "",           # file, folder, glob: what the kind reads
     "split": "",          # "" = every item; else the caption file's / record set's split
-    "image_root": "",     # folder image paths are relative to ("" = the annotation file's)
+    "image_root": "",     # folder images are in ("" = found next to the annotations)
     "weight": 1.0,        # training: uses of each item per epoch (0.5 = a random half)
     # training: what one epoch holds. "image": each image once, with one of its captions drawn
     # at random; "caption": every (image, caption) pair once, as a caption CSV with one row per
@@ -58,38 +74,47 @@ SOURCE_DEFAULTS: dict[str, Any] = {
     "encoding": "",       # csv: "" = detect (utf-8, then gb18030 as RSICD's CSVs use)
     "classes": "",        # image_folder: comma-separated subset of class folders ("" = all)
     "max_per_class": 0,   # image_folder: keep the first N files per class (0 = all)
+    "table": "loveda",    # masks: class table (loveda, potsdam, vaihingen, isaid or a JSON file)
+    "min_area": 0,        # masks: Mask-to-Box minimum component in pixels (0 = M2B's default)
+    "mask_suffix": "",    # masks: stem suffix of mask files, e.g. _instance_color_RGB
+    "image_suffix": "",   # masks: stem suffix of the matching images, e.g. _RGB
     "num_images": 1000,   # synthetic: scenes
     "image_size": 64,     # synthetic: scene side in pixels
     "seed": 0,            # synthetic: generator seed (different seeds, different scenes)
     "max_categories": 0,  # synthetic: keep scenes with at most this many categories (0 = all)
     "spell_counts": False,  # synthetic: "three cars" instead of "3 cars" in captions
-    "tile": 224.0,        # geotiff: tile side (pixels, or metres with units="m")
-    "stride": 0.0,        # geotiff: tile step; 0 = the tile side (no overlap)
-    "units": "px",        # geotiff: "px" | "m" (converted with the ground sample distance)
-    "bands": "",          # geotiff: "4,3,2" or band descriptions "B4,B3,B2" ("" = the first 3)
-    "scale": "",          # geotiff: "LOW,HIGH" | "p2,98" (percentile stretch) | "" = automatic
-    "nodata_max_fraction": 0.5,  # geotiff: tiles with more nodata than this are skipped
 }
 _COMMON = {"kind", "weight", "exclude"}
-KIND_KEYS: dict[str, set[str]] = {
-    "records": {"path", "split", "pairs"},
-    "caption_json": {"path", "split", "image_root", "skip_missing", "pairs"},
-    "jsonl": {"path", "split", "image_root", "skip_missing", "pairs"},
-    "csv": {"path", "split", "image_root", "skip_missing", "csv_separator", "csv_image_key", "csv_caption_key",
-            "encoding", "pairs"},
-    "webdataset": {"path", "pairs"},
-    "image_folder": {"path", "classes", "max_per_class"},
-    "count_manifest": {"path", "skip_missing"},
-    "synthetic": {"num_images", "image_size", "seed", "max_categories", "spell_counts", "pairs"},
-    "geotiff": {"path", "tile", "stride", "units", "bands", "scale", "nodata_max_fraction"},
-}
 PAIRS_CHOICES = ("image", "caption")
-SOURCE_KINDS = tuple(KIND_KEYS)
-IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp", "tif", "tiff", "bmp")
 
 
-class SourceSpecError(UserError, ValueError):
-    """A source spec that cannot work: unknown kind or key, missing path, a key the kind ignores."""
+@dataclasses.dataclass(frozen=True)
+class Kind:
+    """A source kind: the spec keys it reads and how its data is read.
+
+    Attributes:
+        keys: spec keys it reads besides kind, weight and exclude.
+        read: (spec, **reader options) -> AnnotatedImages, for kinds of annotated image files.
+        build: (spec) -> random-access source, for kinds that are not a list of files.
+        label_dir: (sub-folder, file suffix) where the labels sit below a dataset's root folder.
+    """
+
+    keys: frozenset
+    read: Callable[..., Iterable[AnnotatedImage]] | None = None
+    build: Callable[[dict], Any] | None = None
+    label_dir: tuple[str, str] | None = None
+
+
+KINDS: dict[str, Kind] = {}
+
+
+def register_kind(name: str, keys: dict[str, Any], *, read=None, build=None, label_dir=None
+                  ) -> None:
+    """Adds source kind `name`; `keys` maps the keys it reads to their defaults (new ones join
+    `SOURCE_DEFAULTS`, so every config entry has them)."""
+    for key, default in keys.items():
+        SOURCE_DEFAULTS.setdefault(key, default)
+    KINDS[name] = Kind(frozenset(keys), read, build, label_dir)
 
 
 def nearest(word: str, choices) -> str:
@@ -106,31 +131,79 @@ def normalize_spec(spec: dict[str, Any], where: str = "source") -> dict[str, Any
         where: how messages name the spec (e.g. "config.data.sources.rsicd").
 
     Raises:
-        SourceSpecError: an unknown kind or key (with the nearest valid one), a file kind without
+        ConfigError: an unknown kind or key (with the nearest valid one), a file kind without
             a path, or a key set that the kind does not read.
     """
     if not isinstance(spec, dict):
-        raise SourceSpecError(f"{where}: a source must be a dict with a 'kind', got {spec!r}")
+        raise ConfigError(f"{where}: a source must be a dict with a 'kind', got {spec!r}")
     unknown = sorted(set(spec) - set(SOURCE_DEFAULTS))
     if unknown:
-        raise SourceSpecError(f"{where}: unknown key {unknown[0]!r}{nearest(unknown[0], SOURCE_DEFAULTS)}"
-                              f" (source keys: {', '.join(SOURCE_DEFAULTS)})")
+        raise ConfigError(f"{where}: unknown key {unknown[0]!r}{nearest(unknown[0], SOURCE_DEFAULTS)}"
+                          f" (source keys: {', '.join(SOURCE_DEFAULTS)})")
     full = {**SOURCE_DEFAULTS, **spec}
     kind = full["kind"]
-    if kind not in KIND_KEYS:
-        raise SourceSpecError(f"{where}.kind={kind!r}: unknown source kind{nearest(str(kind), KIND_KEYS)}"
-                              f" (kinds: {', '.join(SOURCE_KINDS)})")
-    if "path" in KIND_KEYS[kind] and not full["path"]:
-        raise SourceSpecError(f"{where}: kind {kind!r} needs a path; set {where}.path")
+    if kind not in KINDS:
+        raise ConfigError(f"{where}.kind={kind!r}: unknown source kind{nearest(str(kind), KINDS)}"
+                          f" (kinds: {', '.join(KINDS)})")
+    if "path" in KINDS[kind].keys and not full["path"]:
+        raise ConfigError(f"{where}: kind {kind!r} needs a path; set {where}.path")
     if full["pairs"] not in PAIRS_CHOICES:
-        raise SourceSpecError(f"{where}.pairs={full['pairs']!r}: must be one of {PAIRS_CHOICES} "
-                              "(\"image\": each image once per epoch; \"caption\": each caption)")
-    used = KIND_KEYS[kind] | _COMMON
+        raise ConfigError(f"{where}.pairs={full['pairs']!r}: must be one of {PAIRS_CHOICES} "
+                          "(\"image\": each image once per epoch; \"caption\": each caption)")
+    used = KINDS[kind].keys | _COMMON
     for key, default in SOURCE_DEFAULTS.items():
         if key not in used and full[key] != default:
-            raise SourceSpecError(f"{where}.{key}={full[key]!r}: kind {kind!r} does not read "
-                                  f"{key!r} (it reads {', '.join(sorted(used - {'kind'}))})")
+            raise ConfigError(f"{where}.{key}={full[key]!r}: kind {kind!r} does not read "
+                              f"{key!r} (it reads {', '.join(sorted(used - {'kind'}))})")
     return full
+
+
+def parse_spec(text: str, **keys) -> dict[str, Any]:
+    """The spec a command-line word names: ``KIND:PATH`` or a bare path (see the module docstring).
+
+    Args:
+        text: the word.
+        **keys: more spec keys (e.g. split, image_root), set where the kind reads them.
+
+    Raises:
+        ConfigError: an unknown kind; DataError: a bare path that does not exist.
+    """
+    text, _, query = str(text).partition("?")
+    if query:  # KIND:PATH?key=value&key=value: more spec keys
+        options = dict(urllib.parse.parse_qsl(query, keep_blank_values=True))
+        if not all(options.values()):
+            raise ConfigError(f"{text}?{query}: give each option a value (?split=NAME&image_root=DIR)")
+        keys = {**options, **keys}
+    kind, sep, rest = text.partition(":")
+    if sep and not os.path.exists(text) and len(kind) > 1:  # "C:\..." is a path, not a kind
+        if kind not in KINDS:
+            raise ConfigError(f"{text}: unknown source kind {kind!r}{nearest(kind, KINDS)} "
+                              f"(kinds: {', '.join(KINDS)})")
+        path = rest
+    else:
+        kind, path = "", str(text)
+        if not os.path.exists(path):
+            raise DataError(f"{path}: no such file or folder (expected a folder of images, an "
+                            "image, a .txt list of image paths, a caption file or KIND:PATH)")
+        suffix = os.path.splitext(path)[1].lower()
+        kind = "captions" if os.path.isfile(path) and suffix in readers.CAPTION_SUFFIXES \
+            else "images"
+    unread = sorted(set(keys) - set(KINDS[kind].keys)) if query else []
+    if unread:
+        raise ConfigError(f"{text}?{query}: kind {kind!r} does not read {unread[0]!r}"
+                          f"{nearest(unread[0], KINDS[kind].keys)} (it reads "
+                          f"{', '.join(sorted(set(KINDS[kind].keys) - {'kind', 'path'}))})")
+    return make_spec(kind, path, where=text, **keys)
+
+
+def make_spec(kind: str, path: str, where: str = "source", **keys) -> dict[str, Any]:
+    """A complete spec of `kind` over `path`, with those of `keys` the kind reads (None and ""
+    are left at their defaults)."""
+    if kind not in KINDS:
+        raise ConfigError(f"{where}: unknown source kind {kind!r}{nearest(kind, KINDS)}")
+    spec = {"kind": kind, "path": os.fspath(path)}
+    spec.update({k: v for k, v in keys.items() if v not in (None, "") and k in KINDS[kind].keys})
+    return normalize_spec(spec, where)
 
 
 def source_name(spec: dict[str, Any]) -> str:
@@ -147,13 +220,13 @@ class ListSource:
     """A random-access source over item dicts held in memory (what the file readers return).
 
     Raises:
-        EmptyDatasetError: when there are no items.
+        DataError: when there are no items.
     """
 
     def __init__(self, items: Sequence[dict[str, Any]], name: str):
         self._items = list(items)
         if not self._items:
-            raise EmptyDatasetError(f"{name}: no images")
+            raise DataError(f"{name}: no images")
 
     def __len__(self) -> int:
         return len(self._items)
@@ -161,171 +234,28 @@ class ListSource:
     def __getitem__(self, index: int) -> dict[str, Any]:
         return dict(self._items[index])
 
-
-def _annotated_items(images) -> list[dict[str, Any]]:
-    items = []
-    for im in images:
-        item = {"path": str(im.path), "captions": list(im.captions), "image_id": im.image_id,
-                "label": im.label}
-        if getattr(im, "data", None):  # bytes read with the annotation (webdataset members)
-            item["image"] = im.data
-        if getattr(im, "counts", None):
-            item["counts"] = dict(im.counts)
-        items.append(item)
-    return items
+    metadata = __getitem__
 
 
-def _read_caption_file(kind: str, spec: dict[str, Any]) -> list[dict[str, Any]]:
-    from remoteclip_jax.data import readers
-
-    root = {"image_root": spec["image_root"]} if spec["image_root"] else {}
-    split = spec["split"] or None
-    if kind == "caption_json":
-        images = readers.read_caption_json(spec["path"], split, **root)
-    elif kind == "jsonl":
-        images = readers.read_caption_jsonl(spec["path"], split, **root)
-    else:
-        options = {"separator": spec["csv_separator"], "image_column": spec["csv_image_key"],
-                   "caption_column": spec["csv_caption_key"], "encoding": spec["encoding"]}
-        images = readers.read_caption_csv(spec["path"], split, **root,
-                                          **{k: v for k, v in options.items() if v})
-    return _annotated_items(images)
+def item_metadata(source, index: int) -> dict[str, Any]:
+    """Item `index` of `source` without its pixels decoded (captions, label, counts, path, id)."""
+    read = getattr(source, "metadata", None)
+    item = read(index) if read is not None else source[index]
+    return {k: v for k, v in item.items() if k != "image"}
 
 
-def _image_folder_items(spec: dict[str, Any]) -> list[dict[str, Any]]:
-    """Items of a <class>/<image> folder in class order, files by name (the paper's order)."""
-    from remoteclip_jax.data.readers import read_image_folder
+def _item(im: AnnotatedImage) -> dict[str, Any]:
+    item = {"path": str(im.path), "captions": list(im.captions), "image_id": im.image_id,
+            "label": im.label}
+    if im.data:  # bytes read with the annotation (webdataset members)
+        item["image"] = im.data
+    if im.counts:
+        item["counts"] = dict(im.counts)
+    elif im.boxes:
+        from remoteclip_jax.data.b2c import count_objects
 
-    root = spec["path"]
-    if not os.path.isdir(root):
-        raise EmptyDatasetError(f"{root}: image folder not found")
-    by_class: dict[str, list[str]] = {}
-    for im in read_image_folder(root):
-        by_class.setdefault(im.label, []).append(str(im.path))
-    wanted = [c.strip() for c in spec["classes"].split(",") if c.strip()]
-    if wanted:
-        missing = sorted(set(wanted) - set(by_class))
-        if missing:
-            raise EmptyDatasetError(f"{root}: class folders not found: {', '.join(missing)}")
-    classes = sorted(wanted or by_class)
-    items = []
-    for label in classes:
-        files = sorted(by_class[label], key=os.path.basename)
-        if spec["max_per_class"] > 0:
-            files = files[:spec["max_per_class"]]
-        items += [{"path": p, "captions": [], "label": label,
-                   "image_id": os.path.basename(p)} for p in files]
-    return items
-
-
-def _count_manifest_items(path: str) -> list[dict[str, Any]]:
-    """Counting manifest lines grouped by image: {"path", "counts": {category: count}}."""
-    from remoteclip_jax.evaluate.counting import read_count_manifest
-
-    by_image: dict[str, dict[str, int]] = {}
-    for item in read_count_manifest(path):
-        by_image.setdefault(item.image, {})[item.category] = item.count
-    return [{"path": image, "captions": [], "counts": counts, "image_id": os.path.basename(image)}
-            for image, counts in by_image.items()]
-
-
-def _expand_paths(path: str | os.PathLike | Sequence[str | os.PathLike], suffix: str) -> list[str]:
-    if isinstance(path, (str, os.PathLike)):
-        path = [path]
-    files: list[str] = []
-    for p in path:
-        p = str(p)
-        if os.path.isdir(p):
-            files.extend(sorted(glob.glob(os.path.join(p, f"*{suffix}"))))
-        elif any(ch in p for ch in "*?["):
-            files.extend(sorted(glob.glob(p)))
-        else:
-            files.append(p)
-    return files
-
-
-class WebDatasetSource:
-    """Random access into uncompressed webdataset tar shards (RS5M's format).
-
-    A sample is the group of tar members sharing a key (the member path up to the first dot of
-    its file name). Construction scans the tar headers once and records byte offsets; reading
-    seeks straight to the members, so shards are never unpacked. Captions are parsed by the
-    webdataset reader (`readers.webdataset.sample_captions`), so conversion and training read a
-    sample alike. Samples without an image or a caption are left out and counted in
-    ``self.incomplete``.
-
-    Raises:
-        RecordFormatError: naming a shard that is missing, compressed or not a tar file.
-        EmptyDatasetError: when no complete sample is found.
-    """
-
-    def __init__(self, path: str | os.PathLike | Sequence[str | os.PathLike]):
-        self._files = _expand_paths(path, ".tar")
-        # Per sample: (file index, key, {extension: (offset, size)}).
-        self._samples: list[tuple[int, str, dict[str, tuple[int, int]]]] = []
-        self.incomplete = 0
-        for file_index, file in enumerate(self._files):
-            if not os.path.isfile(file):
-                raise RecordFormatError(f"{file}: webdataset shard not found")
-            groups: dict[str, dict[str, tuple[int, int]]] = {}
-            try:
-                # "r:" refuses compressed tars: random access needs plain offsets.
-                with tarfile.open(file, "r:") as tar:
-                    for member in tar:
-                        if not member.isfile():
-                            continue
-                        directory, name = os.path.split(member.name)
-                        if "." not in name or name.startswith("."):
-                            continue
-                        stem, ext = name.split(".", 1)
-                        groups.setdefault(os.path.join(directory, stem), {})[ext.lower()] = (
-                            member.offset_data, member.size)
-            except tarfile.ReadError as e:
-                raise RecordFormatError(f"{file}: not an uncompressed tar shard ({e})") from None
-            for key, members in groups.items():
-                has_image = any(ext.rsplit(".", 1)[-1] in IMAGE_EXTENSIONS for ext in members)
-                has_text = any(ext.rsplit(".", 1)[-1] in ("txt", "json") for ext in members)
-                if not (has_image and has_text):
-                    self.incomplete += 1
-                    continue
-                self._samples.append((file_index, key, members))
-        if not self._samples:
-            raise EmptyDatasetError(f"{', '.join(self._files) or path}: no image+caption samples")
-
-    def __len__(self) -> int:
-        return len(self._samples)
-
-    def __getitem__(self, index: int) -> dict[str, Any]:
-        from remoteclip_jax.data.readers.webdataset import sample_parts
-
-        file_index, key, members = self._samples[index]
-        file = self._files[file_index]
-        parts = {}
-        with open(file, "rb") as f:
-            for ext, (offset, size) in members.items():
-                f.seek(offset)
-                parts[ext] = f.read(size)
-        image_ext, captions = sample_parts(key, parts, file)
-        item = {"image": parts[image_ext], "captions": captions, "image_id": key,
-                "_key": f"{file}:{key}"}
-        meta = next((parts[e] for e in parts if e.rsplit(".", 1)[-1] == "json"), None)
-        if meta is not None:  # optional class label and object counts beside the captions
-            import json
-
-            meta = json.loads(meta)
-            if isinstance(meta, dict):
-                item.update({k: meta[k] for k in ("label", "counts") if k in meta})
-        return item
-
-
-def _synthetic(spec: dict[str, Any]):
-    from remoteclip_jax.data.synthetic import SyntheticSource, MaterializedScenes
-
-    if spec["max_categories"] or spec["spell_counts"]:
-        return MaterializedScenes(spec["num_images"], spec["image_size"], spec["seed"],
-                                  max_categories=spec["max_categories"],
-                                  spell_counts=spec["spell_counts"])
-    return SyntheticSource(spec["num_images"], spec["image_size"], spec["seed"])
+        item["counts"] = count_objects(im.boxes, dataset=im.source)
+    return item
 
 
 def _excluded(items: list[dict[str, Any]], exclude: str, name: str) -> list[dict[str, Any]]:
@@ -334,7 +264,7 @@ def _excluded(items: list[dict[str, Any]], exclude: str, name: str) -> list[dict
     drop = load_exclusions(exclude)
     kept = [it for it in items if normalize_path(it["path"]) not in drop]
     if not kept:
-        raise EmptyDatasetError(f"{name}: every image is listed in the exclusion list {exclude}")
+        raise DataError(f"{name}: every image is listed in the exclusion list {exclude}")
     return kept
 
 
@@ -342,41 +272,159 @@ def build_source(spec: dict[str, Any], where: str = "source"):
     """The random-access source a spec describes (see the module docstring).
 
     Raises:
-        SourceSpecError: a malformed spec (see `normalize_spec`).
-        EmptyDatasetError, RecordFormatError, AnnotationError: the data itself is missing,
-            malformed or empty; each message names the file.
+        ConfigError: a malformed spec (see `normalize_spec`).
+        DataError: the data itself is missing, malformed or empty; each message names the file.
     """
     spec = normalize_spec(spec, where)
-    kind, name = spec["kind"], source_name(spec)
-    if spec["path"] and kind not in ("webdataset", "geotiff") and not os.path.exists(spec["path"]):
-        raise EmptyDatasetError(f"{spec['path']}: not found ({where}); put the {kind} data there "
-                                f"or point {where}.path at it")
-    if kind == "synthetic":
-        return _synthetic(spec)
-    if kind == "records":
-        if spec["exclude"]:
-            raise SourceSpecError(f"{where}.exclude: record shards cannot drop images by path; "
-                                  "apply the exclusion list when converting (or use the caption file)")
-        return RecordSource(spec["path"], split=spec["split"] or None)
-    if kind == "geotiff":
-        from remoteclip_jax.geo.source import SceneTileSource
-
-        paths = _expand_paths(spec["path"], ".tif")
-        return SceneTileSource(paths, spec["tile"], spec["stride"] or None, spec["bands"] or None,
-                               spec["scale"] or None, units=spec["units"],
-                               nodata_max_fraction=spec["nodata_max_fraction"])
-    if kind == "webdataset":
-        if spec["exclude"]:
-            raise SourceSpecError(f"{where}.exclude: not supported for webdataset shards")
-        return WebDatasetSource(spec["path"])
-    if kind == "image_folder":
-        items = _image_folder_items(spec)
-    elif kind == "count_manifest":
-        items = _count_manifest_items(spec["path"])
-    else:
-        items = _read_caption_file(kind, spec)
+    kind, name = KINDS[spec["kind"]], source_name(spec)
+    if spec["exclude"] and kind.build is not None:
+        raise ConfigError(f"{where}.exclude: {spec['kind']} sources cannot drop images by path; "
+                          "apply the exclusion list when converting (or use the caption file)")
+    if kind.build is not None:
+        return kind.build(spec)
+    items = [_item(im) for im in read_annotated(spec, where=where)]
     if spec["exclude"]:
         items = _excluded(items, spec["exclude"], name)
     if spec["skip_missing"]:
         items = [it for it in items if "image" in it or os.path.isfile(it["path"])]
     return ListSource(items, name + (f" (split {spec['split']!r})" if spec["split"] else ""))
+
+
+def read_annotated(spec: dict[str, Any], where: str = "source", **options
+                   ) -> Iterable[AnnotatedImage]:
+    """The spec's data as `AnnotatedImage`s (a list, or an iterator for masks and webdataset).
+
+    Args:
+        spec: a source spec of a kind with a reader (not records, synthetic or geotiff).
+        where: how messages name the spec.
+        **options: reader options: ``on_error`` (skip bad annotations), ``source`` (provenance).
+
+    Raises:
+        ConfigError: a kind without a reader; DataError: missing or malformed data.
+    """
+    spec = normalize_spec(spec, where)
+    kind = KINDS[spec["kind"]]
+    if kind.read is None:
+        raise ConfigError(f"{where}: {spec['kind']} sources hold no image files to read here; "
+                          "use a kind of annotation files or images")
+    path = spec["path"]
+    if kind.label_dir is not None:
+        path = _label_dir(path, spec["kind"], *kind.label_dir)
+    elif path and "*" not in path and not os.path.exists(path):
+        raise DataError(f"{path}: not found ({where}); put the {spec['kind']} data there or "
+                        f"point {where}.path at it")
+    return kind.read({**spec, "path": path}, **{k: v for k, v in options.items() if v})
+
+
+def _label_dir(path: str, kind: str, sub: str, suffix: str) -> str:
+    """The folder of label files, given it or the dataset's root folder (which holds `sub`)."""
+    root = pathlib.Path(path)
+    if not root.is_dir() or any(root.glob(f"*{suffix}")):
+        return path
+    if (root / sub).is_dir():
+        return str(root / sub)
+    raise DataError(f"{root}: no {sub}/*{suffix} under it and no *{suffix} in it; {kind}'s labels "
+                    f"are in DATASET_ROOT/{sub} (pass the dataset's root or that folder)")
+
+
+# --- the built-in kinds ---------------------------------------------------------------------------
+
+
+def _captions(spec, **options):
+    root = {"image_root": spec["image_root"]} if spec["image_root"] else {}
+    split = spec["split"] or None
+    if spec["kind"] == "csv":
+        csv = {"separator": spec["csv_separator"], "image_column": spec["csv_image_key"],
+               "caption_column": spec["csv_caption_key"], "encoding": spec["encoding"]}
+        return readers.read_caption_csv(spec["path"], split, **root, **options,
+                                        **{k: v for k, v in csv.items() if v})
+    read = {"captions": readers.read_captions, "caption_json": readers.read_caption_json,
+            "jsonl": readers.read_caption_jsonl}[spec["kind"]]
+    return read(spec["path"], split, **root, **options)
+
+
+def _image_folder(spec, **options):
+    """Items of a <class>/<image> folder in class order, files by name (the paper's order)."""
+    by_class: dict[str, list[AnnotatedImage]] = {}
+    for im in readers.read_image_folder(spec["path"], **options):
+        by_class.setdefault(im.label, []).append(im)
+    wanted = [c.strip() for c in spec["classes"].split(",") if c.strip()]
+    missing = sorted(set(wanted) - set(by_class))
+    if missing:
+        raise DataError(f"{spec['path']}: class folders not found: {', '.join(missing)}")
+    out = []
+    for label in sorted(wanted or by_class):
+        files = sorted(by_class[label], key=lambda im: os.path.basename(im.path))
+        out += files[:spec["max_per_class"]] if spec["max_per_class"] > 0 else files
+    return [dataclasses.replace(im, image_id=os.path.basename(im.path)) for im in out]
+
+
+def _count_manifest(spec, **_):
+    """Counting manifest lines grouped by image: one AnnotatedImage with ``counts`` each."""
+    from remoteclip_jax.data.readers.count_manifest import read_count_manifest
+
+    by_image: dict[str, dict[str, int]] = {}
+    for item in read_count_manifest(spec["path"]):
+        by_image.setdefault(item.image, {})[item.category] = item.count
+    return [AnnotatedImage(path=image, counts=counts, image_id=os.path.basename(image))
+            for image, counts in by_image.items()]
+
+
+def _masks(spec, **options):
+    from remoteclip_jax.data import m2b
+
+    return readers.iter_masks(spec["path"], spec["image_root"] or None, table=spec["table"],
+                              min_area=spec["min_area"] or m2b.DEFAULT_MIN_AREA,
+                              mask_suffix=spec["mask_suffix"], image_suffix=spec["image_suffix"],
+                              **options)
+
+
+def _synthetic(spec):
+    from remoteclip_jax.data.synthetic import MaterializedScenes, SyntheticSource
+
+    if spec["max_categories"] or spec["spell_counts"]:
+        return MaterializedScenes(spec["num_images"], spec["image_size"], spec["seed"],
+                                  max_categories=spec["max_categories"],
+                                  spell_counts=spec["spell_counts"])
+    return SyntheticSource(spec["num_images"], spec["image_size"], spec["seed"])
+
+
+def _detection(reader, with_images: bool = True):
+    def read(spec, **options):
+        if with_images:
+            return reader(spec["path"], spec["image_root"] or None, **options)
+        return reader(spec["path"], **options)
+    return read
+
+
+_CAPTION_KEYS = {"path": "", "split": "", "image_root": "", "skip_missing": False, "pairs": "image"}
+_DETECTION_KEYS = {"path": "", "image_root": "", "skip_missing": False}
+register_kind("records", {"path": "", "split": "", "pairs": "image"},
+              build=lambda spec: RecordSource(spec["path"], split=spec["split"] or None))
+for _name in ("captions", "caption_json", "jsonl"):
+    register_kind(_name, _CAPTION_KEYS, read=_captions)
+register_kind("csv", {**_CAPTION_KEYS, "csv_separator": "", "csv_image_key": "",
+                      "csv_caption_key": "", "encoding": ""}, read=_captions)
+register_kind("webdataset", {"path": "", "pairs": "image"},
+              read=lambda spec, **o: readers.iter_webdataset(spec["path"], **o),
+              build=lambda spec: readers.WebDatasetSource(spec["path"]))
+register_kind("image_folder", {"path": "", "classes": "", "max_per_class": 0}, read=_image_folder)
+register_kind("images", {"path": ""}, read=lambda spec, **_: readers.read_images(spec["path"]))
+register_kind("count_manifest", {"path": "", "skip_missing": False}, read=_count_manifest)
+register_kind("synthetic", {"num_images": 1000, "image_size": 64, "seed": 0, "max_categories": 0,
+                            "spell_counts": False, "pairs": "image"}, build=_synthetic)
+# Detection formats; label_dir: where the labels sit below the dataset's root folder.
+for _name, _reader, _labels in (
+        ("dota", readers.read_dota, ("labelTxt", ".txt")),
+        ("dior", readers.read_voc, ("Annotations/HBB", ".xml")),
+        ("hrrsd", readers.read_voc, ("Annotations", ".xml")),
+        ("coco", readers.read_coco, None), ("auair", readers.read_auair, None),
+        ("visdrone", readers.read_visdrone, ("annotations", ".txt")),
+        ("carpk", readers.read_carpk, ("Annotations", ".txt")),
+        ("hrsc", readers.read_hrsc, ("Annotations", ".xml")),
+        ("levir", readers.read_levir, None), ("stanford_drone", readers.read_stanford_drone, None)):
+    register_kind(_name, _DETECTION_KEYS, read=_detection(_reader), label_dir=_labels)
+register_kind("rsod", {"path": "", "skip_missing": False},
+              read=_detection(readers.read_rsod, with_images=False))
+register_kind("masks", {**_DETECTION_KEYS, "table": "loveda", "min_area": 0, "mask_suffix": "",
+                        "image_suffix": ""}, read=_masks)

@@ -352,7 +352,7 @@ def export_scenes(out_dir: str | os.PathLike, num_images: int,
     Creates ``out_dir/images/<index>.png``, ``out_dir/scenes.jsonl`` (one line per scene:
     ``image``, ``background``, ``counts``, ``boxes``, ``captions``) and
     ``out_dir/count_manifest.jsonl`` in the counting manifest format of
-    `remoteclip_jax.evaluate.counting` (``{"image", "category", "count"}``, one line per scene
+    `remoteclip_jax.data.readers.count_manifest` (``{"image", "category", "count"}``, one line per scene
     that shows a single category, counts 1-10). Image paths are relative to ``out_dir``.
 
     Returns:

@@ -34,3 +34,4 @@ class AnnotatedImage:
     # Encoded image bytes when the image lives inside an archive (webdataset tar) rather than at
     # `path` on disk; empty otherwise.
     data: bytes = b""
+    counts: dict[str, int] = dataclasses.field(default_factory=dict)  # objects per category

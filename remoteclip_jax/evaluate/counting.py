@@ -15,41 +15,24 @@ Another template can be given with ``{be}``, ``{number}`` (the word), ``{digits}
 ``{objects}`` placeholders; "There {be} {digits} {objects} in the picture." matches the digits
 that Box-to-Caption writes, for models trained on B2C captions.
 
-RemoteCount's 947 DOTA images were never released, so counts come from a **manifest**, a JSONL
-file with one object per line::
-
-    {"image": "images/P0706.png", "category": "ship", "count": 3}
-
-``image`` is absolute or relative to the manifest's folder; ``category`` is a readable class name
-(singular); ``count`` is an int in 1..10. Build one from DOTA-style labels (any B2C-convertible
-boxes) with::
-
-    python -m remoteclip_jax.evaluate.counting --dota=DOTA_ROOT --out=count.jsonl
-
-which writes one line per (image, category) whose object count lies in 1..10.
+RemoteCount's 947 DOTA images were never released, so counts come from a manifest read by
+`remoteclip_jax.data.readers.count_manifest` (or any source whose items carry ``counts``).
 """
 from __future__ import annotations
 
-import dataclasses
-import json
-import os
-import pathlib
-from typing import Iterable, Sequence
+from typing import Sequence
 
 import numpy as np
 
-from remoteclip_jax.errors import EvalDataError
+from remoteclip_jax.errors import DataError
+from remoteclip_jax.evaluate import plots, report
+from remoteclip_jax.evaluate.retrieval import SCORE_TIE_RULES, TIES_KEY
+from remoteclip_jax.evaluate.task import Task
+from remoteclip_jax.prompts import l2_normalize
 
 NUMBER_WORDS = ("one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten")
 DEFAULT_TEMPLATE = "There {be} {number} {objects} in the picture."
 COUNTS = tuple(range(1, 11))
-
-
-@dataclasses.dataclass(frozen=True)
-class CountItem:
-    image: str      # resolved path
-    category: str   # singular readable name
-    count: int      # 1..10
 
 
 def count_caption(category: str, n: int, template: str = DEFAULT_TEMPLATE) -> str:
@@ -65,53 +48,22 @@ def count_captions(category: str, template: str = DEFAULT_TEMPLATE) -> list[str]
     return [count_caption(category, n, template) for n in COUNTS]
 
 
-def read_count_manifest(path: str) -> list[CountItem]:
-    """Parse a counting manifest; errors name the file and line.
-
-    Raises:
-        EvalDataError: missing file, bad JSON, missing key, count outside 1..10, or no items.
-    """
-    path = str(path)
-    root = pathlib.Path(path).parent
-    if not os.path.isfile(path):
-        raise EvalDataError(f"{path}: counting manifest not found")
-    items = []
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-                image, category, count = rec["image"], str(rec["category"]), int(rec["count"])
-            except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
-                raise EvalDataError(f"{path}:{lineno}: expected JSON with image, category, count ({e})") from None
-            if not 1 <= count <= 10:
-                raise EvalDataError(f"{path}:{lineno}: count {count} outside 1..10")
-            items.append(CountItem(str(root / image), category, count))
-    if not items:
-        raise EvalDataError(f"{path}: counting manifest has no items")
-    return items
-
-
-def count_scores(image_features, caption_features: dict[str, np.ndarray],
-                 items: Sequence[CountItem]) -> np.ndarray:
+def count_scores(image_features, caption_features: dict[str, np.ndarray], items: Sequence) -> np.ndarray:
     """(N, 10) cosine similarity of each item's image to its category's captions for counts 1..10.
 
     Args:
         image_features: (N, E) features of the items' images, in item order.
         caption_features: {category: (10, E) features of ``count_captions(category)``}.
-        items: the manifest items.
+        items: each item's category, or items with a ``category`` (manifest `CountItem`s).
     """
-    from remoteclip_jax.evaluate.retrieval import l2_normalize
     img = l2_normalize(image_features)
     scores = np.empty((len(items), len(COUNTS)), np.float64)
     for i, it in enumerate(items):
-        scores[i] = l2_normalize(caption_features[it.category]) @ img[i]
+        scores[i] = l2_normalize(caption_features[getattr(it, "category", it)]) @ img[i]
     return scores
 
 
-def count_predictions(image_features, caption_features: dict[str, np.ndarray],
-                      items: Sequence[CountItem]) -> np.ndarray:
+def count_predictions(image_features, caption_features: dict[str, np.ndarray], items: Sequence) -> np.ndarray:
     """Predicted counts: argmax over each item's category's ten caption features (cosine)."""
     return np.asarray(COUNTS)[np.argmax(count_scores(image_features, caption_features, items), axis=1)]
 
@@ -156,63 +108,34 @@ def count_metrics(preds, counts) -> dict:
             "mae": float(np.mean(np.abs(preds - counts))), "confusion": conf}
 
 
-# --------------------------------------------------------------------------------------------
-# Manifest building from detection labels.
+# --- the count task --------------------------------------------------------------------------------
 
-def manifest_rows(images: Iterable, min_count: int = 1, max_count: int = 10, dataset: str = "dota",
-                  options=None) -> list[dict]:
-    """One manifest row per (image, category) whose B2C object count is within the range.
-
-    Args:
-        images: ``AnnotatedImage`` records with boxes.
-        min_count, max_count: counts kept (1..10 for RemoteCount).
-        dataset: dataset name for class-name normalisation.
-        options: ``B2COptions`` (difficult/ignore filters), default B2C's.
-    """
-    from remoteclip_jax.data.b2c import count_objects
-    rows = []
-    for im in images:
-        for category, n in count_objects(im.boxes, options, dataset).items():
-            if min_count <= n <= max_count:
-                rows.append({"image": im.path, "category": category, "count": int(n)})
-    return rows
+def _prepare(entry, ds, tokenize) -> dict:
+    questions = [(i, cat, n) for i, c in enumerate(ds.counts) for cat, n in sorted(c.items())
+                 if 1 <= n <= 10]
+    if not questions:
+        raise DataError(f"{ds.name}: no object counts between 1 and 10")
+    cats = sorted({cat for _, cat, _ in questions})
+    prompts = [p for cat in cats for p in count_captions(cat, entry["template"])]
+    return {"questions": questions, "cats": cats, "tokens": tokenize(prompts)}
 
 
-def dota_images(root: str) -> list:
-    """``AnnotatedImage`` per DOTA label file (``root/labelTxt``) whose image exists."""
-    from remoteclip_jax.data.readers import AnnotationError, read_dota
-    try:
-        images = read_dota(pathlib.Path(root) / "labelTxt")
-    except AnnotationError as e:
-        raise EvalDataError(str(e)) from None
-    return [im for im in images if os.path.isfile(im.path)]
+def _run(ev, variables, entry, prep, feats):
+    cats, questions = prep["cats"], prep["questions"]
+    pf = ev.text_features(variables, prep["tokens"]).reshape(len(cats), 10, -1)
+    scores = count_scores(feats[[i for i, _, _ in questions]], dict(zip(cats, pf)),
+                          [cat for _, cat, _ in questions])
+    m, details = count_report(scores, [n for _, _, n in questions], ties=entry["ties"])
+    conf = details.pop("confusion")
+    if report.is_writer():
+        name = entry["name"]
+        plots.plot_confusion(conf, [str(n) for n in COUNTS],
+                             ev.out_dir / "plots" / f"{name}_count_confusion.png",
+                             f"{name} counting (top-1 {m['top1']:.2f}%)")
+        plots.plot_count_topk({name: details["topk_curve"]}, ev.out_dir / "plots" / f"{name}_count_topk.png")
+    return m, {**details, "confusion": conf.tolist(), "num_images": len(questions)}
 
 
-def write_manifest(rows: Sequence[dict], out: str):
-    """Write rows as JSONL with image paths relative to the manifest's folder."""
-    base = pathlib.Path(out).resolve().parent
-    base.mkdir(parents=True, exist_ok=True)
-    with open(out, "w", encoding="utf-8") as f:
-        for r in rows:
-            rel = os.path.relpath(pathlib.Path(r["image"]).resolve(), base)
-            f.write(json.dumps({**r, "image": rel}) + "\n")
-
-
-def main(argv=None):
-    import argparse
-    p = argparse.ArgumentParser(description="Build a RemoteCount-style counting manifest from DOTA labels.")
-    p.add_argument("--dota", required=True, help="folder with images/ and labelTxt/")
-    p.add_argument("--out", required=True, help="manifest JSONL to write")
-    p.add_argument("--min_count", type=int, default=1)
-    p.add_argument("--max_count", type=int, default=10)
-    p.add_argument("--exclude_difficult", action="store_true", help="drop DOTA difficult objects")
-    a = p.parse_args(argv)
-    from remoteclip_jax.data.b2c import B2COptions
-    opts = B2COptions(include_difficult=not a.exclude_difficult)
-    rows = manifest_rows(dota_images(a.dota), a.min_count, a.max_count, options=opts)
-    write_manifest(rows, a.out)
-    print(f"wrote {len(rows)} items to {a.out}")
-
-
-if __name__ == "__main__":
-    main()
+# template: the count prompt, with {be}, {number}, {digits} and {objects}.
+TASKS = [Task("count", {"template": DEFAULT_TEMPLATE, **TIES_KEY}, _prepare, _run,
+              choices={"ties": SCORE_TIE_RULES})]

@@ -37,7 +37,7 @@ import warnings
 
 import numpy as np
 
-from remoteclip_jax.evaluate.choices import check_choice
+from remoteclip_jax.errors import check_choice
 
 ITRA_MODES = ("pytorch", "sklearn", "sklearn-search")
 ITRA_POOLS = ("cumulative", "per_class")

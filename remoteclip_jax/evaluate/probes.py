@@ -20,7 +20,11 @@ import warnings
 
 import numpy as np
 
-from remoteclip_jax.evaluate.retrieval import l2_normalize
+from remoteclip_jax.errors import DataError
+from remoteclip_jax.evaluate import itra_probes
+from remoteclip_jax.evaluate.splits import SPLIT_KEYS, SPLIT_ORDERS, labelled_split
+from remoteclip_jax.evaluate.task import Task
+from remoteclip_jax.prompts import l2_normalize
 
 DEFAULT_CS = (0.1, 1.0, 10.0, 100.0, 1000.0)
 DEFAULT_SHOTS = (1, 2, 4, 8, 16, 32)
@@ -152,3 +156,74 @@ def fewshot(train_x, train_y, test_x, test_y, shots=DEFAULT_SHOTS, episodes: int
         out[int(k)] = {"mean": float(np.mean(accs)), "std": float(np.std(accs)), "episodes": accs,
                        "protocol": "clean", "selected_on": "none"}
     return out
+
+
+# --- the linear_probe, knn and fewshot tasks ----------------------------------------------------
+
+# linear_probe/fewshot: "clean" (sklearn logistic regression, C chosen on a split of train) |
+# "itra" (ITRA's SGD probe, which picks its best epoch on test accuracy: labelled so), with
+# itra_mode "pytorch" | "sklearn" | "sklearn-search" and `epochs` of SGD (ITRA: 1000);
+# sample_seed: validation split / episode sampling.
+_PROTOCOL = {"protocol": "clean", "itra_mode": "pytorch", "epochs": 1000, "sample_seed": 0}
+_PROTOCOL_CHOICES = {"protocol": ("clean", "itra"), "itra_mode": itra_probes.ITRA_MODES,
+                     "split_order": SPLIT_ORDERS}
+
+
+def _prepare(entry, ds, tokenize) -> dict:
+    out = labelled_split(entry, ds)
+    if not len(out["train"]) or not len(out["test"]):
+        raise DataError(f"{ds.name}: the {entry['train_fraction']:.0%} split "
+                        "leaves no train or no test images")
+    return out
+
+
+def _split(prep, feats):
+    tr, te = prep["train"], prep["test"]
+    return feats[tr], prep["labels"][tr], feats[te], prep["labels"][te]
+
+
+def _linear_probe(ev, variables, entry, prep, feats):
+    if entry["protocol"] == "itra":
+        r = itra_probes.itra_linear_probe(*_split(prep, feats), mode=entry["itra_mode"],
+                                          seed=entry["sample_seed"], epochs=entry["epochs"])
+        metrics = {"top1": r["top1"]}
+    else:
+        r = linear_probe(*_split(prep, feats), Cs=tuple(entry["Cs"]),
+                         val_fraction=entry["val_fraction"], seed=entry["sample_seed"])
+        metrics = {"top1": r["top1"], "C": r["C"]}
+    return metrics, {k: v for k, v in r.items() if k not in metrics}
+
+
+def _knn(ev, variables, entry, prep, feats):
+    r = knn_classify(*_split(prep, feats), len(prep["classes"]), entry["k"], entry["temperature"])
+    return {"top1": r["top1"], "top5": r["top5"]}, {}
+
+
+def _fewshot(ev, variables, entry, prep, feats):
+    if entry["protocol"] == "itra":
+        r = itra_probes.itra_fewshot(*_split(prep, feats), shots=tuple(entry["shots"]),
+                                     episodes=entry["episodes"], mode=entry["itra_mode"],
+                                     pool=entry["pool"], seed=entry["sample_seed"],
+                                     epochs=entry["epochs"])
+    else:
+        r = fewshot(*_split(prep, feats), shots=tuple(entry["shots"]), episodes=entry["episodes"],
+                    C=entry["C"], seed=entry["sample_seed"])
+    m = {}
+    for k, v in r.items():
+        m[f"{k}shot_mean"], m[f"{k}shot_std"] = v["mean"], v["std"]
+    return m, {"fewshot": {str(k): v for k, v in r.items()}, "protocol": entry["protocol"]}
+
+
+TASKS = [
+    # Cs: the C grid, chosen on val_fraction of train.
+    Task("linear_probe", {"Cs": DEFAULT_CS, "val_fraction": 0.2, **_PROTOCOL, **SPLIT_KEYS},
+         _prepare, _linear_probe, _PROTOCOL_CHOICES, prefix="linear_probe_"),
+    # k neighbours vote with weight exp(similarity / temperature).
+    Task("knn", {"k": 20, "temperature": 0.07, **SPLIT_KEYS}, _prepare, _knn,
+         {"split_order": SPLIT_ORDERS}, prefix="knn_"),
+    # shots: images per class, `episodes` per shot count, logistic-regression C; pool (itra):
+    # "cumulative" (ITRA's code as written) | "per_class".
+    Task("fewshot", {"shots": DEFAULT_SHOTS, "episodes": 5, "C": 1.0, "pool": "cumulative",
+                     **_PROTOCOL, **SPLIT_KEYS}, _prepare, _fewshot,
+         {**_PROTOCOL_CHOICES, "pool": itra_probes.ITRA_POOLS}, prefix="fewshot_"),
+]

@@ -13,13 +13,13 @@ Only process 0 writes (every process computes the same metrics).
 from __future__ import annotations
 
 import json
-import os
 import pathlib
 import time
 
 import numpy as np
 
 from remoteclip_jax.evaluate import plots
+from remoteclip_jax.files import atomic_write, write_json
 
 
 def is_writer() -> bool:
@@ -33,18 +33,13 @@ def append_history(out_dir: pathlib.Path, step, results: dict) -> None:
             f.write(json.dumps({"step": step, "time": time.time(), "metrics": results}) + "\n")
 
 
-def _atomic_text(path: pathlib.Path, text: str):
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def write_results(out_dir, results, details, fewshot_curves, model_name="model"):
     if not is_writer():     # every process computes the same metrics; one writes them
         return
-    _atomic_text(out_dir / "results.json", json.dumps(results, indent=1, sort_keys=True))
-    _atomic_text(out_dir / "details.json", json.dumps(details, indent=1, default=_jsonable))
-    _atomic_text(out_dir / "results.md", markdown_tables(details, model_name))
+    write_json(out_dir / "results.json", results, indent=1, sort_keys=True)
+    write_json(out_dir / "details.json", details, indent=1, default=_jsonable)
+    with atomic_write(out_dir / "results.md", encoding="utf-8") as f:
+        f.write(markdown_tables(details, model_name))
     if fewshot_curves:
         plots.plot_fewshot(fewshot_curves, out_dir / "plots" / "fewshot.png")
 

@@ -46,20 +46,17 @@ only in case (it capitalises them, and the tokenizer lower-cases) are one text t
 from __future__ import annotations
 
 import dataclasses
+import os
 
 import numpy as np
 
-from remoteclip_jax.evaluate.choices import check_choice
+from remoteclip_jax.errors import DataError, check_choice
+from remoteclip_jax.evaluate.task import Task
+from remoteclip_jax.prompts import l2_normalize
 
 KS = (1, 5, 10)
 TIE_RULES = ("pessimistic", "optimistic", "expected", "index")
-METRIC_NAMES = tuple(f"i2t_R@{k}" for k in KS) + tuple(f"t2i_R@{k}" for k in KS) + ("mean_recall",)
-
-
-def l2_normalize(x: np.ndarray) -> np.ndarray:
-    """Row-wise L2 normalisation in float64, with open_clip's 1e-12 floor on the norm."""
-    x = np.asarray(x, dtype=np.float64)
-    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
+SCORE_TIE_RULES = TIE_RULES[:3]  # "index" needs a reference load order: retrieval only
 
 
 @dataclasses.dataclass(frozen=True)
@@ -316,3 +313,41 @@ def retrieval_report(image_features, text_features, text_to_image, ties: str = "
         "num_captions": int(np.asarray(text_features).shape[0]),
     }
     return metrics, details
+
+
+# --- the retrieval task ----------------------------------------------------------------------------
+
+# "ties": how exactly tied scores rank (retrieval, zeroshot, count): "expected" (the mean over
+# random tie orders; torch.topk, which the reference code uses, promises no tie order),
+# "pessimistic" (a tied wrong item first), "optimistic", or (retrieval only) "index": lowest
+# index first, images sorted by file name and captions in file order, as RemoteCLIP's
+# retrieval.py loads them (`reference_order`).
+TIES_KEY = {"ties": "expected"}
+
+
+def _prepare(entry, ds, tokenize) -> dict:
+    captions, t2i = [], []
+    for i, caps in enumerate(ds.captions):
+        captions += caps
+        t2i += [i] * len(caps)
+    if not captions:
+        raise DataError(f"{ds.name}: no captions to retrieve")
+    # File names, for the reference's image order under ties "index".
+    names = [os.path.basename(k) for k in ds.keys]
+    return {"tokens": tokenize(captions), "t2i": np.asarray(t2i), "names": names}
+
+
+def _run(ev, variables, entry, prep, image_features):
+    text, t2i = ev.text_features(variables, prep["tokens"]), prep["t2i"]
+    # Captions with the same tokens (UCM and Sydney repeat many; case is lost in tokenising)
+    # share one embedding, so they tie exactly.
+    keys = [row.tobytes() for row in prep["tokens"]]
+    if entry["ties"] == "index":  # lowest index first: rank in the reference's load order
+        image_order, caption_order = reference_order(prep["names"], t2i)
+        rank = np.argsort(image_order)
+        image_features, text = image_features[image_order], text[caption_order]
+        t2i, keys = rank[t2i[caption_order]], [keys[i] for i in caption_order]
+    return retrieval_report(image_features, text, t2i, ties=entry["ties"], caption_keys=keys)
+
+
+TASKS = [Task("retrieval", TIES_KEY, _prepare, _run, choices={"ties": TIE_RULES})]

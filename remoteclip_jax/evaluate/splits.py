@@ -21,10 +21,17 @@ from typing import Sequence
 
 import numpy as np
 
-from remoteclip_jax.evaluate.choices import EvalOptionError, check_choice
+from remoteclip_jax.errors import DataError, check_choice
 
 
 SPLIT_ORDERS = ("sorted", "listing")
+# The keys of the classification tasks (zeroshot and the probes) that split a labelled dataset.
+SPLIT_KEYS = {
+    "train_fraction": 0.8,     # share of each class (by file name) that goes to train
+    # the order files are split in: "sorted" (by name) | "listing" (the file system's order, as
+    # ITRA's glob gives it: not reproducible across machines).
+    "split_order": "sorted",
+}
 
 
 def _listing_positions(paths: Sequence[str]) -> dict[str, int]:
@@ -36,7 +43,7 @@ def _listing_positions(paths: Sequence[str]) -> dict[str, int]:
             try:
                 listed[folder] = {name: i for i, name in enumerate(os.listdir(folder or "."))}
             except OSError as e:
-                raise EvalOptionError(f"{folder}: split order 'listing' needs the folder on disk ({e})") from None
+                raise DataError(f"{folder}: split order 'listing' needs the folder on disk ({e})") from None
         positions[p] = listed[folder].get(os.path.basename(p), len(listed[folder]))
     return positions
 
@@ -72,13 +79,17 @@ def paper_split(paths: Sequence[str], labels: Sequence, train_fraction: float = 
     return np.array(sorted(train), np.int64), np.array(sorted(test), np.int64)
 
 
-def select_split(paths, labels, split: str, train_fraction: float = 0.8,
-                 order: str = "sorted") -> np.ndarray:
-    """Indices for ``split`` in {"train", "test", "all"} under ``paper_split``."""
-    check_choice("split", split, ("train", "test", "all"))
-    if split == "all":
-        return np.arange(len(paths))
-    train, test = paper_split(paths, labels, train_fraction, order)
-    if split == "train":
-        return train
-    return test
+def labelled_split(entry, ds) -> dict:
+    """A labelled dataset's classes (sorted), label indices and the paper's train/test split.
+
+    Raises:
+        DataError: an item without a class label.
+    """
+    if not all(ds.labels):
+        raise DataError(f"{ds.name}: {ds.keys[ds.labels.index('')]} has no "
+                        "class label (use an image_folder source, or records/caption files whose "
+                        "items carry a label)")
+    classes = sorted(set(ds.labels))
+    labels = np.asarray([classes.index(label) for label in ds.labels])
+    train, test = paper_split(ds.keys, labels, entry["train_fraction"], order=entry["split_order"])
+    return {"classes": classes, "labels": labels, "train": train, "test": test}

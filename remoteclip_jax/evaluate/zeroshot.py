@@ -1,14 +1,6 @@
 """Zero-shot classification: class embeddings from prompt templates, 100 x cosine logits, metrics.
 
-Class embedding methods (``class_embedding`` in the config):
-
-* ``"average"`` (default): average the *unnormalised* prompt features, then normalise. This is what
-  RemoteCLIP's evaluation code does, ChenDelong1999/ITRA branch test
-  ``itra/evaluation/zero_shot.py`` lines 34-36 (``class_embeddings.mean(dim=0)`` then
-  ``F.normalize``), and GeoRSCLIP's, om-ai-lab/RS5M ``inference/inference_tool.py`` lines 136-139.
-* ``"openai"``: L2-normalise each prompt's text feature, average over templates, normalise again
-  (OpenAI CLIP's notebook).
-
+Class embeddings come from `remoteclip_jax.prompts` (``class_embedding``: "average" or "openai").
 Logits are 100 x cosine (ITRA zero_shot.py line 78). Top-k accuracy follows the tie rules of
 `remoteclip_jax.evaluate.retrieval` (``ties``, default "expected"; the reference takes
 ``torch.topk``, arbitrary among exactly equal logits). The confusion matrix and mean-per-class
@@ -19,43 +11,19 @@ from __future__ import annotations
 from typing import Callable, Sequence
 
 import numpy as np
+from absl import logging
 
-from remoteclip_jax.evaluate.choices import check_choice
-from remoteclip_jax.evaluate.retrieval import hit_probability, l2_normalize, tie_stats_from_scores
-
-CLASS_EMBEDDINGS = ("average", "openai")
-DEFAULT_CLASS_EMBEDDING = "average"
-
-
-def build_prompts(classnames: Sequence[str], templates: Sequence[str]) -> list[str]:
-    """Class-major prompt list: all templates for class 0, then class 1, ..."""
-    return [t.replace("{}", c) for c in classnames for t in templates]
-
-
-def class_embeddings(prompt_features, num_classes: int, method: str = DEFAULT_CLASS_EMBEDDING) -> np.ndarray:
-    """Combine per-prompt text features into one unit vector per class.
-
-    Args:
-        prompt_features: (num_classes * num_templates, E), class-major (see ``build_prompts``).
-        num_classes: number of classes.
-        method: "average" (average, normalise; the reference code's) or "openai" (normalise,
-            average, normalise).
-
-    Returns:
-        (num_classes, E) float64, rows of unit norm.
-    """
-    check_choice("class_embedding", method, CLASS_EMBEDDINGS)
-    f = np.asarray(prompt_features, np.float64)
-    if f.shape[0] % num_classes:
-        raise ValueError(f"{f.shape[0]} prompt features do not split into {num_classes} classes")
-    f = f.reshape(num_classes, f.shape[0] // num_classes, f.shape[-1])
-    if method == "openai":
-        f = l2_normalize(f)
-    return l2_normalize(f.mean(axis=1))
-
+from remoteclip_jax.data.classnames import CLASS_NAMES, dataset_key, resolve_classnames
+from remoteclip_jax.evaluate import plots, report
+from remoteclip_jax.evaluate.retrieval import (SCORE_TIE_RULES, TIES_KEY, hit_probability,
+                                               tie_stats_from_scores)
+from remoteclip_jax.evaluate.splits import SPLIT_KEYS, SPLIT_ORDERS, labelled_split
+from remoteclip_jax.evaluate.task import Task
+from remoteclip_jax.prompts import (CLASS_EMBEDDINGS, build_prompts, class_embeddings, get_templates,
+                                    l2_normalize)
 
 def zeroshot_classifier(encode_text: Callable[[list[str]], np.ndarray], classnames: Sequence[str],
-                        templates: Sequence[str], method: str = DEFAULT_CLASS_EMBEDDING) -> np.ndarray:
+                        templates: Sequence[str], method: str = "average") -> np.ndarray:
     """Class embeddings (C, E) from a text encoder ``list[str] -> (N, E)`` features."""
     feats = encode_text(build_prompts(classnames, templates))
     return class_embeddings(feats, len(classnames), method)
@@ -107,3 +75,72 @@ def classification_metrics(logits, labels, num_classes: int | None = None, ks=(1
     out["per_class"] = per_class.tolist()
     out["confusion"] = conf
     return out
+
+
+# --- the zeroshot task -----------------------------------------------------------------------------
+
+KEYS = {
+    # "remoteclip" (RemoteCLIP's per-dataset prompt sets) | "paper" | "georsclip" | a list of
+    # "{}" templates.
+    "templates": "remoteclip",
+    # "average" (mean of raw prompt features, then normalised: ITRA and GeoRSCLIP) | "openai"
+    # (mean of normalised prompt features, OpenAI CLIP's notebook).
+    "class_embedding": "average",
+    "classnames": {},          # {class folder: readable name} overrides
+    # Whose reference class names and per-dataset templates to use ("aid", "eurosat",
+    # "WHU-RS19", ...); "" = the entry's name. Classes without a table entry get rule-made names
+    # (a warning says so), e.g. after renaming an entry.
+    "dataset": "",
+    "subset": "test",          # "test" = the paper's held-out 20% per class | "all"
+    **TIES_KEY, **SPLIT_KEYS,
+}
+
+
+def _prepare(entry, ds, tokenize) -> dict:
+    out = labelled_split(entry, ds)
+    if entry["subset"] == "all":
+        out["test"] = np.arange(len(out["labels"]))
+    dataset = entry["dataset"] or entry["name"]
+    readable, name_sources = resolve_classnames(out["classes"], dataset,
+                                                dict(entry["classnames"]) or None)
+    _warn_rule_names(entry, dataset, out["classes"], name_sources)
+    templates = get_templates(list(entry["templates"]) if isinstance(entry["templates"], (list, tuple))
+                              else entry["templates"], dataset)
+    return {**out, "readable": readable, "name_sources": name_sources,
+            "templates": list(templates), "tokens": tokenize(build_prompts(readable, templates))}
+
+
+def _warn_rule_names(entry, dataset, classes, name_sources) -> None:
+    """Says when class names fall back to the generic rules: a renamed entry, or a dataset
+    without a reference table, should not change prompts silently."""
+    ruled = [c for c, s in zip(classes, name_sources) if s == "rule"]
+    if not ruled:
+        return
+    known = dataset_key(dataset) in CLASS_NAMES
+    why = (f"dataset {dataset!r} has no reference class-name table" if not known
+           else f"{len(ruled)} of {len(classes)} classes are not in {dataset!r}'s table")
+    logging.warning("eval %s: %s; rule-made names for %s%s. Set config.evals.%s.dataset to the "
+                    "dataset's name (e.g. aid, eurosat) or config.evals.%s.classnames",
+                    entry["name"], why, ", ".join(ruled[:3]), " ..." if len(ruled) > 3 else "",
+                    entry["name"], entry["name"])
+
+
+def _run(ev, variables, entry, prep, image_features):
+    classes, readable, idx = prep["classes"], prep["readable"], prep["test"]
+    cls = class_embeddings(ev.text_features(variables, prep["tokens"]), len(classes),
+                           entry["class_embedding"])
+    m = classification_metrics(zeroshot_logits(image_features[idx], cls), prep["labels"][idx],
+                               len(classes), ties=entry["ties"])
+    conf = m.pop("confusion")
+    per_class = dict(zip(readable, m.pop("per_class")))
+    if report.is_writer():
+        plots.plot_confusion(conf, readable, ev.out_dir / "plots" / f"{entry['name']}_zeroshot_confusion.png",
+                             f"{entry['name']} zero-shot (top-1 {m['top1']:.2f}%)")
+    return m, {"per_class": per_class, "confusion": conf.tolist(), "classnames": readable,
+               "classname_sources": prep["name_sources"], "templates": prep["templates"],
+               "num_images": int(len(idx)), "ties": entry["ties"]}
+
+
+TASKS = [Task("zeroshot", KEYS, _prepare, _run,
+              choices={"ties": SCORE_TIE_RULES, "class_embedding": CLASS_EMBEDDINGS,
+                       "subset": ("test", "all"), "split_order": SPLIT_ORDERS})]

@@ -23,7 +23,6 @@ _EXPORTS = {
     "search_tile_store": "remoteclip_jax.geo.workflows",
     "SceneTileSource": "remoteclip_jax.geo.source",
     "Scene": "remoteclip_jax.geo.raster",
-    "RasterError": "remoteclip_jax.geo.raster",
     "TileGrid": "remoteclip_jax.geo.tiles",
     "write_tile_store": "remoteclip_jax.geo.outputs",
     "load_tile_store": "remoteclip_jax.geo.outputs",

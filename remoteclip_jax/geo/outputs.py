@@ -15,16 +15,15 @@ interrupted run leaves either the finished file or nothing.
 """
 from __future__ import annotations
 
-import contextlib
 import glob
 import json
 import os
-import tempfile
 from typing import Any, Iterable, Sequence
 
 import numpy as np
 
 from remoteclip_jax.errors import UserError
+from remoteclip_jax.files import atomic_write
 
 # Distinct colours for class maps (tab20 without the pale half first): readable on a dark legend.
 _PALETTE = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189),
@@ -32,31 +31,6 @@ _PALETTE = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 
             (174, 199, 232), (255, 187, 120), (152, 223, 138), (255, 152, 150), (197, 176, 213),
             (196, 156, 148), (247, 182, 210), (199, 199, 199), (219, 219, 141), (158, 218, 229)]
 CLASSMAP_NODATA = 255  # class index of skipped tiles (so at most 255 classes)
-
-
-@contextlib.contextmanager
-def atomic_path(path: str | os.PathLike):
-    """Yields a temporary path beside ``path``; renames it onto ``path`` if the block succeeds."""
-    path = os.fspath(path)
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    base, ext = os.path.splitext(os.path.basename(path))
-    fd, tmp = tempfile.mkstemp(prefix=f".{base}.", suffix=f".tmp{ext}", dir=os.path.dirname(os.path.abspath(path)))
-    os.close(fd)
-    try:
-        yield tmp
-        # mkstemp makes the file private (0600); the result should get the usual umask mode.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
-def write_json(path: str | os.PathLike, obj: Any) -> None:
-    with atomic_path(path) as tmp, open(tmp, "w") as f:
-        json.dump(obj, f, indent=1)
 
 
 # --- GeoJSON ------------------------------------------------------------------------------------
@@ -82,7 +56,7 @@ def write_geojson(path: str | os.PathLike, features: Iterable[dict[str, Any]], c
     crs = None if crs_name is None else {"type": "name", "properties": {"name": crs_name}}
     collection = {"type": "FeatureCollection", "crs": crs, "properties": properties or {},
                   "features": list(features)}
-    with atomic_path(path) as tmp, open(tmp, "w") as f:
+    with atomic_write(path) as f:
         json.dump(collection, f)
 
 
@@ -94,7 +68,7 @@ def write_geojson_wgs84(path: str | os.PathLike, features: Sequence[dict[str, An
     geoms = transform_geom(src_crs, "EPSG:4326", [f["geometry"] for f in features])
     out = [{**f, "geometry": g} for f, g in zip(features, geoms)]
     collection = {"type": "FeatureCollection", "properties": properties or {}, "features": out}
-    with atomic_path(path) as tmp, open(tmp, "w") as f:
+    with atomic_write(path) as f:
         json.dump(collection, f)
 
 
@@ -114,7 +88,7 @@ def write_tile_raster(path: str | os.PathLike, values: np.ndarray, transform, cr
     """Writes a single-band GeoTIFF (``values`` is ``(rows, cols)``) with georeferencing and tags."""
     import rasterio
 
-    with atomic_path(path) as tmp:
+    with atomic_write(path, None) as tmp:
         profile = {"driver": "GTiff", "height": values.shape[0], "width": values.shape[1],
                    "count": 1, "dtype": values.dtype.name, "crs": crs, "transform": transform,
                    "nodata": nodata, "compress": "deflate"}
@@ -188,7 +162,7 @@ def write_heatmap_png(path: str | os.PathLike, preview: np.ndarray, heat: np.nda
     bar.set_label("cosine similarity (tile vs. text)")
     if note:
         fig.text(0.01, 0.005, note, fontsize=8, color="0.3", ha="left", va="bottom")
-    with atomic_path(path) as tmp:
+    with atomic_write(path, None) as tmp:
         fig.savefig(tmp, format="png", bbox_inches="tight", pad_inches=0.15)
     plt.close(fig)
 
@@ -225,9 +199,9 @@ def write_tile_store(out_dir: str | os.PathLike, shard: int, embeddings: np.ndar
     out_dir = os.fspath(out_dir)
     emb_path = os.path.join(out_dir, "embeddings", "img_emb", f"img_emb_{shard:04d}.npy")
     meta_path = os.path.join(out_dir, "metadata", f"metadata_{shard:04d}.{metadata_format}")
-    with atomic_path(emb_path) as tmp, open(tmp, "wb") as f:
+    with atomic_write(emb_path, "wb") as f:
         np.save(f, np.asarray(embeddings, np.float32))
-    with atomic_path(meta_path) as tmp:
+    with atomic_write(meta_path, None) as tmp:
         if metadata_format == "parquet":
             import pyarrow as pa
             import pyarrow.parquet as pq

@@ -27,7 +27,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from remoteclip_jax.errors import UserError
+from remoteclip_jax.errors import ConfigError, DataError, UserError
 
 INSTALL_HINT = "install rasterio (pip install remoteclip_jax[geo])"
 # GDAL caches decoded blocks in a process-wide cache that defaults to 5% of RAM; that alone would
@@ -37,10 +37,6 @@ DEFAULT_PERCENTILES = (2.0, 98.0)
 # Side (pixels) of the decimated read percentiles and previews are computed from.
 OVERVIEW_MAX_SIDE = 1024
 _SUPPORTED_KINDS = "uib"  # unsigned, signed integers and booleans; floats are handled apart
-
-
-class RasterError(UserError, ValueError):
-    """A raster that cannot be opened or read, or a band/scale request it cannot satisfy."""
 
 
 def require_rasterio():
@@ -76,7 +72,7 @@ def resolve_bands(spec: str | Sequence[int | str] | None, count: int,
         path: the raster, for error messages.
 
     Raises:
-        RasterError: an index out of range, an unknown description or a wrong number of bands.
+        DataError: an index out of range, an unknown description or a wrong number of bands.
     """
     if spec is None:
         return (1, 2, 3) if count >= 3 else (1, 1, 1)
@@ -91,18 +87,18 @@ def resolve_bands(spec: str | Sequence[int | str] | None, count: int,
         if isinstance(item, (int, np.integer)) or (isinstance(item, str) and item.isdigit()):
             index = int(item)
             if not 1 <= index <= count:
-                raise RasterError(f"{path}: band {index} does not exist (the raster has {count} "
+                raise DataError(f"{path}: band {index} does not exist (the raster has {count} "
                                   f"bands, numbered from 1); pick bands 1..{count}")
         elif isinstance(item, str) and item.lower() in by_name:
             index = by_name[item.lower()]
         else:
-            raise RasterError(f"{path}: no band described as {item!r} (band descriptions: {names});"
+            raise DataError(f"{path}: no band described as {item!r} (band descriptions: {names});"
                               f" give 1-based band numbers instead, e.g. --bands 3,2,1")
         picked.append(index)
     if len(picked) == 1:
         picked *= 3
     if len(picked) != 3:
-        raise RasterError(f"{path}: --bands needs 3 bands (R,G,B) or 1 (grey), got {len(picked)}: "
+        raise DataError(f"{path}: --bands needs 3 bands (R,G,B) or 1 (grey), got {len(picked)}: "
                           f"{spec!r}")
     return tuple(picked)
 
@@ -146,12 +142,12 @@ def parse_scale(spec: str | Sequence[float] | ScaleSpec | None) -> ScaleSpec:
     try:
         low, high = (float(p) for p in parts)
     except (TypeError, ValueError):
-        raise UserError(f"--scale {spec!r}: expected LOW,HIGH (e.g. 0,10000), pLOW,HIGH "
+        raise ConfigError(f"--scale {spec!r}: expected LOW,HIGH (e.g. 0,10000), pLOW,HIGH "
                         f"(percentiles, e.g. p2,98), 'auto' or 'none'") from None
     if not high > low:
-        raise UserError(f"--scale {spec!r}: HIGH must be greater than LOW")
+        raise ConfigError(f"--scale {spec!r}: HIGH must be greater than LOW")
     if mode == "percentile" and not (0 <= low and high <= 100):
-        raise UserError(f"--scale {spec!r}: percentiles must lie in 0..100")
+        raise ConfigError(f"--scale {spec!r}: percentiles must lie in 0..100")
     return ScaleSpec(mode, (low, high))
 
 
@@ -226,7 +222,7 @@ class Scene:
         cache_mb: cap of GDAL's block cache, megabytes.
 
     Raises:
-        RasterError: the file is missing, corrupt or not a raster, has an unsupported data type,
+        DataError: the file is missing, corrupt or not a raster, has an unsupported data type,
             or the bands/scale cannot be applied to it.
     """
 
@@ -237,12 +233,12 @@ class Scene:
 
         self.path = os.fspath(path)
         if not os.path.exists(self.path):
-            raise RasterError(f"{self.path}: scene file not found")
+            raise DataError(f"{self.path}: scene file not found")
         _configure_gdal(cache_mb)
         try:
             self._ds = rasterio.open(self.path)
         except RasterioError as e:
-            raise RasterError(f"{self.path}: cannot open as a raster ({_reason(e)}); "
+            raise DataError(f"{self.path}: cannot open as a raster ({_reason(e)}); "
                               f"expected a GeoTIFF/COG or another GDAL-readable image") from None
         try:
             self._setup(bands, scale)
@@ -257,12 +253,12 @@ class Scene:
         self.transform = ds.transform
         self.dtype = np.dtype(ds.dtypes[0])
         if self.count < 1 or self.width < 1 or self.height < 1:
-            raise RasterError(f"{self.path}: raster has no pixels ({self.width}x{self.height}, "
+            raise DataError(f"{self.path}: raster has no pixels ({self.width}x{self.height}, "
                               f"{self.count} bands)")
         self.bands = resolve_bands(bands, self.count, ds.descriptions, self.path)
         kinds = {np.dtype(ds.dtypes[b - 1]).kind for b in self.bands}
         if not kinds <= set(_SUPPORTED_KINDS + "f"):
-            raise RasterError(f"{self.path}: unsupported pixel type {ds.dtypes[self.bands[0] - 1]} "
+            raise DataError(f"{self.path}: unsupported pixel type {ds.dtypes[self.bands[0] - 1]} "
                               f"(complex data); convert it to real-valued bands first")
         self._is_float = "f" in kinds
         from rasterio.enums import MaskFlags
@@ -282,7 +278,7 @@ class Scene:
         p_low, p_high = spec.values if spec.mode == "percentile" else DEFAULT_PERCENTILES
         data, valid = self._read_decimated(OVERVIEW_MAX_SIDE)
         if not valid.any():
-            raise RasterError(f"{self.path}: every pixel is nodata; nothing to scale or tile")
+            raise DataError(f"{self.path}: every pixel is nodata; nothing to scale or tile")
         lows, highs = [], []
         for band in data:
             values = band[valid].astype(np.float64)
@@ -310,7 +306,7 @@ class Scene:
             raw = self._ds.read(self.bands, out_shape=shape, resampling=Resampling.nearest)
             masks = self._ds.read_masks(self.bands, out_shape=shape, resampling=Resampling.nearest)
         except Exception as e:  # GDAL reports a corrupt block as a generic error
-            raise RasterError(f"{self.path}: cannot read an overview of the scene ({_reason(e)})") from None
+            raise DataError(f"{self.path}: cannot read an overview of the scene ({_reason(e)})") from None
         return raw, self._valid(raw, masks)
 
     def read_window(self, row_off: int, col_off: int, height: int, width: int
@@ -326,7 +322,7 @@ class Scene:
             data) and ``bool (height, width)``.
 
         Raises:
-            RasterError: GDAL cannot decode the window (a corrupt file), naming file and window.
+            DataError: GDAL cannot decode the window (a corrupt file), naming file and window.
         """
         from rasterio.windows import Window
 
@@ -341,7 +337,7 @@ class Scene:
             raw = self._ds.read(self.bands, window=window)
             masks = None if self._all_valid else self._ds.read_masks(self.bands, window=window)
         except Exception as e:
-            raise RasterError(f"{self.path}: cannot read pixels at rows {r0}:{r1}, cols {c0}:{c1} "
+            raise DataError(f"{self.path}: cannot read pixels at rows {r0}:{r1}, cols {c0}:{c1} "
                               f"({_reason(e)}); the file may be truncated or corrupt") from None
         inside = self._valid(raw, masks)
         pixels = self.scaling.apply(raw).transpose(1, 2, 0)

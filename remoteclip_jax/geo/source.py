@@ -1,6 +1,8 @@
 """Tiles of georeferenced scenes as a random-access data source (evaluate or fine-tune on chips).
 
-`SceneTileSource` has the interface of the sources in `remoteclip_jax.data.sources`: ``len`` and
+This module registers the ``geotiff`` source kind (``path``: a scene, a folder of ``*.tif`` or a
+glob; ``tile``, ``stride``, ``units``, ``bands``, ``scale``, ``nodata_max_fraction``) with
+`remoteclip_jax.data.sources`. `SceneTileSource` has the interface of those sources: ``len`` and
 ``source[i] -> {"image": uint8 (H, W, 3), "captions": [], "label": "", "image_id":
 "scene.tif:row:col", "path": scene}``. It is picklable: only paths and settings travel to worker
 processes, and each process opens the rasters itself on first use. Tiles mostly without data are
@@ -9,10 +11,12 @@ left out when the source is built (that needs one pass over the masks), so every
 from __future__ import annotations
 
 import bisect
+import glob
 import os
 from typing import Any, Sequence
 
-from remoteclip_jax.errors import UserError
+from remoteclip_jax.data import sources
+from remoteclip_jax.errors import ConfigError
 from remoteclip_jax.geo.raster import Scene
 from remoteclip_jax.geo.tiles import TileGrid, read_tile, tile_id
 
@@ -41,9 +45,9 @@ class SceneTileSource:
                  chip_size: int | None = None, labels: Sequence[str] | None = None):
         self.paths = [os.fspath(paths)] if isinstance(paths, (str, os.PathLike)) else [os.fspath(p) for p in paths]
         if not self.paths:
-            raise UserError("SceneTileSource: no scene paths given")
+            raise ConfigError("SceneTileSource: no scene paths given")
         if labels is not None and len(labels) != len(self.paths):
-            raise UserError(f"SceneTileSource: {len(labels)} labels for {len(self.paths)} scenes")
+            raise ConfigError(f"SceneTileSource: {len(labels)} labels for {len(self.paths)} scenes")
         self.labels = list(labels) if labels is not None else [""] * len(self.paths)
         self.bands, self.fill, self.chip_size = bands, fill, chip_size
         self._scalings, self._grids, self._tiles = [], [], []
@@ -72,18 +76,24 @@ class SceneTileSource:
             self._open[k] = Scene(self.paths[k], bands=self.bands, scale=self._scalings[k])
         return self._open[k]
 
-    def __getitem__(self, index: int) -> dict[str, Any]:
+    def _locate(self, index: int) -> tuple[int, int]:
         if index < 0:
             index += len(self)
         if not 0 <= index < len(self):
             raise IndexError(f"SceneTileSource: index {index} out of range ({len(self)} tiles)")
         k = bisect.bisect_right(self._offsets, index) - 1
-        tile_index = self._tiles[k][index - self._offsets[k]]
-        grid = self._grids[k]
-        chip, _ = read_tile(self._scene(k), grid, tile_index, self.fill, self.chip_size)
-        row, col = grid.rowcol(tile_index)
-        return {"image": chip, "captions": [], "label": self.labels[k],
-                "image_id": tile_id(self.paths[k], row, col), "path": self.paths[k]}
+        return k, self._tiles[k][index - self._offsets[k]]
+
+    def metadata(self, index: int) -> dict[str, Any]:
+        """Item `index` without reading its pixels."""
+        k, tile_index = self._locate(index)
+        return {"captions": [], "label": self.labels[k], "path": self.paths[k],
+                "image_id": tile_id(self.paths[k], *self._grids[k].rowcol(tile_index))}
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        k, tile_index = self._locate(index)
+        chip, _ = read_tile(self._scene(k), self._grids[k], tile_index, self.fill, self.chip_size)
+        return {"image": chip, **self.metadata(index)}
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
@@ -103,3 +113,17 @@ def _keep(fraction: float, nodata_max_fraction: float) -> bool:
 def _nodata_fraction(scene: Scene, grid: TileGrid, index: int) -> float:
     _, valid = scene.read_window(*grid.window(index))
     return 1.0 - float(valid.mean())
+
+
+def _build(spec: dict[str, Any]) -> SceneTileSource:
+    path = spec["path"]
+    paths = sorted(glob.glob(os.path.join(path, "*.tif")) if os.path.isdir(path) else
+                   glob.glob(path) if any(ch in path for ch in "*?[") else [path])
+    return SceneTileSource(paths, spec["tile"], spec["stride"] or None, spec["bands"] or None,
+                           spec["scale"] or None, units=spec["units"],
+                           nodata_max_fraction=spec["nodata_max_fraction"])
+
+
+sources.register_kind("geotiff", {"path": "", "tile": 224.0, "stride": 0.0, "units": "px",
+                                  "bands": "", "scale": "", "nodata_max_fraction": 0.5},
+                      build=_build)

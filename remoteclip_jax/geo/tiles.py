@@ -30,7 +30,7 @@ from typing import Iterator, Sequence
 import numpy as np
 from PIL import Image
 
-from remoteclip_jax.errors import UserError
+from remoteclip_jax.errors import ConfigError
 
 UNITS = ("px", "m")
 
@@ -70,19 +70,19 @@ def to_pixels(value: float | None, units: str, axis_size: float, crs, name: str)
     if value is None:
         return None
     if units not in UNITS:
-        raise UserError(f"--units {units!r}: expected one of {', '.join(UNITS)}")
+        raise ConfigError(f"--units {units!r}: expected one of {', '.join(UNITS)}")
     if units == "px":
         pixels = value
     else:
         if crs is None or crs.is_geographic:
-            raise UserError(f"--{name} {value} m: the scene's CRS is "
+            raise ConfigError(f"--{name} {value} m: the scene's CRS is "
                             f"{'missing' if crs is None else 'geographic (degrees)'}, so metres "
                             f"cannot be converted to pixels; give --{name} in pixels (--units px)")
         _, metres_per_unit = crs.linear_units_factor
         pixels = value / metres_per_unit / axis_size
     result = int(round(pixels))
     if result < 1:
-        raise UserError(f"--{name} {value} {units}: less than one pixel ({pixels:.3g} px)")
+        raise ConfigError(f"--{name} {value} {units}: less than one pixel ({pixels:.3g} px)")
     return result
 
 
@@ -119,7 +119,7 @@ class TileGrid:
         stride_w = to_pixels(stride, units, size_x, crs, "stride") or tile_w
         stride_h = to_pixels(stride, units, size_y, crs, "stride") or tile_h
         if stride_w > tile_w or stride_h > tile_h:
-            raise UserError(f"--stride {stride} is larger than --tile {tile}: tiles would leave gaps;"
+            raise ConfigError(f"--stride {stride} is larger than --tile {tile}: tiles would leave gaps;"
                             f" use a stride <= the tile size")
         return cls(height, width, tile_h, tile_w, stride_h, stride_w)
 
@@ -207,7 +207,7 @@ def fill_nodata(rgb: np.ndarray, valid: np.ndarray, fill: str) -> np.ndarray:
     if fill == "zero" or valid.all() or not valid.any():
         return rgb
     if fill != "mean":
-        raise UserError(f"--fill {fill!r}: expected 'zero' or 'mean'")
+        raise ConfigError(f"--fill {fill!r}: expected 'zero' or 'mean'")
     mean = np.rint(rgb[valid].astype(np.float64).mean(axis=0)).astype(np.uint8)
     return np.where(valid[..., None], rgb, mean)
 
@@ -244,9 +244,9 @@ def iter_tile_batches(scene, grid: TileGrid, batch_size: int = 64, *,
         progress: a tqdm-like bar to ``update(1)`` per tile read, or None.
     """
     if batch_size < 1:
-        raise UserError(f"--batch-size {batch_size}: must be at least 1")
+        raise ConfigError(f"--batch-size {batch_size}: must be at least 1")
     if not 0.0 <= nodata_max_fraction <= 1.0:
-        raise UserError(f"--nodata-max-fraction {nodata_max_fraction}: must lie in 0..1")
+        raise ConfigError(f"--nodata-max-fraction {nodata_max_fraction}: must lie in 0..1")
     order = range(len(grid)) if indices is None else indices
     kept, chips, fractions, skipped, skipped_fractions = [], [], [], [], []
     for index in order:

@@ -20,6 +20,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from remoteclip_jax.errors import UserError
+from remoteclip_jax.files import write_json
 from remoteclip_jax.geo import outputs
 from remoteclip_jax.geo.raster import Scaling, Scene, crs_name
 from remoteclip_jax.geo.tiles import TileGrid, iter_tile_batches, tile_id
@@ -105,7 +106,7 @@ class _Run:
                    "outputs": outputs_written, **extra}
         if self.scene.crs is None:
             summary["warning"] = "the scene has no CRS: coordinates are in pixel units"
-        outputs.write_json(os.path.join(self.out_dir, "summary.json"), summary)
+        write_json(os.path.join(self.out_dir, "summary.json"), summary)
         return summary
 
     def close(self):
@@ -335,7 +336,7 @@ def embed_scene(scene_path: str | os.PathLike, encode_chips: EncodeChips, out_di
                                          metadata_format=metadata_format)
                 shard, next_shard = next_shard, next_shard + 1
             manifest["ranges"].append({"start": start, "stop": stop, "shard": shard, "kept": len(rows)})
-            outputs.write_json(manifest_path, manifest)
+            write_json(manifest_path, manifest)
         shards = [r["shard"] for r in manifest["ranges"] if r["shard"] is not None]
         return run.summary({"store": run.out_dir, "manifest": manifest_path}, shards=shards,
                            resumed_tiles=resumed,

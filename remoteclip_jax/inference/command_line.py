@@ -7,6 +7,8 @@ import os
 import sys
 from typing import Sequence
 
+from remoteclip_jax.files import atomic_write
+
 
 def write_skipped(skipped: Sequence[tuple[str, str]], out_dir: str) -> str | None:
     """OUT/skipped.csv (path,reason) when images were skipped; removes a stale one otherwise."""
@@ -15,7 +17,7 @@ def write_skipped(skipped: Sequence[tuple[str, str]], out_dir: str) -> str | Non
         if os.path.exists(path):
             os.remove(path)
         return None
-    with open(path, "w", newline="", encoding="utf-8") as f:
+    with atomic_write(path, newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
         writer.writerow(["path", "reason"])
         writer.writerows(skipped)

@@ -18,6 +18,7 @@ from typing import Sequence
 from PIL import Image, ImageDraw, ImageFont, ImageOps
 
 from remoteclip_jax.data.images import ImageReadError, open_rgb
+from remoteclip_jax.files import atomic_write
 
 THUMB = 160
 CAPTION_LINES = 2
@@ -86,8 +87,8 @@ def png_contact_sheet(results: Sequence[QueryHits], path: str, thumb: int = THUM
             for j, text in enumerate(caption):
                 draw.text((x + PAD, y + PAD + thumb + j * line_height), text[:chars], fill=INK,
                           font=font)
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    sheet.save(path)
+    with atomic_write(path, "wb") as f:
+        sheet.save(f, "PNG")
     return path
 
 
@@ -117,7 +118,6 @@ def html_contact_sheet(results: Sequence[QueryHits], path: str, thumb: int = THU
                          f"#{rank} &nbsp; {score:.4f}<br>{esc(hit)}</td>")
         parts.append("<tr>" + "".join(cells) + "</tr>")
     parts.append("</table>")
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with open(path, "w", encoding="utf-8") as f:
+    with atomic_write(path, encoding="utf-8") as f:
         f.write("\n".join(parts))
     return path

@@ -30,10 +30,11 @@ import numpy as np
 from remoteclip_jax.data.readers import read_captions
 from remoteclip_jax.inference.command_line import (add_encoder_arguments, encoder_options,
                                                    report_skipped)
-from remoteclip_jax.inference.inputs import InputError, list_images
+from remoteclip_jax.inference.inputs import list_images
 from remoteclip_jax.inference.loading import make_encoder
 from remoteclip_jax.weights.fingerprint import weights_fingerprint
 from remoteclip_jax.inference.store import METADATA_FORMATS, StoreWriter
+from remoteclip_jax.errors import ConfigError, DataError
 
 CAPTION_SUFFIXES = (".json", ".jsonl", ".csv")
 MODALITIES = ("image", "text", "both")
@@ -72,12 +73,12 @@ def store_rows(source, modality: str | None = None, split: str | None = None,
         image_root: for caption files, the folder image paths are relative to.
     """
     if modality is not None and modality not in MODALITIES:
-        raise InputError(f"--modality {modality!r}: expected one of {', '.join(MODALITIES)}")
+        raise ConfigError(f"--modality {modality!r}: expected one of {', '.join(MODALITIES)}")
     is_captions = (isinstance(source, (str, os.PathLike)) and os.path.isfile(source)
                    and os.path.splitext(os.fspath(source))[1].lower() in CAPTION_SUFFIXES)
     if not is_captions:
         if modality in ("text", "both"):
-            raise InputError(f"{source}: --modality {modality} needs a caption file "
+            raise ConfigError(f"{source}: --modality {modality} needs a caption file "
                              f"({', '.join(CAPTION_SUFFIXES)}); images alone have no captions")
         return [(p, None) for p in list_images(source)], ("image",)
     modality = modality or "both"
@@ -88,7 +89,7 @@ def store_rows(source, modality: str | None = None, split: str | None = None,
     else:
         rows = [(r.path, c) for r in records for c in r.captions]
     if not rows:
-        raise InputError(f"{source}: no {'images' if modality == 'image' else 'captions'}"
+        raise DataError(f"{source}: no {'images' if modality == 'image' else 'captions'}"
                          f"{f' in split {split!r}' if split else ''}")
     return rows, {"image": ("image",), "text": ("text",), "both": ("image", "text")}[modality]
 
@@ -124,7 +125,7 @@ def embed(source, out_dir: str, *, model=None, encoder=None, modality: str | Non
     """
     start = time.perf_counter()
     if shard_size < 1:
-        raise InputError(f"--shard-size {shard_size}: must be at least 1")
+        raise ConfigError(f"--shard-size {shard_size}: must be at least 1")
     rows, modalities = store_rows(source, modality, split, image_root)
     encoder = make_encoder(model, encoder=encoder, **encoder_options)
     shards = [rows[i:i + shard_size] for i in range(0, len(rows), shard_size)]
@@ -147,7 +148,7 @@ def embed(source, out_dir: str, *, model=None, encoder=None, modality: str | Non
     unreadable = dict(skipped)
     kept = sum(1 for p, _ in rows if p not in unreadable) if "image" in modalities else len(rows)
     if not kept:
-        raise InputError(f"none of the {len(unreadable)} images could be read; first: "
+        raise DataError(f"none of the {len(unreadable)} images could be read; first: "
                          f"{skipped[0][1]} (all are listed in {os.path.join(out_dir, 'skipped.csv')})")
     return EmbedSummary(out_dir, kept, len(shards), len(todo), skipped,
                         time.perf_counter() - start)

@@ -19,14 +19,15 @@ from typing import Sequence
 
 import numpy as np
 
+from remoteclip_jax.files import atomic_write
 from remoteclip_jax.inference.command_line import add_encoder_arguments, encoder_options
 from remoteclip_jax.inference.contact_sheet import QueryHits, html_contact_sheet, png_contact_sheet
-from remoteclip_jax.inference.inputs import InputError
 from remoteclip_jax.inference.loading import make_encoder
 from remoteclip_jax.weights.fingerprint import weights_fingerprint
-from remoteclip_jax.inference.store import EmbeddingStore, StoreError
+from remoteclip_jax.inference.store import EmbeddingStore
 from remoteclip_jax.inference.topk import (DEFAULT_CHUNK_ROWS, METHODS, distinct_hits,
                                            duplicates_factor, faiss_top_k, top_k)
+from remoteclip_jax.errors import ConfigError, DataError
 
 SHEETS = ("png", "html", "both", "none")
 
@@ -35,7 +36,7 @@ def encode_queries(encoder, texts: Sequence[str] = (), images: Sequence[str] = (
     """(len(texts) + len(images), E) unit query vectors, texts first.
 
     Raises:
-        InputError: a query image that cannot be read.
+        DataError: a query image that cannot be read.
     """
     parts = []
     if texts:
@@ -43,7 +44,7 @@ def encode_queries(encoder, texts: Sequence[str] = (), images: Sequence[str] = (
     if images:
         encoded = encoder.images(list(images), desc="query images")
         if encoded.skipped:
-            raise InputError(f"query image {encoded.skipped[0][1]}")
+            raise DataError(f"query image {encoded.skipped[0][1]}")
         parts.append(encoded.features)
     return np.concatenate(parts) if parts else np.zeros((0, encoder.embed_dim), np.float32)
 
@@ -80,15 +81,15 @@ def search(store_dir: str, *, texts: Sequence[str] = (), images: Sequence[str] =
         One `QueryHits` per query (texts first, then images), hits best first.
     """
     if not texts and not images:
-        raise InputError("no query: pass --text \"...\" and/or --image PATH")
+        raise ConfigError("no query: pass --text \"...\" and/or --image PATH")
     if k < 1:
-        raise InputError(f"--k {k}: must be at least 1")
+        raise ConfigError(f"--k {k}: must be at least 1")
     if sheet not in SHEETS:
-        raise InputError(f"--sheet {sheet!r}: expected one of {', '.join(SHEETS)}")
+        raise ConfigError(f"--sheet {sheet!r}: expected one of {', '.join(SHEETS)}")
     store = EmbeddingStore(store_dir)
     paths = store.metadata().get("image_path")
     if "image" not in store.modalities or not paths:
-        raise StoreError(f"{store_dir}: has no image embeddings with an image_path column to "
+        raise DataError(f"{store_dir}: has no image embeddings with an image_path column to "
                          "search (embed images, or a caption file with --modality both)")
     encoder = make_encoder(model, encoder=encoder, **encoder_options)
     _check_model(store, encoder)
@@ -113,7 +114,7 @@ def write_results(results: Sequence[QueryHits], out_dir: str, sheet: str = "both
     """OUT/results.csv (query, rank, score, image_path) and the contact sheets; returns paths."""
     os.makedirs(out_dir, exist_ok=True)
     written = [os.path.join(out_dir, "results.csv")]
-    with open(written[0], "w", newline="", encoding="utf-8") as f:
+    with atomic_write(written[0], newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
         writer.writerow(["query", "rank", "score", "image_path"])
         for r in results:

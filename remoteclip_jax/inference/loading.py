@@ -5,11 +5,7 @@ from __future__ import annotations
 import os
 
 
-from remoteclip_jax.errors import UserError
-
-
-class ModelLoadError(UserError, ValueError):
-    """A --model path that does not exist or names no model."""
+from remoteclip_jax.errors import WeightsError
 
 
 def load_model(path: str | os.PathLike):
@@ -28,7 +24,7 @@ def load_model(path: str | os.PathLike):
 
     path = os.fspath(path)
     if not os.path.exists(path):
-        raise ModelLoadError(f"{path}: model directory not found (pass --model DIR: a directory "
+        raise WeightsError(f"{path}: model directory not found (pass --model DIR: a directory "
                              "written by `remoteclip-jax import-weights`, an open_clip hub or a "
                              "transformers CLIPModel directory)")
     return load_pretrained(path)
@@ -43,12 +39,12 @@ def make_encoder(model=None, *, encoder=None, **encoder_options):
         **encoder_options: `Encoder` options (batch_size, dtype, num_workers, progress).
 
     Raises:
-        ModelLoadError: neither given, or the directory cannot be read.
+        WeightsError: neither given, or the directory cannot be read.
     """
     if encoder is not None:
         return encoder
     if model is None:
-        raise ModelLoadError("no model given (pass --model DIR, or model=/encoder= in Python)")
+        raise WeightsError("no model given (pass --model DIR, or model=/encoder= in Python)")
     from remoteclip_jax.inference.encoder import Encoder
 
     module, variables = model if isinstance(model, tuple) else load_model(model)

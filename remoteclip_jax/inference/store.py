@@ -29,7 +29,7 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
-from remoteclip_jax.errors import UserError
+from remoteclip_jax.errors import ConfigError, DataError
 
 FOLDERS = {"image": ("img_emb", "img_emb_"), "text": ("text_emb", "text_emb_")}
 METADATA_FORMATS = ("parquet", "jsonl")
@@ -37,16 +37,12 @@ MANIFEST = "store.json"
 STORE_VERSION = 1
 
 
-class StoreError(UserError, ValueError):
-    """An embedding store folder that cannot be written to or read as asked."""
-
-
 def _pyarrow():
     try:
         import pyarrow
         import pyarrow.parquet
     except ImportError:
-        raise StoreError("Parquet metadata needs pyarrow: install pyarrow (pip install pyarrow), "
+        raise DataError("Parquet metadata needs pyarrow: install pyarrow (pip install pyarrow), "
                          "or write JSON Lines metadata instead (--metadata jsonl)") from None
     return pyarrow
 
@@ -96,7 +92,7 @@ class StoreWriter:
                  modalities: Sequence[str], metadata_format: str = "parquet",
                  overwrite: bool = False):
         if metadata_format not in METADATA_FORMATS:
-            raise StoreError(f"metadata format {metadata_format!r}: expected parquet or jsonl")
+            raise ConfigError(f"metadata format {metadata_format!r}: expected parquet or jsonl")
         if metadata_format == "parquet":
             _pyarrow()
         self.root = root
@@ -116,11 +112,11 @@ class StoreWriter:
             if old_key != self.identity:
                 changed = sorted(k for k in set(old_key) | set(self.identity)
                                  if old_key.get(k) != self.identity.get(k))
-                raise StoreError(f"{root}: holds a store of other inputs or settings (differs in "
+                raise DataError(f"{root}: holds a store of other inputs or settings (differs in "
                                  f"{', '.join(changed)}); use another --out, or --overwrite to "
                                  "replace it")
         elif any(os.path.exists(os.path.join(root, d)) for d, _ in FOLDERS.values()):
-            raise StoreError(f"{root}: has embedding folders but no {MANIFEST}; use another "
+            raise DataError(f"{root}: has embedding folders but no {MANIFEST}; use another "
                              "--out, or --overwrite to replace them")
         for modality in self.modalities:
             os.makedirs(os.path.join(root, FOLDERS[modality][0]), exist_ok=True)
@@ -200,7 +196,7 @@ class EmbeddingStore:
         root: the store folder.
 
     Raises:
-        StoreError: no embedding folder, or shard files that do not pair up.
+        DataError: no embedding folder, or shard files that do not pair up.
     """
 
     def __init__(self, root: str):
@@ -211,19 +207,19 @@ class EmbeddingStore:
             with open(manifest_path, encoding="utf-8") as f:
                 self.manifest = json.load(f)
             if not self.manifest.get("complete", True):
-                raise StoreError(f"{root}: the embed run that writes this store has not finished; "
+                raise DataError(f"{root}: the embed run that writes this store has not finished; "
                                  "rerun the same `remoteclip-jax embed` command to complete it")
         self.files = {m: sorted(glob.glob(os.path.join(root, folder, f"{prefix}*.npy")))
                       for m, (folder, prefix) in FOLDERS.items()}
         self.files = {m: f for m, f in self.files.items() if f}
         if not self.files:
-            raise StoreError(f"{root}: not an embedding store (no img_emb/ or text_emb/ .npy files; "
+            raise DataError(f"{root}: not an embedding store (no img_emb/ or text_emb/ .npy files; "
                              "write one with `remoteclip-jax embed`)")
         self.metadata_files = sorted(glob.glob(os.path.join(root, "metadata", "metadata_*.parquet"))
                                      + glob.glob(os.path.join(root, "metadata", "metadata_*.jsonl")))
         counts = {len(f) for f in self.files.values()} | {len(self.metadata_files)}
         if len(counts) > 1:
-            raise StoreError(f"{root}: {len(self.metadata_files)} metadata files for "
+            raise DataError(f"{root}: {len(self.metadata_files)} metadata files for "
                              f"{', '.join(f'{len(f)} {m} shards' for m, f in self.files.items())}; "
                              "the shards do not pair up")
         self._metadata = None
@@ -235,7 +231,7 @@ class EmbeddingStore:
     def shards(self, modality: str = "image") -> Iterator[np.ndarray]:
         """Each shard's (n, E) embeddings, memory-mapped, in order."""
         if modality not in self.files:
-            raise StoreError(f"{self.root}: has no {modality} embeddings ({FOLDERS[modality][0]}/ is "
+            raise DataError(f"{self.root}: has no {modality} embeddings ({FOLDERS[modality][0]}/ is "
                              "missing or empty)")
         for path in self.files[modality]:
             yield np.load(path, mmap_mode="r")

@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from remoteclip_jax.errors import UserError
+from remoteclip_jax.files import atomic_write
 
 METHODS = ("exact", "approx")
 DEFAULT_CHUNK_ROWS = 65_536
@@ -119,9 +120,8 @@ def build_faiss_index(shards: Iterable[np.ndarray], path: str, index_key: str = 
         index.train(sample)
     for shard in shards:
         index.add(np.ascontiguousarray(shard, np.float32))
-    tmp = f"{path}.tmp{os.getpid()}"
-    faiss.write_index(index, tmp)
-    os.replace(tmp, path)
+    with atomic_write(path, None) as tmp:
+        faiss.write_index(index, tmp)
     return path
 
 

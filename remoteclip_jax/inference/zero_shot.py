@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import csv
 import dataclasses
-import json
 import os
 import sys
 import time
@@ -21,15 +20,14 @@ from typing import Sequence
 
 import numpy as np
 
-from remoteclip_jax.data.classnames import readable_classnames
-from remoteclip_jax.evaluate.templates import get_templates
-from remoteclip_jax.evaluate.zeroshot import (CLASS_EMBEDDINGS, DEFAULT_CLASS_EMBEDDING, build_prompts,
-                                             class_embeddings)
-from remoteclip_jax.inference.inputs import InputError, list_images, parse_class_names
+from remoteclip_jax.data.classnames import dataset_classes, readable_classnames
+from remoteclip_jax.errors import ConfigError, DataError
+from remoteclip_jax.files import atomic_write, write_json
 from remoteclip_jax.inference.command_line import (add_encoder_arguments, encoder_options,
                                                    report_skipped, write_skipped)
+from remoteclip_jax.inference.inputs import list_images, parse_class_names
 from remoteclip_jax.inference.loading import make_encoder
-from remoteclip_jax.inference.presets import dataset_classes
+from remoteclip_jax.prompts import CLASS_EMBEDDINGS, build_prompts, class_embeddings, get_templates
 
 FORMATS = ("csv", "json")
 DEFAULT_TOP_K = 5
@@ -76,11 +74,11 @@ def resolve_templates(spec, dataset: str = "") -> tuple[str, ...]:
     try:
         return get_templates(spec, dataset)
     except ValueError as e:
-        raise InputError(f"--templates {spec!r}: {e}") from None
+        raise ConfigError(f"--templates {spec!r}: {e}") from None
 
 
 def class_classifier(encoder, class_names: Sequence[str], templates: Sequence[str],
-                     dataset: str = "", method: str = DEFAULT_CLASS_EMBEDDING) -> np.ndarray:
+                     dataset: str = "", method: str = "average") -> np.ndarray:
     """(C, E) class embeddings: prompts from readable names x templates, combined per class.
 
     Args:
@@ -108,11 +106,11 @@ def softmax_scores(image_features: np.ndarray, classifier: np.ndarray) -> np.nda
 def _classes_and_templates(classes, dataset: str, templates, class_embedding: str):
     """The class names and prompt templates `classify` and `classify_scene` use (checked)."""
     if class_embedding not in CLASS_EMBEDDINGS:
-        raise InputError(f"--class-embedding {class_embedding!r}: expected one of "
+        raise ConfigError(f"--class-embedding {class_embedding!r}: expected one of "
                          f"{', '.join(CLASS_EMBEDDINGS)}")
     if classes is None:
         if not dataset:
-            raise InputError("no classes given: pass --classes \"a,b,c\" (or a file, or a folder "
+            raise ConfigError("no classes given: pass --classes \"a,b,c\" (or a file, or a folder "
                              "of class sub-folders) or --dataset NAME")
         class_names = dataset_classes(dataset)
     else:
@@ -122,7 +120,7 @@ def _classes_and_templates(classes, dataset: str, templates, class_embedding: st
 
 
 def classify(images, classes=None, *, model=None, encoder=None, dataset: str = "",
-             templates=None, class_embedding: str = DEFAULT_CLASS_EMBEDDING,
+             templates=None, class_embedding: str = "average",
              out_dir: str | None = None, fmt: str = "csv", top_k: int = DEFAULT_TOP_K,
              **encoder_options) -> Predictions:
     """Zero-shot labels for images, optionally written to `out_dir`.
@@ -149,7 +147,7 @@ def classify(images, classes=None, *, model=None, encoder=None, dataset: str = "
     """
     start = time.perf_counter()
     if fmt not in FORMATS:
-        raise InputError(f"--format {fmt!r}: expected one of {', '.join(FORMATS)}")
+        raise ConfigError(f"--format {fmt!r}: expected one of {', '.join(FORMATS)}")
     class_names, prompt_templates = _classes_and_templates(classes, dataset, templates,
                                                            class_embedding)
     paths = list_images(images)
@@ -157,7 +155,7 @@ def classify(images, classes=None, *, model=None, encoder=None, dataset: str = "
     classifier = class_classifier(encoder, class_names, prompt_templates, dataset, class_embedding)
     encoded = encoder.images(paths)
     if not encoded.paths:
-        raise InputError(f"none of the {len(paths)} images could be read; first: "
+        raise DataError(f"none of the {len(paths)} images could be read; first: "
                          f"{encoded.skipped[0][1]}")
     result = Predictions(encoded.paths, class_names, softmax_scores(encoded.features, classifier),
                          encoded.skipped, 0.0)
@@ -183,7 +181,7 @@ def write_predictions(predictions: Predictions, out_dir: str, fmt: str = "csv",
         path = os.path.join(out_dir, "predictions.csv")
         header = ["path", "label", "score"]
         header += [f"{col}_{j}" for j in range(2, k + 1) for col in ("label", "score")]
-        with open(path + ".tmp", "w", newline="", encoding="utf-8") as f:
+        with atomic_write(path, newline="", encoding="utf-8") as f:
             writer = csv.writer(f)
             writer.writerow(header)
             for p, idx, sc in zip(predictions.paths, order, scores):
@@ -196,17 +194,15 @@ def write_predictions(predictions: Predictions, out_dir: str, fmt: str = "csv",
         rows = [{"path": p, "label": names[idx[0]], "score": round(float(sc[0]), 6),
                  "top": [{"label": names[i], "score": round(float(s), 6)} for i, s in zip(idx, sc)]}
                 for p, idx, sc in zip(predictions.paths, order, scores)]
-        with open(path + ".tmp", "w", encoding="utf-8") as f:
-            json.dump({"classes": names, "predictions": rows,
-                       "skipped": [{"path": p, "reason": r} for p, r in predictions.skipped]},
-                      f, indent=1)
-    os.replace(path + ".tmp", path)
+        write_json(path, {"classes": names, "predictions": rows,
+                          "skipped": [{"path": p, "reason": r} for p, r in predictions.skipped]},
+                   indent=1)
     write_skipped(predictions.skipped, out_dir)
     return path
 
 
 def classify_scene(scene: str, classes=None, *, model=None, encoder=None, dataset: str = "",
-                   templates=None, class_embedding: str = DEFAULT_CLASS_EMBEDDING,
+                   templates=None, class_embedding: str = "average",
                    out_dir: str = ".", top_k: int = 3, **tiling) -> dict:
     """Zero-shot labels for every tile of a georeferenced scene (GeoTIFF / COG).
 
@@ -248,7 +244,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help='paper | remoteclip | georsclip, a template such as "a photo of {}.", '
                              "or a file with one template per line (default: remoteclip with "
                              "--dataset, else paper: \"a satellite photo of {}.\")")
-    parser.add_argument("--class-embedding", choices=CLASS_EMBEDDINGS, default=DEFAULT_CLASS_EMBEDDING,
+    parser.add_argument("--class-embedding", choices=CLASS_EMBEDDINGS, default="average",
                         help="average: average the prompts' raw features, normalise (RemoteCLIP's "
                              "evaluation, as `remoteclip-jax eval`); openai: normalise each "
                              "prompt's feature first")
@@ -283,7 +279,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.top_k < 1:
-        raise InputError(f"--top-k {args.top_k}: must be at least 1")
+        raise ConfigError(f"--top-k {args.top_k}: must be at least 1")
     if args.tile is not None:
         summary = classify_scene(
             args.input, args.classes, model=args.model, dataset=args.dataset,

@@ -15,6 +15,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from remoteclip_jax.errors import ConfigError
 from remoteclip_jax.models import configs, ops
 from remoteclip_jax.models.layers import (Dtype, LayerNorm, Transformer, exact_gelu, normal_init,
                                           quick_gelu, unstack_blocks)
@@ -143,13 +144,13 @@ def create_model(name_or_config: str | dict, *, dtype: Dtype = jnp.float32, rema
     if isinstance(dtype, str):
         dtype = jnp.dtype(dtype)
     if attention not in ops.ATTENTION_IMPLEMENTATIONS:
-        raise configs.UnknownModelError(
+        raise ConfigError(
             f"attention={attention!r} is not one of {', '.join(ops.ATTENTION_IMPLEMENTATIONS)}")
     config = configs.model_config(name_or_config)
     if not 0.0 <= patch_dropout < 1.0:
-        raise configs.UnknownModelError(f"patch_dropout={patch_dropout} must be in [0, 1)")
+        raise ConfigError(f"patch_dropout={patch_dropout} must be in [0, 1)")
     if patch_dropout and configs.is_resnet(config):
-        raise configs.UnknownModelError("patch_dropout needs a ViT image tower")
+        raise ConfigError("patch_dropout needs a ViT image tower")
     # Frozen so the module stays hashable (jit caches on it).
     return CLIP(_freeze(config), dtype=dtype, remat=remat, attention=attention,
                 patch_dropout=float(patch_dropout))

@@ -9,8 +9,9 @@ left out of the resolved config when not given, so configs without them resolve 
 """
 from __future__ import annotations
 
-from remoteclip_jax.errors import UserError
+from remoteclip_jax.errors import ConfigError
 import copy
+import dataclasses
 from typing import Any
 
 _TEXT_B = {"context_length": 77, "vocab_size": 49408, "width": 512, "heads": 8, "layers": 12}
@@ -55,8 +56,29 @@ TINY_RESNET: dict[str, Any] = {
 }
 
 
-class UnknownModelError(UserError, ValueError):
-    pass
+# Named checkpoints users hold, with the architecture and activation each must run with. The
+# activation cannot be read from a state dict (GELU and QuickGELU weights have identical shapes),
+# so each preset records it: RemoteCLIP (all three) and GeoRSCLIP ViT-B-32 were fine-tuned from
+# OpenAI CLIP and run with QuickGELU; GeoRSCLIP ViT-H-14 starts from LAION weights (exact GELU).
+@dataclasses.dataclass(frozen=True)
+class Preset:
+    model: str        # open_clip model name, activation included
+    file_name: str    # the file as its authors publish it
+    source: str
+
+
+PRESETS: dict[str, Preset] = {
+    "RemoteCLIP-RN50": Preset("RN50-quickgelu", "RemoteCLIP-RN50.pt", "chendelong/RemoteCLIP"),
+    "RemoteCLIP-ViT-B-32": Preset("ViT-B-32-quickgelu", "RemoteCLIP-ViT-B-32.pt", "chendelong/RemoteCLIP"),
+    "RemoteCLIP-ViT-L-14": Preset("ViT-L-14-quickgelu", "RemoteCLIP-ViT-L-14.pt", "chendelong/RemoteCLIP"),
+    "GeoRSCLIP-ViT-B-32": Preset("ViT-B-32-quickgelu", "RS5M_ViT-B-32.pt", "Zilun/GeoRSCLIP"),
+    "GeoRSCLIP-ViT-H-14": Preset("ViT-H-14", "RS5M_ViT-H-14.pt", "Zilun/GeoRSCLIP"),
+    "OpenAI-RN50": Preset("RN50-quickgelu", "RN50.pt", "openai/CLIP"),
+    "OpenAI-RN101": Preset("RN101-quickgelu", "RN101.pt", "openai/CLIP"),
+    "OpenAI-ViT-B-32": Preset("ViT-B-32-quickgelu", "ViT-B-32.pt", "openai/CLIP"),
+    "OpenAI-ViT-B-16": Preset("ViT-B-16-quickgelu", "ViT-B-16.pt", "openai/CLIP"),
+    "OpenAI-ViT-L-14": Preset("ViT-L-14-quickgelu", "ViT-L-14.pt", "openai/CLIP"),
+}
 
 
 def list_models() -> list[str]:
@@ -68,10 +90,9 @@ def model_config(name_or_config: str | dict) -> dict[str, Any]:
     if isinstance(name_or_config, str):
         if name_or_config not in MODEL_CONFIGS:
             # Presets (RemoteCLIP-ViT-B-32, ...) name a checkpoint family; resolve them here too.
-            from remoteclip_jax.weights.presets import PRESETS
             if name_or_config in PRESETS:
                 return model_config(PRESETS[name_or_config].model)
-            raise UnknownModelError(
+            raise ConfigError(
                 f"unknown model {name_or_config!r}; known: {', '.join(list_models())} "
                 f"(or a preset: {', '.join(sorted(PRESETS))}, or an open_clip-style config dict)")
         cfg = MODEL_CONFIGS[name_or_config]
@@ -79,7 +100,7 @@ def model_config(name_or_config: str | dict) -> dict[str, Any]:
         cfg = dict(name_or_config)
     missing = [k for k in ("embed_dim", "vision_cfg", "text_cfg") if k not in cfg]
     if missing:
-        raise UnknownModelError(f"model config lacks {missing}; need embed_dim, vision_cfg, text_cfg")
+        raise ConfigError(f"model config lacks {missing}; need embed_dim, vision_cfg, text_cfg")
     cfg = copy.deepcopy(dict(cfg))
     cfg.setdefault("quick_gelu", False)
     v, t = cfg["vision_cfg"], cfg["text_cfg"]
@@ -102,12 +123,12 @@ def model_config(name_or_config: str | dict) -> dict[str, Any]:
     if cfg.get("nonscalar_logit_scale"):
         unsupported["nonscalar_logit_scale"] = cfg["nonscalar_logit_scale"]
     if unsupported:
-        raise UnknownModelError(f"model config options not supported: {unsupported}")
+        raise ConfigError(f"model config options not supported: {unsupported}")
     for key in ("init_logit_scale", "init_logit_bias"):
         if cfg.get(key) is None:
             cfg.pop(key, None)
         elif not isinstance(cfg[key], (int, float)) or isinstance(cfg[key], bool):
-            raise UnknownModelError(f"model config {key}={cfg[key]!r} must be a number")
+            raise ConfigError(f"model config {key}={cfg[key]!r} must be a number")
         else:
             cfg[key] = float(cfg[key])
     return cfg

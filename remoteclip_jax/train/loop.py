@@ -20,6 +20,7 @@ import numpy as np
 from absl import logging
 
 from remoteclip_jax import config as schema
+from remoteclip_jax.files import atomic_write
 from remoteclip_jax.models import flops as flops_lib
 from remoteclip_jax.train import ema as ema_lib
 from remoteclip_jax.train import metrics as metrics_lib
@@ -113,7 +114,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
                      if len(config.evals) else None)
         if primary:
             workdir.mkdir(parents=True, exist_ok=True)
-            (workdir / "config.json").write_text(config.to_json_best_effort(indent=2))
+            with atomic_write(workdir / "config.json") as f:
+                f.write(config.to_json_best_effort(indent=2))
         logger = metrics_lib.MetricsLogger(workdir, enabled=primary)
         train_step = step_lib.make_train_step(run.model, config, run.mesh)
         ema = ema_update = None
@@ -207,35 +209,3 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         if close:
             close()
     return {**last_log, **eval_metrics}
-
-
-def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
-    """Evaluates the newest checkpoint in `workdir` (or ``config.init_from`` when there is none).
-
-    Returns:
-        Metrics named ``eval/<dataset>/<metric>``; also printed and appended to metrics.jsonl.
-    """
-    from remoteclip_jax.evaluate.evaluator import Evaluator
-    from remoteclip_jax.train import state as state_lib
-
-    workdir = pathlib.Path(workdir)
-    if not len(config.evals):
-        raise schema.ConfigError("config.evals is empty: nothing to evaluate")
-    need = ("" if config.init_from else
-            f"{workdir}: no checkpoint to evaluate and config.init_from is empty")
-    run, _ = setup_lib.setup(config, workdir, for_training=False, need_checkpoint=need)
-    try:
-        variables = state_lib.model_variables(run.state)
-        ema = (ema_lib.saved(run.checkpointer, run.resumed_step, variables)
-               if config.ema.evaluate else None)
-        evaluator = Evaluator(run.model, run.config, run.mesh, workdir)
-        metrics = evaluator(variables, run.resumed_step)
-        if ema is not None:
-            metrics.update(ema_lib.evaluate(evaluator, ema, run.resumed_step))
-    finally:
-        run.checkpointer.close()
-    logger = metrics_lib.MetricsLogger(workdir, enabled=jax.process_index() == 0)
-    logger.write(run.resumed_step or 0, metrics)
-    logger.close()
-    print_metrics(metrics)
-    return metrics

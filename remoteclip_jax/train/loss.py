@@ -16,9 +16,10 @@ import jax
 import jax.numpy as jnp
 from jax.sharding import Mesh, PartitionSpec as P
 
-from remoteclip_jax.train.sharding import BATCH_AXES
+from remoteclip_jax.config import LOSS_TYPES
+from remoteclip_jax.errors import check_choice
+from remoteclip_jax.sharding import BATCH_AXES
 
-LOSS_TYPES = ("softmax", "sigmoid")
 LossFn = Callable[[jax.Array, jax.Array, jax.Array, jax.Array | None], jax.Array]
 
 
@@ -86,8 +87,7 @@ def make_loss_fn(mesh: Mesh, loss_type: str = "softmax") -> LossFn:
         Its value and gradients equal the single-device `clip_loss`/`sigmoid_loss` on the
         same N pairs.
     """
-    if loss_type not in LOSS_TYPES:
-        raise ValueError(f"config.loss.type={loss_type!r} is unknown; use one of {LOSS_TYPES}")
+    check_choice("config.loss.type", loss_type, LOSS_TYPES)
     axes = BATCH_AXES
     feature_spec = P(axes)
 

@@ -19,7 +19,6 @@ the parameters exactly as `torch.optim.AdamW` with open_clip's two parameter gro
 """
 from __future__ import annotations
 
-from remoteclip_jax.errors import UserError
 import math
 from typing import Any
 
@@ -27,8 +26,9 @@ import jax
 import jax.numpy as jnp
 import optax
 
-WD_RULES = ("open_clip", "open_clip_head", "all_embeddings")
-SCHEDULES = ("cosine", "const")
+from remoteclip_jax.config import SCHEDULES, WD_RULES
+from remoteclip_jax.errors import ConfigError, check_choice
+
 MAX_LOGIT_SCALE = math.log(100.0)
 IMAGE_TOWER = "visual"  # top-level key of the image tower, as open_clip's `model.visual`
 
@@ -43,10 +43,6 @@ _OPEN_CLIP_SUBSTRINGS = ("bn", "ln", "bias", "logit_scale")
 # model's `no_weight_decay()` (text positional embedding plus the ViT's; ModifiedResNet has none).
 _OPEN_CLIP_HEAD_NAMES = ("positional_embedding", "visual/positional_embedding",
                        "visual/class_embedding")
-
-
-class OptimConfigError(UserError, ValueError):
-    """An optimizer setting that cannot work; the message names the config key to change."""
 
 
 def _path_name(path: tuple) -> str:
@@ -69,10 +65,6 @@ def decay_mask(params: Any, rule: str = "open_clip") -> Any:
     Returns:
         A tree of bools with the structure of `params`.
     """
-    if rule not in WD_RULES:
-        raise OptimConfigError(
-            f"config.optim.wd_exclude={rule!r} is unknown; use one of {WD_RULES}")
-
     def decays(path, p):
         name = _path_name(path)
         if rule == "open_clip_head":
@@ -145,13 +137,13 @@ def trainable_labels(params: Any, lock_image: bool, *, lock_text: bool = False,
             `logit_bias` belong to neither tower and always train.
 
     Raises:
-        OptimConfigError: unlocked groups asked of a ResNet image tower (open_clip has none).
+        ConfigError: unlocked groups asked of a ResNet image tower (open_clip has none).
     """
     names = [_path_name(p) for p, _ in jax.tree_util.tree_leaves_with_path(params)]
     image_blocks = _num_blocks(names, f"{IMAGE_TOWER}/transformer/resblocks_")
     text_blocks = _num_blocks(names, "transformer/resblocks_")
     if lock_image and image_unlocked_groups and not image_blocks:
-        raise OptimConfigError(
+        raise ConfigError(
             f"config.lock_image_unlocked_groups={image_unlocked_groups}: open_clip has no layer "
             "groups for a ResNet image tower (partial locking is not supported there); set it "
             "to 0 to lock the whole tower")
@@ -191,8 +183,7 @@ def lr_schedule(optim_config: Any, total_steps: int) -> optax.Schedule:
     base = float(optim_config.lr)
     warmup = int(optim_config.warmup_steps)
     kind = str(optim_config.schedule)
-    if kind not in SCHEDULES:
-        raise OptimConfigError(f"config.optim.schedule={kind!r} is unknown; use one of {SCHEDULES}")
+    check_choice("config.optim.schedule", kind, SCHEDULES)
     decay_steps = max(int(total_steps) - warmup, 1)
 
     def schedule(count):
@@ -242,12 +233,10 @@ def make_optimizer(config: Any, total_steps: int) -> tuple[optax.GradientTransfo
     oc = config.optim
     schedule = lr_schedule(oc, total_steps)
     rule = str(oc.wd_exclude)
-    if rule not in WD_RULES:
-        raise OptimConfigError(
-            f"config.optim.wd_exclude={rule!r} is unknown; use one of {WD_RULES}")
+    check_choice("config.optim.wd_exclude", rule, WD_RULES)
     clip_norm = float(oc.grad_clip_norm)
     if clip_norm < 0:
-        raise OptimConfigError(f"config.optim.grad_clip_norm={clip_norm} must be >= 0 (0 = off)")
+        raise ConfigError(f"config.optim.grad_clip_norm={clip_norm} must be >= 0 (0 = off)")
     steps = []
     if clip_norm > 0:
         steps.append(clip_by_global_norm_torch(clip_norm))

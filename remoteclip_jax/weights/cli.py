@@ -13,13 +13,9 @@ import os
 
 import numpy as np
 
-from remoteclip_jax.errors import UserError
+from remoteclip_jax.errors import ConfigError
 
 _FILE_FORMATS = {".safetensors": "safetensors", ".pt": "pt", ".pth": "pt", ".bin": "pt"}
-
-
-class CliError(UserError, ValueError):
-    """Arguments that do not fit together."""
 
 
 def _import_parser() -> argparse.ArgumentParser:
@@ -71,7 +67,7 @@ def _model_argument(value: str | None):
     if value is None or not value.endswith(".json"):
         return value
     from remoteclip_jax.weights.model_info import read_json
-    return read_json(value, CliError, "model config file (--model) not found")
+    return read_json(value, ConfigError, "model config file (--model) not found")
 
 
 def import_weights(argv: list[str]) -> int:
@@ -89,9 +85,9 @@ def export_weights(argv: list[str]) -> int:
     args = _export_parser().parse_args(argv)
     fmt = args.format or _FILE_FORMATS.get(os.path.splitext(args.out)[1], "hf")
     if fmt in ("safetensors", "pt") and os.path.isdir(args.out):
-        raise CliError(f"--out {args.out}: is a directory; --format {fmt} writes one file")
+        raise ConfigError(f"--out {args.out}: is a directory; --format {fmt} writes one file")
     if fmt == "safetensors" and not args.out.endswith(".safetensors"):
-        raise CliError(f"--out {args.out}: --format safetensors needs a .safetensors file name")
+        raise ConfigError(f"--out {args.out}: --format safetensors needs a .safetensors file name")
     variables, info = model_dir.read_model_dir(args.directory)
     if fmt in ("safetensors", "pt"):
         openclip.save_state_dict(openclip.to_openclip(variables, info.config), args.out)
@@ -110,5 +106,5 @@ def main(argv: list[str]) -> int:
     """argv[0] is the sub-command name (``import-weights`` or ``export-weights``)."""
     commands = {"import-weights": import_weights, "export-weights": export_weights}
     if not argv or argv[0] not in commands:
-        raise CliError(f"expected import-weights or export-weights, got {argv[:1]}")
+        raise ConfigError(f"expected import-weights or export-weights, got {argv[:1]}")
     return commands[argv[0]](argv[1:])

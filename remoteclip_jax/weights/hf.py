@@ -20,16 +20,16 @@ no transformers counterpart and are refused.
 """
 from __future__ import annotations
 
-import json
 import math
 import os
 from typing import Any, Mapping
 
 import numpy as np
 
-from remoteclip_jax.errors import UserError
+from remoteclip_jax.errors import WeightsError
 from remoteclip_jax.weights import openclip
 from remoteclip_jax.weights.model_info import ModelInfo, read_json
+from remoteclip_jax.files import atomic_write, write_json
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -51,10 +51,6 @@ _HF_VISION_DEFAULTS = {"hidden_size": 768, "intermediate_size": 3072, "num_hidde
                        "num_attention_heads": 12, "num_channels": 3, "image_size": 224,
                        "patch_size": 32, "hidden_act": "quick_gelu", "layer_norm_eps": 1e-5}
 _HF_PROJECTION_DIM_DEFAULT = 512
-
-
-class HFFormatError(UserError, ValueError):
-    """A transformers directory we cannot read, or a model transformers' CLIPModel cannot hold."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -114,7 +110,7 @@ def hf_to_openclip(state: Mapping[str, np.ndarray], config: Mapping,
     """Renames a transformers CLIPModel state dict into OpenCLIP keys (arrays unchanged in value).
 
     Raises:
-      openclip.CheckpointError: keys missing from, or left over in, `state` (listed in one line).
+      WeightsError: keys missing from, or left over in, `state` (listed in one line).
     """
     pairs = key_pairs(config["text_cfg"]["layers"], _vision_layers(config))
     out: dict[str, np.ndarray] = {}
@@ -135,7 +131,7 @@ def hf_to_openclip(state: Mapping[str, np.ndarray], config: Mapping,
             out[oc_key] = arrays[0]
     unexpected = sorted(k for k in state if k not in used and not k.endswith(_IGNORED_SUFFIXES))
     if missing or unexpected:
-        raise openclip.CheckpointError(
+        raise WeightsError(
             f"{origin} does not fit a CLIPModel of this config: " + "; ".join(
                 f"{label} ({len(keys)}): {', '.join(keys[:6])}{' ...' if len(keys) > 6 else ''}"
                 for label, keys in (("missing", missing), ("unexpected", unexpected)) if keys))
@@ -160,7 +156,7 @@ def openclip_to_hf(state: Mapping[str, np.ndarray], config: Mapping) -> dict[str
 def _vision_layers(config: Mapping) -> int:
     layers = config["vision_cfg"]["layers"]
     if isinstance(layers, (list, tuple)):
-        raise HFFormatError("a ModifiedResNet image tower (RN50/RN101 family) has no transformers "
+        raise WeightsError("a ModifiedResNet image tower (RN50/RN101 family) has no transformers "
                             "CLIPModel counterpart; export it with --format open_clip, safetensors or pt")
     return int(layers)
 
@@ -197,7 +193,7 @@ def hf_config(config: Mapping) -> dict[str, Any]:
 def model_config_from_hf(data: Mapping, origin: str = CONFIG_NAME) -> dict[str, Any]:
     """Our open_clip-style model config from a transformers CLIP `config.json` payload."""
     if data.get("model_type", "clip") != "clip":
-        raise HFFormatError(f"{origin}: model_type {data.get('model_type')!r} is not a CLIP model "
+        raise WeightsError(f"{origin}: model_type {data.get('model_type')!r} is not a CLIP model "
                             "(transformers CLIPModel directories say \"clip\")")
     # Old transformers wrote `*_config_dict`; CLIPConfig lets those override `*_config`.
     text = {**_HF_TEXT_DEFAULTS, **(data.get("text_config") or {}),
@@ -206,16 +202,16 @@ def model_config_from_hf(data: Mapping, origin: str = CONFIG_NAME) -> dict[str, 
               **(data.get("vision_config_dict") or {})}
     acts = {text["hidden_act"], vision["hidden_act"]}
     if len(acts) != 1 or not acts <= set(_SUPPORTED_ACTIVATIONS):
-        raise HFFormatError(f"{origin}: hidden_act text={text['hidden_act']!r} "
+        raise WeightsError(f"{origin}: hidden_act text={text['hidden_act']!r} "
                             f"vision={vision['hidden_act']!r}; remoteclip_jax runs one activation for "
                             f"both towers, one of {', '.join(_SUPPORTED_ACTIVATIONS)}")
     for tower, cfg in (("text_config", text), ("vision_config", vision)):
         if abs(float(cfg["layer_norm_eps"]) - _LAYER_NORM_EPS) > 1e-12:
-            raise HFFormatError(f"{origin}: {tower}.layer_norm_eps={cfg['layer_norm_eps']}; "
+            raise WeightsError(f"{origin}: {tower}.layer_norm_eps={cfg['layer_norm_eps']}; "
                                 f"remoteclip_jax's LayerNorm uses {_LAYER_NORM_EPS}")
     if int(vision["num_channels"]) != 3 or not isinstance(vision["image_size"], int) \
             or not isinstance(vision["patch_size"], int):
-        raise HFFormatError(f"{origin}: vision_config needs num_channels 3 and square int "
+        raise WeightsError(f"{origin}: vision_config needs num_channels 3 and square int "
                             f"image_size/patch_size, got {vision['num_channels']}, "
                             f"{vision['image_size']!r}, {vision['patch_size']!r}")
     return {
@@ -256,12 +252,12 @@ def read_hf_dir(directory: str) -> tuple[dict, ModelInfo]:
     """Reads a transformers CLIPModel directory into (Flax variables, ModelInfo).
 
     Raises:
-      HFFormatError: no or unusable config.json, no weight file, a tokenizer vocabulary that is
+      WeightsError: no or unusable config.json, no weight file, a tokenizer vocabulary that is
         not CLIP's.
-      openclip.CheckpointError: weights that do not fit the config.
+      WeightsError: weights that do not fit the config.
     """
     config_path = os.path.join(directory, CONFIG_NAME)
-    data = read_json(config_path, HFFormatError, "not found; not a transformers model directory")
+    data = read_json(config_path, WeightsError, "not found; not a transformers model directory")
     config = model_config_from_hf(data, config_path)
     _check_vocabulary(directory)
     weights_path, state = _read_weights(directory)
@@ -276,13 +272,13 @@ def _read_weights(directory: str) -> tuple[str, dict[str, np.ndarray]]:
             continue
         if not name.endswith(".index.json"):
             return path, openclip.read_state_dict(path)
-        index = read_json(path, HFFormatError, "not found")
+        index = read_json(path, WeightsError, "not found")
         shards = sorted(set(index.get("weight_map", {}).values()))
         state: dict[str, np.ndarray] = {}
         for shard in shards:
             state.update(openclip.read_state_dict(os.path.join(directory, shard)))
         return path, state
-    raise HFFormatError(f"{directory}: config.json but no weights ({', '.join(_WEIGHT_FILES)})")
+    raise WeightsError(f"{directory}: config.json but no weights ({', '.join(_WEIGHT_FILES)})")
 
 
 def _check_vocabulary(directory: str) -> None:
@@ -291,11 +287,11 @@ def _check_vocabulary(directory: str) -> None:
     if not os.path.isfile(path):
         return
     from remoteclip_jax.weights import hf_processor
-    theirs = read_json(path, HFFormatError, "not found")
+    theirs = read_json(path, WeightsError, "not found")
     ours = {t: i for i, t in enumerate(hf_processor.vocabulary_tokens())}
     differ = sum(theirs.get(t) != i for t, i in ours.items()) + len(set(theirs) - set(ours))
     if differ:
-        raise HFFormatError(f"{path}: {differ} of {len(ours)} tokens differ from the CLIP BPE "
+        raise WeightsError(f"{path}: {differ} of {len(ours)} tokens differ from the CLIP BPE "
                             "vocabulary remoteclip_jax tokenizes with; this model needs its own "
                             "tokenizer and cannot be used with remoteclip_jax.tokenize")
 
@@ -307,21 +303,21 @@ def write_hf_dir(variables: Mapping, info: ModelInfo, out_dir: str) -> list[str]
       The names of the files written (config.json, model.safetensors, the processor files).
 
     Raises:
-      HFFormatError: a ResNet image tower or a `logit_bias`, which CLIPModel has no place for.
+      WeightsError: a ResNet image tower or a `logit_bias`, which CLIPModel has no place for.
     """
     config = info.config
     if info.logit_bias or "logit_bias" in variables.get("params", {}):
-        raise HFFormatError("the model has a SigLIP-style logit_bias, which transformers "
+        raise WeightsError("the model has a SigLIP-style logit_bias, which transformers "
                             "CLIPModel has no parameter for; export with --format open_clip")
     payload = hf_config(config)  # refuses ResNets before anything is written
     state = openclip_to_hf(openclip.to_openclip(variables, config), config)
     os.makedirs(out_dir, exist_ok=True)
     from safetensors.numpy import save_file
     # transformers reads the "format" metadata to know the tensors are torch-laid-out.
-    save_file({k: np.array(v, dtype=np.float32, order="C") for k, v in state.items()},
-              os.path.join(out_dir, WEIGHTS_NAME), metadata={"format": "pt"})
-    with open(os.path.join(out_dir, CONFIG_NAME), "w", encoding="utf-8") as f:
-        json.dump(payload, f, indent=2)
+    with atomic_write(os.path.join(out_dir, WEIGHTS_NAME), None) as tmp:
+        save_file({k: np.array(v, dtype=np.float32, order="C") for k, v in state.items()}, tmp,
+                  metadata={"format": "pt"})
+    write_json(os.path.join(out_dir, CONFIG_NAME), payload, indent=2)
     from remoteclip_jax.weights import hf_processor
     files = hf_processor.write_processor_files(out_dir, int(config["vision_cfg"]["image_size"]),
                                                int(config["text_cfg"]["context_length"]))

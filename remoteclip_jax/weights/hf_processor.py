@@ -13,11 +13,11 @@ treat the literal text `<start_of_text>` / `<end_of_text>` as special.
 """
 from __future__ import annotations
 
-import json
 import os
 
 from remoteclip_jax import tokenizer as tok
 from remoteclip_jax import transforms
+from remoteclip_jax.files import atomic_write, write_json
 
 # The special-token spellings transformers' CLIP tokenizer expects (its pre-tokenizer pattern
 # hard-codes them); they take our ids 49406 / 49407.
@@ -56,9 +56,9 @@ def write_tokenizer_files(out_dir: str, context_length: int = tok.DEFAULT_CONTEX
       The names of the files written.
     """
     tokens, merges = _vocabulary()
-    with open(os.path.join(out_dir, "vocab.json"), "w", encoding="utf-8") as f:
-        json.dump({t: i for i, t in enumerate(tokens)}, f, ensure_ascii=False)
-    with open(os.path.join(out_dir, "merges.txt"), "w", encoding="utf-8") as f:
+    write_json(os.path.join(out_dir, "vocab.json"), {t: i for i, t in enumerate(tokens)},
+               ensure_ascii=False)
+    with atomic_write(os.path.join(out_dir, "merges.txt"), encoding="utf-8") as f:
         f.write("#version: 0.2\n")
         f.writelines(f"{a} {b}\n" for a, b in merges)
     special = {"bos_token": HF_BOS, "eos_token": HF_EOS, "unk_token": HF_EOS, "pad_token": HF_PAD}
@@ -66,8 +66,7 @@ def write_tokenizer_files(out_dir: str, context_length: int = tok.DEFAULT_CONTEX
               "model_max_length": int(context_length), "do_lower_case": True,
               "add_prefix_space": False, "errors": "replace", **special}
     for name, payload in (("tokenizer_config.json", config), ("special_tokens_map.json", special)):
-        with open(os.path.join(out_dir, name), "w", encoding="utf-8") as f:
-            json.dump(payload, f, indent=2)
+        write_json(os.path.join(out_dir, name), payload, indent=2)
     return ["vocab.json", "merges.txt", "tokenizer_config.json", "special_tokens_map.json"]
 
 
@@ -83,8 +82,7 @@ def write_preprocessor_config(out_dir: str, image_size: int,
         "do_rescale": True, "rescale_factor": 1 / 255, "do_normalize": True,
         "image_mean": list(mean), "image_std": list(std),
     }
-    with open(os.path.join(out_dir, "preprocessor_config.json"), "w", encoding="utf-8") as f:
-        json.dump(config, f, indent=2)
+    write_json(os.path.join(out_dir, "preprocessor_config.json"), config, indent=2)
     return "preprocessor_config.json"
 
 

@@ -21,9 +21,10 @@ import os
 from typing import Any, Mapping
 
 from remoteclip_jax import transforms
-from remoteclip_jax.errors import UserError
+from remoteclip_jax.errors import WeightsError
 from remoteclip_jax.weights import openclip
 from remoteclip_jax.weights.model_info import ModelInfo, read_json
+from remoteclip_jax.files import write_json
 
 CONFIG_NAME = "open_clip_config.json"
 WEIGHTS_NAME = "open_clip_model.safetensors"
@@ -31,10 +32,6 @@ WEIGHTS_NAME = "open_clip_model.safetensors"
 _WEIGHT_FILES = ("open_clip_model.safetensors", "open_clip_pytorch_model.safetensors",
                  "open_clip_pytorch_model.bin", "open_clip_pytorch_model.pth", "model.safetensors",
                  "pytorch_model.bin", "pytorch_model.pth", "model.pth")
-
-
-class HubFormatError(UserError, ValueError):
-    """An open_clip directory we cannot read."""
 
 
 def is_hub_dir(directory: str) -> bool:
@@ -59,8 +56,7 @@ def write_hub_dir(variables: Mapping, info: ModelInfo, out_dir: str) -> list[str
                "preprocess_cfg": {"mean": list(transforms.OPENAI_MEAN),
                                   "std": list(transforms.OPENAI_STD),
                                   "interpolation": "bicubic", "resize_mode": "shortest"}}
-    with open(os.path.join(out_dir, CONFIG_NAME), "w", encoding="utf-8") as f:
-        json.dump(payload, f, indent=2)
+    write_json(os.path.join(out_dir, CONFIG_NAME), payload, indent=2)
     from remoteclip_jax.weights import hf_processor
     files = hf_processor.write_tokenizer_files(out_dir, int(config["text_cfg"]["context_length"]))
     return [CONFIG_NAME, WEIGHTS_NAME, *files]
@@ -70,21 +66,21 @@ def read_hub_dir(directory: str) -> tuple[dict, ModelInfo]:
     """Reads an open_clip hub directory into (Flax variables, ModelInfo).
 
     Raises:
-      HubFormatError: missing or unusable `open_clip_config.json`, no weight file.
-      openclip.CheckpointError: weights that do not fit the config.
+      WeightsError: missing or unusable `open_clip_config.json`, no weight file.
+      WeightsError: weights that do not fit the config.
     """
     config_path = os.path.join(directory, CONFIG_NAME)
-    data = read_json(config_path, HubFormatError, "not found; not an open_clip directory")
+    data = read_json(config_path, WeightsError, "not found; not an open_clip directory")
     model_cfg = data.get("model_cfg") if isinstance(data, dict) else None
     if not isinstance(model_cfg, dict):
-        raise HubFormatError(f"{config_path}: no \"model_cfg\" object (open_clip needs one too)")
+        raise WeightsError(f"{config_path}: no \"model_cfg\" object (open_clip needs one too)")
     from remoteclip_jax.models import model_config
     config = model_config(model_cfg)
     _warn_on_other_preprocessing(data.get("preprocess_cfg") or {}, config_path)
     weights = next((os.path.join(directory, n) for n in _WEIGHT_FILES
                     if os.path.isfile(os.path.join(directory, n))), None)
     if weights is None:
-        raise HubFormatError(f"{directory}: {CONFIG_NAME} but no weights ({', '.join(_WEIGHT_FILES)})")
+        raise WeightsError(f"{directory}: {CONFIG_NAME} but no weights ({', '.join(_WEIGHT_FILES)})")
     variables = openclip.load_openclip(weights, config)
     return variables, ModelInfo.from_model(config, variables=variables, source=os.path.abspath(directory))
 

@@ -11,21 +11,18 @@ import json
 import os
 from typing import Any, Mapping
 
-from remoteclip_jax.errors import UserError
+from remoteclip_jax.errors import DataError
+from remoteclip_jax.files import atomic_write
 
 _LIBRARIES = {"hf": "transformers", "open_clip": "open_clip"}
-
-
-class ModelCardError(UserError, ValueError):
-    """An evaluation-results file that cannot be read."""
 
 
 def read_eval_results(path: str) -> dict[str, float]:
     """Reads a run's `eval/results.json` (a flat {"eval/<dataset>/<metric>": value} object)."""
     from remoteclip_jax.weights.model_info import read_json
-    data = read_json(path, ModelCardError, "evaluation results file not found")
+    data = read_json(path, DataError, "evaluation results file not found")
     if not isinstance(data, dict) or not all(isinstance(v, (int, float)) for v in data.values()):
-        raise ModelCardError(f"{path}: expected a flat object of metric name -> number "
+        raise DataError(f"{path}: expected a flat object of metric name -> number "
                              "(as `remoteclip-jax eval` writes to eval/results.json)")
     return data
 
@@ -108,7 +105,7 @@ def write_model_card(out_dir: str, *, model: str | Mapping, quick_gelu: bool,
               + (f" ({license_link})" if license_link else ""), "", "## Usage", ""]
     lines += _usage(format, name, quick_gelu)
     path = os.path.join(out_dir, "README.md")
-    with open(path, "w", encoding="utf-8") as f:
+    with atomic_write(path, encoding="utf-8") as f:
         f.write("\n".join(lines) + "\n")
     return path
 

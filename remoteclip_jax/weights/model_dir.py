@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 from typing import Mapping
 
-from remoteclip_jax.errors import UserError
+from remoteclip_jax.errors import WeightsError
 from remoteclip_jax.weights import hf, hub
 from remoteclip_jax.weights.model_info import FILE_NAME as INFO_NAME
 from remoteclip_jax.weights.model_info import ModelInfo
@@ -26,21 +26,17 @@ VARIABLES_DIR = "variables"
 FORMATS = ("hf", "open_clip", "orbax")
 
 
-class ModelDirError(UserError, ValueError):
-    """A path that is not a model directory or checkpoint we can read or write."""
-
-
 def detect_layout(path: str) -> str:
     """"orbax", "open_clip", "hf" for a model directory, "file" for a checkpoint file.
 
     Raises:
-      ModelDirError: the path does not exist, or is a directory of no known layout (the message
+      WeightsError: the path does not exist, or is a directory of no known layout (the message
         lists what it holds).
     """
     if os.path.isfile(path):
         return "file"
     if not os.path.isdir(path):
-        raise ModelDirError(f"{path}: no such file or directory")
+        raise WeightsError(f"{path}: no such file or directory")
     if os.path.isfile(os.path.join(path, INFO_NAME)) and os.path.isdir(os.path.join(path, VARIABLES_DIR)):
         return "orbax"
     if hub.is_hub_dir(path):
@@ -49,7 +45,7 @@ def detect_layout(path: str) -> str:
         return "hf"
     found = sorted(os.listdir(path))
     listing = ", ".join(found[:12]) + (" ..." if len(found) > 12 else "") if found else "nothing"
-    raise ModelDirError(
+    raise WeightsError(
         f"{path}: unknown model directory layout (found: {listing}); expected model.json + "
         f"variables/ (remoteclip_jax), open_clip_config.json + open_clip_model.safetensors "
         f"(open_clip) or config.json + model.safetensors (transformers)")
@@ -106,7 +102,7 @@ def read_model_dir(path: str, model: str | Mapping | None = None) -> tuple[dict,
     layout = detect_layout(path)
     if layout == "file":
         if model is None:
-            raise ModelDirError(f"{path}: a checkpoint file does not say its model; give the model "
+            raise WeightsError(f"{path}: a checkpoint file does not say its model; give the model "
                                 "or preset name (e.g. --model RemoteCLIP-ViT-B-32)")
         from remoteclip_jax.weights import openclip
         variables = openclip.load_openclip(path, model)
@@ -116,7 +112,7 @@ def read_model_dir(path: str, model: str | Mapping | None = None) -> tuple[dict,
     if model is not None:
         named = ModelInfo.from_model(model)
         if named.config != info.config:
-            raise ModelDirError(
+            raise WeightsError(
                 f"{path}: holds {info.display_name} ({info.activation}), not {named.display_name} "
                 f"({named.activation}) as requested; drop the model name to use the directory's")
         info = info.replace(name=named.name or info.name)
@@ -163,7 +159,7 @@ def save_pretrained(variables: Mapping, name: str | Mapping, out_dir: str, forma
       out_dir.
     """
     if format not in FORMATS:
-        raise ModelDirError(f"format {format!r}: choose one of {', '.join(FORMATS)}")
+        raise WeightsError(f"format {format!r}: choose one of {', '.join(FORMATS)}")
     info = ModelInfo.from_model(name, variables=variables, source=source)
     if format == "orbax":
         save_orbax(variables, out_dir, info)

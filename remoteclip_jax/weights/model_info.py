@@ -23,15 +23,12 @@ import json
 import os
 from typing import Any, Mapping
 
-from remoteclip_jax.errors import UserError
+from remoteclip_jax.errors import UserError, WeightsError
+from remoteclip_jax.files import write_json
 
 FORMAT = "remoteclip_jax.model"
 FORMAT_VERSION = 1
 FILE_NAME = "model.json"
-
-
-class ModelInfoError(UserError, ValueError):
-    """A `model.json` that is missing, unreadable or inconsistent."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,30 +88,29 @@ class ModelInfo:
         """Parses a `model.json` payload (version 0 or 1), checking the activation agrees."""
         from remoteclip_jax.models import model_config
         if not isinstance(data, Mapping) or not (data.get("model") or data.get("config")):
-            raise ModelInfoError(f"{origin}: needs a 'model' name or a 'config' dict")
+            raise WeightsError(f"{origin}: needs a 'model' name or a 'config' dict")
         version = int(data.get("format_version", 0))
         if version > FORMAT_VERSION:
-            raise ModelInfoError(f"{origin}: format_version {version} is newer than this "
+            raise WeightsError(f"{origin}: format_version {version} is newer than this "
                                  f"remoteclip_jax reads ({FORMAT_VERSION}); upgrade remoteclip_jax")
         config = model_config(data["config"] if data.get("config") else data["model"])
         activation = data.get("activation")
         expected = "quick_gelu" if config["quick_gelu"] else "gelu"
         if activation not in (None, expected):
-            raise ModelInfoError(f"{origin}: activation {activation!r} contradicts the config's "
+            raise WeightsError(f"{origin}: activation {activation!r} contradicts the config's "
                                  f"quick_gelu={config['quick_gelu']}; fix one of them")
         return cls(config=_plain(config), name=data.get("model"),
                    logit_bias=bool(data.get("logit_bias", False)), source=data.get("source"))
 
     def save(self, directory: str) -> str:
         path = os.path.join(directory, FILE_NAME)
-        with open(path, "w", encoding="utf-8") as f:
-            json.dump(self.to_json(), f, indent=2)
+        write_json(path, self.to_json(), indent=2)
         return path
 
     @classmethod
     def load(cls, directory: str) -> "ModelInfo":
         path = os.path.join(directory, FILE_NAME)
-        data = read_json(path, ModelInfoError,
+        data = read_json(path, WeightsError,
                          "not found; not a directory written by `remoteclip-jax import-weights`")
         return cls.from_json(data, path)
 

@@ -13,7 +13,6 @@ the command line is `remoteclip-jax import-weights` / `export-weights` (`weights
 """
 from __future__ import annotations
 
-from remoteclip_jax.errors import UserError
 import logging
 import math
 import os
@@ -22,6 +21,9 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from remoteclip_jax.errors import WeightsError
+from remoteclip_jax.files import atomic_write
+
 _CONTAINERS = ("resblocks", "layer1", "layer2", "layer3", "layer4", "downsample")
 _JOINED = re.compile(r"^(%s)_(\d+)$" % "|".join(_CONTAINERS))
 # The learnt scalars: open_clip keeps them 0-d by default and (1,) with `nonscalar_logit_scale`.
@@ -29,10 +31,6 @@ _JOINED = re.compile(r"^(%s)_(\d+)$" % "|".join(_CONTAINERS))
 _SCALARS = (("logit_scale",), ("logit_bias",))
 # Keys in OpenAI's files that describe the model rather than hold weights.
 _DROPPED = {"input_resolution", "context_length", "vocab_size", "attn_mask"}
-
-
-class CheckpointError(UserError, ValueError):
-    """A checkpoint that cannot be read, or that does not fit the named model."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -114,23 +112,23 @@ def read_state_dict(path: str) -> dict[str, np.ndarray]:
     reader for ordinary `torch.save` state dicts.
     """
     if not os.path.exists(path):
-        raise CheckpointError(f"{path}: no such file")
+        raise WeightsError(f"{path}: no such file")
     if os.path.getsize(path) == 0:
-        raise CheckpointError(f"{path}: empty file")
+        raise WeightsError(f"{path}: empty file")
     if path.endswith(".safetensors"):
         from safetensors.numpy import load_file
         try:
             return dict(load_file(path))
         except Exception as e:  # safetensors raises its own untyped errors
-            raise CheckpointError(f"{path}: unreadable safetensors file ({e})") from e
+            raise WeightsError(f"{path}: unreadable safetensors file ({e})") from e
     try:
         import torch  # noqa: F401
     except ImportError:
         from remoteclip_jax.weights import torch_pickle
         try:
             return normalize_state_dict(torch_pickle.load(path), path)
-        except torch_pickle.TorchFileError as e:
-            raise CheckpointError(str(e)) from e
+        except WeightsError as e:
+            raise WeightsError(str(e)) from e
     return normalize_state_dict(_torch_load(path), path)
 
 
@@ -145,12 +143,12 @@ def _torch_load(path: str) -> Any:
             try:
                 return torch.jit.load(path, map_location="cpu").state_dict()
             except Exception as e:
-                raise CheckpointError(f"{path}: TorchScript archive that torch cannot load ({e})") from e
+                raise WeightsError(f"{path}: TorchScript archive that torch cannot load ({e})") from e
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
         reason = str(e).splitlines()[0][:200]
-        raise CheckpointError(f"{path}: cannot read as a torch checkpoint (truncated or another "
+        raise WeightsError(f"{path}: cannot read as a torch checkpoint (truncated or another "
                               f"format): {reason}") from e
 
 
@@ -159,7 +157,7 @@ def normalize_state_dict(obj: Any, origin: str = "state dict") -> dict[str, np.n
     if isinstance(obj, Mapping) and "state_dict" in obj and isinstance(obj["state_dict"], Mapping):
         obj = obj["state_dict"]
     if not isinstance(obj, Mapping):
-        raise CheckpointError(f"{origin}: holds a {type(obj).__name__}, not a state dict")
+        raise WeightsError(f"{origin}: holds a {type(obj).__name__}, not a state dict")
     out: dict[str, np.ndarray] = {}
     for key, value in obj.items():
         key = str(key)
@@ -177,7 +175,7 @@ def normalize_state_dict(obj: Any, origin: str = "state dict") -> dict[str, np.n
                 value = value.float()
             value = value.numpy()
         if not isinstance(value, (np.ndarray, np.generic, float, int)):
-            raise CheckpointError(f"{origin}: key {key!r} holds a {type(value).__name__}, not a tensor")
+            raise WeightsError(f"{origin}: key {key!r} holds a {type(value).__name__}, not a tensor")
         out[key] = np.asarray(value)
     return out
 
@@ -237,7 +235,7 @@ def load_openclip(path_or_state_dict: str | Mapping, name: str | dict) -> dict:
       embedding resampled as open_clip's loader does (bicubic, antialiased; `vit.resize_pos_embed`).
 
     Raises:
-      CheckpointError: unreadable file, or keys/shapes that do not fit the model (the message
+      WeightsError: unreadable file, or keys/shapes that do not fit the model (the message
         lists missing, unexpected and mis-shaped keys).
     """
     from remoteclip_jax.models import create_model
@@ -285,7 +283,7 @@ def load_openclip(path_or_state_dict: str | Mapping, name: str | dict) -> dict:
         model_name = name if isinstance(name, str) else "the given config"
         hint = (" (a SigLIP-style checkpoint: set init_logit_bias in the model config)"
                 if "logit_bias" in unexpected else "")
-        raise CheckpointError(
+        raise WeightsError(
             f"{origin} does not fit {model_name}{hint}: " + "; ".join(
                 f"{label} ({len(keys)}): {', '.join(keys[:6])}{' ...' if len(keys) > 6 else ''}"
                 for label, keys in (("missing", missing), ("unexpected", unexpected),
@@ -314,7 +312,7 @@ def to_openclip(variables: Mapping, name: str | dict | None = None) -> dict[str,
             extra = sorted("/".join(p) for (c, p) in set(got) - set(expected))
             shaped = sorted("/".join(p) for k, (c, p) in [(k, k) for k in expected]
                             if k in got and got[k] != expected[k])
-            raise CheckpointError(f"variables do not fit {name}: missing {missing[:6]}, "
+            raise WeightsError(f"variables do not fit {name}: missing {missing[:6]}, "
                                   f"unexpected {extra[:6]}, mis-shaped {shaped[:6]}")
     out: dict[str, np.ndarray] = {}
     for collection in variables:
@@ -331,11 +329,13 @@ def save_state_dict(state_dict: Mapping[str, np.ndarray], path: str) -> None:
     """Writes a state dict as `.safetensors` (no torch needed) or `.pt`/`.bin` (needs torch)."""
     if path.endswith(".safetensors"):
         from safetensors.numpy import save_file
-        save_file({k: np.array(v, order="C") for k, v in state_dict.items()}, path)  # keeps 0-d shapes
+        with atomic_write(path, None) as tmp:  # keeps 0-d shapes
+            save_file({k: np.array(v, order="C") for k, v in state_dict.items()}, tmp)
         return
     try:
         import torch
     except ImportError as e:
-        raise CheckpointError(f"{path}: writing .pt needs torch (pip install torch==2.14.1); "
+        raise WeightsError(f"{path}: writing .pt needs torch (pip install torch==2.14.1); "
                               "or export to .safetensors") from e
-    torch.save({k: torch.from_numpy(np.array(v)) for k, v in state_dict.items()}, path)
+    with atomic_write(path, "wb") as f:
+        torch.save({k: torch.from_numpy(np.array(v)) for k, v in state_dict.items()}, f)

@@ -7,7 +7,7 @@ with a message that says what the file is.
 """
 from __future__ import annotations
 
-from remoteclip_jax.errors import UserError
+from remoteclip_jax.errors import WeightsError
 import collections
 import io
 import pickle
@@ -23,10 +23,6 @@ _STORAGE_DTYPES = {
     "ShortStorage": np.int16, "CharStorage": np.int8, "ByteStorage": np.uint8, "BoolStorage": np.bool_,
 }
 
-
-
-class TorchFileError(UserError, ValueError):
-    """The file is not a torch-saved state dict we can read; the message says what it is."""
 
 
 class _StorageType:
@@ -65,17 +61,17 @@ class _Unpickler(pickle.Unpickler):
             return collections.OrderedDict
         if module == "torch" and name == "Size":
             return tuple
-        raise TorchFileError(
+        raise WeightsError(
             f"{self._path}: holds a pickled {module}.{name}, not a plain state dict of tensors; "
             "load it with torch and save `model.state_dict()`")
 
     def persistent_load(self, pid):
         kind, storage_type, key, _location, numel = pid
         if kind != "storage":
-            raise TorchFileError(f"{self._path}: unknown persistent id {kind!r}")
+            raise WeightsError(f"{self._path}: unknown persistent id {kind!r}")
         dtype = storage_type.dtype if isinstance(storage_type, _StorageType) else None
         if dtype is None:
-            raise TorchFileError(f"{self._path}: untyped storage (torch>=2.x dtype-less format)")
+            raise WeightsError(f"{self._path}: untyped storage (torch>=2.x dtype-less format)")
         if key not in self._storages:
             raw = self._archive.read(f"{self._root}/data/{key}")
             self._storages[key] = np.frombuffer(raw, dtype=dtype, count=numel)
@@ -88,23 +84,23 @@ def load(path: str) -> Any:
         with open(path, "rb") as f:
             head = f.read(8)
         if head[:2] == b"\x80\x02" or head[:1] == b"\x80":
-            raise TorchFileError(f"{path}: legacy (pre-1.6) torch pickle; re-save it with a recent torch")
-        raise TorchFileError(f"{path}: not a torch checkpoint (not a zip archive; truncated or another format)")
+            raise WeightsError(f"{path}: legacy (pre-1.6) torch pickle; re-save it with a recent torch")
+        raise WeightsError(f"{path}: not a torch checkpoint (not a zip archive; truncated or another format)")
     try:
         archive = zipfile.ZipFile(path)
         names = archive.namelist()
     except (zipfile.BadZipFile, OSError) as e:
-        raise TorchFileError(f"{path}: damaged zip archive ({e}); the file may be truncated") from e
+        raise WeightsError(f"{path}: damaged zip archive ({e}); the file may be truncated") from e
     pickles = [n for n in names if n.endswith("/data.pkl")]
     if any(n.endswith("/constants.pkl") for n in names) or any("/code/" in n for n in names):
-        raise TorchFileError(
+        raise WeightsError(
             f"{path}: a TorchScript archive (OpenAI's original CLIP format), not a state dict; "
             "install torch (`pip install torch==2.14.1`) to read it, or re-save its state_dict()")
     if len(pickles) != 1:
-        raise TorchFileError(f"{path}: zip archive without a torch data.pkl; not a torch checkpoint")
+        raise WeightsError(f"{path}: zip archive without a torch data.pkl; not a torch checkpoint")
     root = pickles[0][: -len("/data.pkl")]
     try:
         with archive.open(pickles[0]) as f:
             return _Unpickler(io.BytesIO(f.read()), archive, root, path).load()
     except (KeyError, EOFError, zipfile.BadZipFile, pickle.UnpicklingError) as e:
-        raise TorchFileError(f"{path}: damaged torch checkpoint ({type(e).__name__}: {e})") from e
+        raise WeightsError(f"{path}: damaged torch checkpoint ({type(e).__name__}: {e})") from e

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pathlib
 from collections.abc import Iterable
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
+from remoteclip_jax.data.images import IMAGE_EXTENSIONS
 
 
 def find_image(directory: pathlib.Path, stem: str) -> pathlib.Path | None:

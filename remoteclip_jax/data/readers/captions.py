@@ -338,6 +338,9 @@ def read_caption_csv(path: str | os.PathLike, split: str | None = None, *,
     return list(by_path.values())
 
 
+CAPTION_SUFFIXES = (".json", ".jsonl", ".csv", ".tsv")
+
+
 def read_captions(path: str | os.PathLike, split: str | None = None, **kwargs
                   ) -> list[AnnotatedImage]:
     """Reads any caption file, chosen by extension: .json (Karpathy), .jsonl, .csv/.tsv.

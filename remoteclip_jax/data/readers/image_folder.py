@@ -1,11 +1,11 @@
-"""Scene-classification datasets laid out as one sub-folder per class (UCM, AID, RESISC45, ...)."""
+"""Plain images: class folders (UCM, AID, RESISC45, ...), any folder, a list file, one image."""
 from __future__ import annotations
 
 import os
 import pathlib
 
-from remoteclip_jax.data.readers._paths import IMAGE_EXTENSIONS
-from remoteclip_jax.data.readers.errors import AnnotationError
+from remoteclip_jax.data.images import IMAGE_EXTENSIONS
+from remoteclip_jax.errors import AnnotationError, DataError
 from remoteclip_jax.data.types import AnnotatedImage
 
 
@@ -41,3 +41,54 @@ def read_image_folder(root: str | os.PathLike, *, source: str = "",
         raise AnnotationError(root, None, "no images found in class sub-folders "
                                           f"(extensions {sorted(wanted)})")
     return images
+
+
+LIST_SUFFIXES = (".txt", ".lst")
+
+
+def read_list_file(path: str | os.PathLike) -> list[str]:
+    """The non-blank lines of a text file that are not `#` comments, stripped."""
+    try:
+        lines = pathlib.Path(path).read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path}: not a UTF-8 text file ({e.reason} at byte {e.start}); "
+                        "a list file holds one path or name per line") from None
+    return [s.strip() for s in lines if s.strip() and not s.strip().startswith("#")]
+
+
+def read_images(path: str | os.PathLike) -> list[AnnotatedImage]:
+    """The images a folder, a list file or an image file names, in a stable order.
+
+    Args:
+        path: a folder (every image below it, sorted by path; hidden files and folders
+            skipped), a `.txt`/`.lst` file with one image path per line (relative paths are
+            relative to the list file's folder; blank lines and `#` comments skipped), or one
+            image file. Paths a list names are returned even when absent or unreadable: readers
+            report those as skipped.
+
+    Raises:
+        DataError: the path does not exist, or names no image at all.
+    """
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        found = []
+        for folder, subdirs, files in os.walk(path, followlinks=True):
+            subdirs[:] = sorted(d for d in subdirs if not d.startswith("."))
+            found += [os.path.join(folder, f) for f in files if not f.startswith(".")
+                      and os.path.splitext(f)[1].lower() in IMAGE_EXTENSIONS]
+        if not found:
+            raise DataError(f"{path}: no images found in this folder or below it (looked for "
+                            f"{', '.join(IMAGE_EXTENSIONS)}); point the command at a folder of "
+                            "images, an image file or a .txt list of image paths")
+        paths = sorted(found)
+    elif not os.path.exists(path):
+        raise DataError(f"{path}: no such file or folder (expected a folder of images, an image "
+                        "file or a .txt list of image paths)")
+    elif os.path.splitext(path)[1].lower() in LIST_SUFFIXES:
+        base = os.path.dirname(os.path.abspath(path))
+        paths = [os.path.normpath(os.path.join(base, line)) for line in read_list_file(path)]
+        if not paths:
+            raise DataError(f"{path}: the list file names no image (expected one path per line)")
+    else:
+        paths = [path]
+    return [AnnotatedImage(path=p, image_id=os.path.basename(p)) for p in paths]

@@ -12,11 +12,14 @@ import json
 import os
 import pathlib
 import tarfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
 
 from remoteclip_jax.data.readers.errors import AnnotationError, OnError, report
+from remoteclip_jax.errors import DataError
 from remoteclip_jax.data.types import AnnotatedImage
 
+# Image members of a sample (webdataset writers store these).
 IMAGE_SUFFIXES = ("jpg", "jpeg", "png", "webp")
 _JSON_CAPTION_KEYS = ("caption", "title", "text")
 
@@ -94,11 +97,40 @@ def sample_parts(key: str, parts: dict[str, bytes], shard: str | os.PathLike) ->
     return image_suffix, captions
 
 
-def _sample(key: str, parts: dict[str, bytes], shard: pathlib.Path, source: str
-            ) -> AnnotatedImage:
-    image_suffix, captions = sample_parts(key, parts, shard)
-    return AnnotatedImage(path=f"{shard}#{key}.{image_suffix}", captions=captions,
-                          source=source, image_id=key, data=parts[image_suffix])
+def scan_shard(shard: str | os.PathLike) -> dict[str, dict[str, tuple[int, int]]]:
+    """The samples of one uncompressed tar shard: key -> {extension: (byte offset, size)}.
+
+    The one tar scanner: conversion (`iter_webdataset`) and random access (`WebDatasetSource`)
+    both read samples through it, seeking straight to the members (shards are never unpacked).
+
+    Raises:
+        AnnotationError: a missing, compressed ("r:" needs plain offsets) or corrupt shard.
+    """
+    groups: dict[str, dict[str, tuple[int, int]]] = {}
+    try:
+        with tarfile.open(shard, "r:") as tar:
+            for member in tar:
+                directory, _, filename = member.name.rpartition("/")
+                if not member.isfile() or filename.startswith("."):  # macOS "._" forks
+                    continue
+                stem, dot, suffix = filename.partition(".")
+                key = f"{directory}/{stem}" if directory else stem
+                groups.setdefault(key, {})[suffix.lower() if dot else ""] = (member.offset_data,
+                                                                             member.size)
+    except (tarfile.TarError, OSError, EOFError) as e:
+        raise AnnotationError(shard, None, f"unreadable tar shard ({e}); webdataset shards "
+                                           "must be uncompressed tar files") from None
+    return groups
+
+
+def read_members(shard: str | os.PathLike, members: dict[str, tuple[int, int]]) -> dict[str, bytes]:
+    """The bytes of a sample's members (extension -> bytes), read by offset."""
+    parts = {}
+    with open(shard, "rb") as f:
+        for ext, (offset, size) in members.items():
+            f.seek(offset)
+            parts[ext] = f.read(size)
+    return parts
 
 
 def iter_webdataset(paths: str | os.PathLike | Iterable[str | os.PathLike], *, source: str = "",
@@ -123,39 +155,75 @@ def iter_webdataset(paths: str | os.PathLike | Iterable[str | os.PathLike], *, s
     if not shards:
         raise AnnotationError(pathlib.Path(str(paths)), None, "no .tar shards found")
     for shard in shards:
-        name = source or shard.parent.name
         try:
-            yield from _iter_shard(shard, name, on_error)
-        except (tarfile.TarError, OSError, EOFError) as e:
-            report(AnnotationError(shard, None, f"unreadable tar shard ({e})"), on_error)
-
-
-def _iter_shard(shard: pathlib.Path, source: str, on_error: OnError | None
-                ) -> Iterator[AnnotatedImage]:
-    key, parts = None, {}
-    with tarfile.open(shard, mode="r:*") as tar:
-        for member in tar:
-            if not member.isfile():
+            groups = scan_shard(shard)
+        except AnnotationError as e:
+            report(e, on_error)
+            continue
+        for key, members in groups.items():
+            parts = read_members(shard, members)
+            try:
+                image_suffix, captions = sample_parts(key, parts, shard)
+            except AnnotationError as e:
+                report(e, on_error)
                 continue
-            directory, _, filename = member.name.rpartition("/")
-            if filename.startswith("."):
-                continue  # macOS "._" resource forks and similar hidden files
-            stem, dot, suffix = filename.partition(".")
-            member_key = f"{directory}/{stem}" if directory else stem
-            if member_key != key:
-                if key is not None:
-                    yield from _emit(key, parts, shard, source, on_error)
-                key, parts = member_key, {}
-            handle = tar.extractfile(member)
-            parts[suffix.lower() if dot else ""] = handle.read() if handle else b""
-    if key is not None:
-        yield from _emit(key, parts, shard, source, on_error)
+            yield AnnotatedImage(path=f"{shard}#{key}.{image_suffix}", captions=captions,
+                                 source=source or shard.parent.name, image_id=key,
+                                 data=parts[image_suffix])
 
 
-def _emit(key, parts, shard, source, on_error) -> Iterator[AnnotatedImage]:
-    try:
-        sample = _sample(key, parts, shard, source)
-    except AnnotationError as e:
-        report(e, on_error)
-        return
-    yield sample
+class WebDatasetSource:
+    """Random access into uncompressed webdataset tar shards (RS5M's format).
+
+    Construction scans the tar headers once (`scan_shard`); reading seeks straight to a sample's
+    members. Captions are parsed as conversion parses them (`sample_parts`). Samples without an
+    image or a caption are left out and counted in ``self.incomplete``.
+
+    Raises:
+        DataError: naming a shard that is missing, compressed or not a tar file, or when no
+            complete sample is found.
+    """
+
+    def __init__(self, path: str | os.PathLike | Sequence[str | os.PathLike]):
+        self._files = [str(p) for p in _shard_paths(path)]
+        self._samples: list[tuple[int, str, dict[str, tuple[int, int]]]] = []
+        self.incomplete = 0
+        for file_index, file in enumerate(self._files):
+            if not os.path.isfile(file):
+                raise DataError(f"{file}: webdataset shard not found")
+            for key, members in scan_shard(file).items():
+                ends = {ext.rsplit(".", 1)[-1] for ext in members}
+                if not (ends & set(IMAGE_SUFFIXES) and ends & {"txt", "json"}):
+                    self.incomplete += 1
+                    continue
+                self._samples.append((file_index, key, members))
+        if not self._samples:
+            raise DataError(f"{', '.join(self._files) or path}: no image+caption samples")
+
+    def __len__(self) -> int:
+        return len(self._samples)
+
+    def _read(self, index: int, with_image: bool) -> dict[str, Any]:
+        file_index, key, members = self._samples[index]
+        file = self._files[file_index]
+        if not with_image:
+            members = {e: m for e, m in members.items() if e.rsplit(".", 1)[-1] in ("txt", "json")}
+            members[_find_part(self._samples[index][2], IMAGE_SUFFIXES)] = (0, 0)
+        parts = read_members(file, members)
+        image_ext, captions = sample_parts(key, parts, file)
+        item = {"captions": captions, "image_id": key, "_key": f"{file}:{key}"}
+        if with_image:
+            item["image"] = parts[image_ext]
+        meta = next((parts[e] for e in parts if e.rsplit(".", 1)[-1] == "json"), None)
+        if meta is not None:  # optional class label and object counts beside the captions
+            meta = json.loads(meta)
+            if isinstance(meta, dict):
+                item.update({k: meta[k] for k in ("label", "counts") if k in meta})
+        return item
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        return self._read(index, True)
+
+    def metadata(self, index: int) -> dict[str, Any]:
+        """Item `index` without reading its image bytes."""
+        return self._read(index, False)

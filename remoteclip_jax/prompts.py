@@ -1,4 +1,7 @@
-"""Prompt templates for zero-shot classification and counting.
+"""Prompts for zero-shot labels: template sets, class-major prompt lists, one embedding per class.
+
+Zero-shot evaluation (`remoteclip_jax.evaluate`) and the `classify` command both build their
+class embeddings here, so they prompt and combine exactly alike.
 
 Three families, chosen per dataset entry with ``templates: "paper" | "remoteclip" | "georsclip"``
 or given as an explicit list of strings with one ``{}`` each:
@@ -16,15 +19,26 @@ or given as an explicit list of strings with one ``{}`` each:
   ``inference/classname_and_prompt/RSAID.py`` lines 8-114 (RSEuroSAT.py and RSRESISC45.py hold
   the same list): 35 phrasings x {remote sensing image, aerial image, satellite image}.
 
-Both reference codebases embed a class by averaging the raw text features of its prompts and
-normalising once (``class_embedding="average"`` in `remoteclip_jax.evaluate.zeroshot`).
+Class embedding methods (``class_embedding``):
+
+* ``"average"`` (default): average the *unnormalised* prompt features, then normalise. This is what
+  RemoteCLIP's evaluation code does, ChenDelong1999/ITRA branch test
+  ``itra/evaluation/zero_shot.py`` lines 34-36 (``class_embeddings.mean(dim=0)`` then
+  ``F.normalize``), and GeoRSCLIP's, om-ai-lab/RS5M ``inference/inference_tool.py`` lines 136-139.
+* ``"openai"``: L2-normalise each prompt's text feature, average over templates, normalise again
+  (OpenAI CLIP's notebook).
 """
 from __future__ import annotations
 
+from typing import Sequence
+
+import numpy as np
+
 from remoteclip_jax.data.classnames import dataset_key
-from remoteclip_jax.evaluate.choices import EvalOptionError, check_choice
+from remoteclip_jax.errors import ConfigError, check_choice
 
 TEMPLATE_SETS = ("paper", "remoteclip", "georsclip")
+CLASS_EMBEDDINGS = ("average", "openai")
 
 PAPER_TEMPLATES = ("a satellite photo of {}.",)
 
@@ -95,7 +109,7 @@ def get_templates(spec, dataset: str = "") -> tuple[str, ...]:
         The prompts.
 
     Raises:
-        EvalOptionError: unknown spec, or a custom template without exactly one "{}".
+        ConfigError: unknown spec, or a custom template without exactly one "{}".
     """
     if isinstance(spec, str):
         if spec == "paper":
@@ -108,6 +122,39 @@ def get_templates(spec, dataset: str = "") -> tuple[str, ...]:
     templates = tuple(spec)
     bad = [t for t in templates if not isinstance(t, str) or t.count("{}") != 1]
     if not templates or bad:
-        raise EvalOptionError(f"evaluation option templates: each template needs exactly one '{{}}', "
+        raise ConfigError(f"evaluation option templates: each template needs exactly one '{{}}', "
                               f"got {bad or 'an empty list'}")
     return templates
+
+
+def build_prompts(classnames: Sequence[str], templates: Sequence[str]) -> list[str]:
+    """Class-major prompt list: all templates for class 0, then class 1, ..."""
+    return [t.replace("{}", c) for c in classnames for t in templates]
+
+
+def l2_normalize(x) -> np.ndarray:
+    """Row-wise L2 normalisation in float64, with open_clip's 1e-12 floor on the norm."""
+    x = np.asarray(x, dtype=np.float64)
+    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
+
+
+def class_embeddings(prompt_features, num_classes: int, method: str = "average") -> np.ndarray:
+    """Combine per-prompt text features into one unit vector per class.
+
+    Args:
+        prompt_features: (num_classes * num_templates, E), class-major (see ``build_prompts``).
+        num_classes: number of classes.
+        method: "average" (average, normalise; the reference code's) or "openai" (normalise,
+            average, normalise).
+
+    Returns:
+        (num_classes, E) float64, rows of unit norm.
+    """
+    check_choice("class_embedding", method, CLASS_EMBEDDINGS)
+    f = np.asarray(prompt_features, np.float64)
+    if f.shape[0] % num_classes:
+        raise ValueError(f"{f.shape[0]} prompt features do not split into {num_classes} classes")
+    f = f.reshape(num_classes, f.shape[0] // num_classes, f.shape[-1])
+    if method == "openai":
+        f = l2_normalize(f)
+    return l2_normalize(f.mean(axis=1))
