@@ -3,6 +3,7 @@
     python scripts/bench_train.py                       # ViT-B-32, batch 32, float32, 3 timed steps
     python scripts/bench_train.py --steps 5 --dtype bfloat16 --peak-tflops 989   # e.g. on an H100
     python scripts/bench_train.py --torch-compile --e2e --restart ...   # the optional rows
+    python scripts/bench_train.py --patch-dropout 0.5 --only jax   # FLIP's speed-up, same run
 
 Each framework runs in its own child process (so peak memory is its own) on the same random
 batch size, with the same optimizer (AdamW, open_clip's parameter groups) and loss (CLIP, local
@@ -14,7 +15,8 @@ backend gives one, but on GPUs it misses cuBLAS and cuDNN calls). The peak comes
 for GPUs/TPUs (bf16 dense), `--peak-tflops`, or, on a CPU, an estimate from the core count, clock
 and vector width that the output flags as such.
 
-Optional rows: `--torch-compile` (open_clip under `torch.compile`); `--e2e` (our real training
+Optional rows: `--patch-dropout RATE` (ours with FLIP patch dropout, the speed-up over ours
+without it in the same run); `--torch-compile` (open_clip under `torch.compile`); `--e2e` (our real training
 loop: records of 224-px JPEGs through the grain pipeline, decode and augmentation, so a
 data-bound loop shows beside the bare step; `--workers` decoding processes); `--restart` (our
 init + compile twice with one fresh persistent compilation cache: a cold start, then a restart).
@@ -90,7 +92,9 @@ def run_jax(args) -> dict:
     config.model, config.dtype, config.remat = args.model, args.dtype, args.remat
     # Constant lr 5e-4 without warmup, as the PyTorch side.
     config.optim.warmup_steps, config.optim.schedule, config.train.steps = 0, "const", 1000
-    model = rc.create_model(args.model, dtype=args.dtype, remat=args.remat)
+    config.train.patch_dropout = args.patch_dropout if args.child == "jax-pd" else 0.0
+    model = rc.create_model(args.model, dtype=args.dtype, remat=args.remat,
+                            patch_dropout=config.train.patch_dropout)
     mesh = sharding.make_mesh(config.mesh)
     images, texts = _batch(np, args.batch, model.image_size, model.context_length)
     batch = sharding.shard_batch({"images": images, "texts": texts}, mesh)
@@ -242,7 +246,8 @@ def run_e2e(args) -> dict:
 def _child(framework: str, args, env: dict | None = None) -> dict:
     cmd = [sys.executable, __file__, "--child", framework, "--model", args.model,
            "--batch", str(args.batch), "--steps", str(args.steps), "--warmup", str(args.warmup),
-           "--dtype", args.dtype, "--workers", str(args.workers)] + (
+           "--dtype", args.dtype, "--workers", str(args.workers),
+           "--patch-dropout", str(args.patch_dropout)] + (
                ["--remat"] if args.remat else [])
     out = subprocess.run(cmd, capture_output=True, text=True, check=False,
                          env={**os.environ, **(env or {})})
@@ -285,11 +290,14 @@ def main(argv=None) -> int:
                    help="--e2e: grain worker processes decoding images")
     p.add_argument("--restart", action="store_true",
                    help="also start ours twice with one fresh compilation cache (cold, cached)")
-    p.add_argument("--child", choices=["jax", "torch", "torch-compile", "e2e"],
+    p.add_argument("--patch-dropout", type=float, default=0.0, metavar="RATE",
+                   help="also time ours with FLIP patch dropout at RATE (e.g. 0.5)")
+    p.add_argument("--child", choices=["jax", "jax-pd", "torch", "torch-compile", "e2e"],
                    help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.child:
-        runners = {"jax": run_jax, "torch": run_torch, "torch-compile": run_torch, "e2e": run_e2e}
+        runners = {"jax": run_jax, "jax-pd": run_jax, "torch": run_torch,
+                   "torch-compile": run_torch, "e2e": run_e2e}
         print(json.dumps(runners[args.child](args)))
         return 0
 
@@ -300,6 +308,8 @@ def main(argv=None) -> int:
     frameworks = [fw for fw in ("jax", "torch") if args.only in (None, fw)]
     if args.torch_compile:
         frameworks.append("torch-compile")
+    if args.patch_dropout:
+        frameworks.append("jax-pd")
     results = {}
     for round_ in range(args.rounds):
         for fw in frameworks:
@@ -319,7 +329,7 @@ def main(argv=None) -> int:
         mem = (f"peak device {r['peak_device_mib']:.0f} MiB" if r.get("peak_device_mib")
                else f"peak RSS {r['peak_rss_mib']:.0f} MiB")
         extra = (f", compile {r['compile_s']:.1f} s, init {r['init_s']:.1f} s"
-                 if fw == "jax" else f", {r['threads']} threads")
+                 if fw.startswith("jax") else f", {r['threads']} threads")
         if fw == "jax" and r.get("xla_step_mib"):
             extra += (f"\n         (XLA: the step needs {r['xla_step_mib']:.0f} MiB incl. state; "
                       f"peak RSS was {r['peak_rss_before_steps_mib']:.0f} MiB before the first "
@@ -338,8 +348,13 @@ def main(argv=None) -> int:
     if "torch-compile" in results and "jax" in results:
         ratio = results["torch-compile"]["step_s"] / results["jax"]["step_s"]
         print(f"  throughput ratio jax/torch.compile: {ratio:.2f}x")
+    if "jax-pd" in results and "jax" in results:
+        ratio = results["jax"]["step_s"] / results["jax-pd"]["step_s"]
+        print(f"  patch dropout {args.patch_dropout:g} speed-up (jax, same run): {ratio:.2f}x")
     if peak:
         for fw, r in results.items():
+            if fw == "jax-pd":
+                continue  # fewer tokens: the full model's FLOPs per pair do not apply
             achieved = args.batch / r["step_s"] * gflop * 1e9
             devices = r.get("devices", 1)
             print(f"  MFU ({fw}): {100 * achieved / (peak * devices):.1f}%  = "
