@@ -40,6 +40,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
                        "DOTA labels -> a RemoteCount-style counting manifest"),
     "classify": ("remoteclip_jax.inference.zero_shot",
                  "zero-shot labels for images -> predictions.csv, or per tile of a GeoTIFF (--tile)"),
+    "segment": ("remoteclip_jax.inference.segment",
+                "zero-shot class per ViT patch of images, or a class map of a GeoTIFF (--tile)"),
     "embed": ("remoteclip_jax.inference.embedding",
               "image/caption embeddings -> a resumable clip-retrieval-style store"),
     "search": ("remoteclip_jax.inference.image_search",

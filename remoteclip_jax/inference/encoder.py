@@ -94,8 +94,9 @@ class Encoder:
         self.num_workers = int(num_workers or min(8, os.cpu_count() or 1))
         self.progress = progress
         self.transform = image_transform(self.model.image_size, train=False)
-        replicated = NamedSharding(self.mesh, P())
+        replicated = self._replicated = NamedSharding(self.mesh, P())
         self._batch_sharding = NamedSharding(self.mesh, P("data"))
+        self._patch_encoders: dict[str, Callable] = {}
         if self.plan.precast:
             variables = precast_params(variables, dtype)
         self.variables = jax.device_put(variables, replicated)
@@ -177,6 +178,42 @@ class Encoder:
                 raise ImageReadError(skipped[0][1])
             out.append(values)
         return self._stack(out)
+
+    def patches(self, items: Sequence, recipe: str = "plain", desc: str = "images") -> np.ndarray:
+        """Unit features of every patch (ViT towers): (N, grid_h, grid_w, E) float32.
+
+        Args:
+            items: image files, or in-memory images as `arrays` takes them (same preprocessing:
+                the model sees the centre crop; a square tile is seen whole).
+            recipe: "plain" (the last block's tokens) or "value" (MaskCLIP's value path); see
+                `remoteclip_jax.models.vit.VisionTransformer`.
+            desc: progress-bar label.
+
+        Raises:
+            ImageReadError: an item cannot be read (its index or path named).
+        """
+        if recipe not in self._patch_encoders:
+            def encode(v, x):
+                tokens = self.model.apply(v, x, tokens=True, dense=recipe, method="encode_image")
+                return l2_normalize(tokens.astype(jnp.float32))
+            self._patch_encoders[recipe] = jax.jit(
+                encode, in_shardings=(self._replicated, self._batch_sharding),
+                out_shardings=self._replicated, compiler_options=self.plan.compiler_options)
+        items = [os.fspath(i) if isinstance(i, (str, os.PathLike)) else i for i in items]
+
+        def load(i):
+            item = items[i]
+            if not isinstance(item, (str, Image.Image)):
+                item = np.asarray(item)
+            return self._preprocess(open_rgb(item, name=item if isinstance(item, str) else f"array {i}"))
+
+        out = []
+        for _, values, skipped in self._stream(len(items), load, self._patch_encoders[recipe],
+                                               desc, "img"):
+            if skipped:
+                raise ImageReadError(skipped[0][1])
+            out.append(values)
+        return np.concatenate(out)
 
     def texts(self, texts: Sequence[str], desc: str = "texts", normalize: bool = True) -> np.ndarray:
         """(N, E) float32 features of `texts`, in input order.

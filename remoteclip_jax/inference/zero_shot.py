@@ -103,7 +103,7 @@ def softmax_scores(image_features: np.ndarray, classifier: np.ndarray) -> np.nda
     return weights / weights.sum(axis=1, keepdims=True)
 
 
-def _classes_and_templates(classes, dataset: str, templates, class_embedding: str):
+def classes_and_templates(classes, dataset: str, templates, class_embedding: str):
     """The class names and prompt templates `classify` and `classify_scene` use (checked)."""
     if class_embedding not in CLASS_EMBEDDINGS:
         raise ConfigError(f"--class-embedding {class_embedding!r}: expected one of "
@@ -148,7 +148,7 @@ def classify(images, classes=None, *, model=None, encoder=None, dataset: str = "
     start = time.perf_counter()
     if fmt not in FORMATS:
         raise ConfigError(f"--format {fmt!r}: expected one of {', '.join(FORMATS)}")
-    class_names, prompt_templates = _classes_and_templates(classes, dataset, templates,
+    class_names, prompt_templates = classes_and_templates(classes, dataset, templates,
                                                            class_embedding)
     paths = list_images(images)
     encoder = make_encoder(model, encoder=encoder, **encoder_options)
@@ -216,7 +216,7 @@ def classify_scene(scene: str, classes=None, *, model=None, encoder=None, datase
     """
     from remoteclip_jax.geo import workflows
 
-    class_names, prompt_templates = _classes_and_templates(classes, dataset, templates,
+    class_names, prompt_templates = classes_and_templates(classes, dataset, templates,
                                                            class_embedding)
     encoder = make_encoder(model, encoder=encoder)
     classifier = class_classifier(encoder, class_names, prompt_templates, dataset, class_embedding)

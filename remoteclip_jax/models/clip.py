@@ -14,6 +14,7 @@ import flax
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from remoteclip_jax.errors import ConfigError
 from remoteclip_jax.models import configs, ops
@@ -169,6 +170,33 @@ def init_variables(model: CLIP, rng: jax.Array) -> dict:
     texts = jnp.zeros((1, length), jnp.int32)
     variables = model.clone(scan_blocks=True).init(rng, images, texts)
     return unstack_blocks(flax.core.unfreeze(variables))
+
+
+def at_image_size(model: CLIP, variables: dict, image_size: int) -> tuple[CLIP, dict]:
+    """The model taking `image_size`-px inputs (ViT towers), with its variables: the position
+    embedding resampled to the new patch grid as open_clip's `resize_pos_embed` does (bicubic,
+    antialiased). Finer grids give finer dense maps (`encode_image(tokens=True)`).
+
+    Raises:
+        ConfigError: a ResNet tower, or a size that is not a multiple of the patch size.
+    """
+    vision = dict(model.config["vision_cfg"])
+    if int(image_size) == model.image_size:
+        return model, variables
+    if configs.is_resnet(model.config):
+        raise ConfigError(f"image size {image_size}: only ViT towers take other input sizes")
+    if image_size <= 0 or image_size % vision["patch_size"]:
+        raise ConfigError(f"image size {image_size}: must be a positive multiple of the patch "
+                          f"size {vision['patch_size']}")
+    from remoteclip_jax.models.vit import resize_pos_embed
+
+    config = {**flax.core.unfreeze(model.config), "vision_cfg": {**vision, "image_size": int(image_size)}}
+    params = flax.core.unfreeze(variables["params"])
+    visual = dict(params["visual"])
+    visual["positional_embedding"] = jnp.asarray(resize_pos_embed(
+        np.asarray(visual["positional_embedding"]), int(image_size) // vision["patch_size"]))
+    params["visual"] = visual
+    return model.clone(config=_freeze(config)), {**variables, "params": params}
 
 
 def _freeze(x):
