@@ -239,13 +239,3 @@ def test_unreadable_step_without_manifest_fails_in_one_line_naming_the_older_ste
             c.restore(4, _state(_mesh(1), P(), scale=0.0))
     message = str(err.value)
     assert "\n" not in message and "step 4" in message and "resume from step 2" in message
-
-
-def test_restored_state_keeps_the_targets_static_loss_only_names(tmp_path):
-    # `loss_only` is treedef, not data: it must come back from the restore target as it was.
-    state = _state(_mesh(1), P()).replace(loss_only=("logit_bias",))
-    with ckpt.Checkpointer(tmp_path, ckpt.model_signature("RN50")) as c:
-        c.save(1, state, {})
-    with ckpt.Checkpointer(tmp_path, ckpt.model_signature("RN50")) as c:
-        restored, _ = c.restore(c.check_compatible(), state)
-    assert restored.loss_only == ("logit_bias",)

@@ -13,7 +13,7 @@ from remoteclip_jax.train import loss as loss_lib
 from remoteclip_jax.train import sharding
 from remoteclip_jax.train import state as state_lib
 from remoteclip_jax.train import step as step_lib
-from remoteclip_jax.errors import ConfigError
+from remoteclip_jax.errors import ConfigError, WeightsError
 from tests.helpers.hlo import products
 
 # Smaller than rc.models.TINY_VIT (short context, small vocabulary) to keep compiles short.
@@ -222,7 +222,7 @@ def test_locked_parameters_stay_bit_identical_and_hold_no_optimizer_state(vit, v
 def test_batch_the_mesh_cannot_split_is_refused(vit, vit_state):
     mesh = _mesh()
     grad_fn = step_lib.make_grad_fn(vit, _config(accum_steps=4), mesh)
-    with pytest.raises(step_lib.BatchShapeError, match="multiple of 32"):
+    with pytest.raises(ConfigError, match="multiple of 32"):
         grad_fn(vit_state, {}, sharding.shard_batch(_batch(vit, n=16), mesh))
     with pytest.raises(ConfigError, match="multiple of 8"):
         sharding.shard_batch(_batch(vit, n=12), mesh)
@@ -238,17 +238,22 @@ def test_init_variables_are_placed_and_mismatches_refused(vit, vit_state):
     assert jax.tree.structure(state) == jax.tree.structure(shardings)
     bad = dict(vit_state)
     bad["text_projection"] = np.zeros((64, 16), np.float32)
-    with pytest.raises(state_lib.InitVariablesError, match="text_projection"):
+    with pytest.raises(WeightsError, match="text_projection"):
         state_lib.create_train_state(vit, config, mesh, jax.random.PRNGKey(0),
                                      init_variables={"params": bad})
 
 
-def test_sigmoid_state_has_siglip_init(vit):
-    state, _ = state_lib.create_train_state(vit, _config(**{"loss.type": "sigmoid"}), _mesh(),
-                                            jax.random.PRNGKey(0))
+def test_sigmoid_state_has_siglip_init_and_needs_a_model_holding_the_bias(vit):
+    config = _sigmoid_config(MICRO_VIT)
+    model = rc.create_model(state_lib.training_model_config(config))
+    state, _ = state_lib.create_train_state(model, config, _mesh(), jax.random.PRNGKey(0))
     assert float(state.params["logit_scale"]) == pytest.approx(math.log(10.0))
     assert float(state.params["logit_bias"]) == pytest.approx(-10.0)
-    assert "logit_bias" not in state_lib.model_variables(state)["params"]
+    assert "logit_bias" in state_lib.model_variables(state)["params"]
+    with pytest.raises(ConfigError, match="does not hold: build it from"):
+        state_lib.create_train_state(vit, config, _mesh(), jax.random.PRNGKey(0))
+    with pytest.raises(ConfigError, match="does not hold"):
+        step_lib.make_grad_fn(vit, config, _mesh())
 
 
 def test_resnet_batch_stats_train_and_lock_image_freezes_the_tower():
@@ -278,18 +283,24 @@ def test_resnet_batch_stats_train_and_lock_image_freezes_the_tower():
     assert _rel(p1["visual"]["conv1"]["kernel"], p0["visual"]["conv1"]["kernel"]) > 1e-5
 
 
-def test_sigmoid_accumulation_equals_one_batch_including_logit_bias(vit, vit_state):
+def test_sigmoid_accumulation_equals_one_batch_including_logit_bias(vit_state):
     mesh = _mesh()
+    config = _sigmoid_config(MICRO_VIT)
+    model = rc.create_model(state_lib.training_model_config(config))
     params = dict(vit_state)
     params["logit_scale"] = np.float32(math.log(10.0))
     params["logit_bias"] = np.float32(-10.0)
-    batch = sharding.shard_batch(_batch(vit, seed=5), mesh)
-    one = step_lib.make_grad_fn(vit, _config(**{"loss.type": "sigmoid"}), mesh)(params, {}, batch)
-    two = step_lib.make_grad_fn(vit, _config(**{"loss.type": "sigmoid", "accum_steps": 2}),
-                                mesh)(params, {}, batch)
+    batch = sharding.shard_batch(_batch(model, seed=5), mesh)
+    one = step_lib.make_grad_fn(model, config, mesh)(params, {}, batch)
+    config.accum_steps = 2
+    two = step_lib.make_grad_fn(model, config, mesh)(params, {}, batch)
     assert abs(float(one[0]) - float(two[0])) / float(one[0]) < 1e-6
     assert _tree_rel(two[1], one[1]) < 1e-5
     assert float(jnp.abs(one[1]["logit_bias"])) > 0
+    # The bias the loss sees is the forward pass's: the gradient of the one-device sigmoid_loss.
+    img, txt, scale, bias = model.apply({"params": params}, batch["images"], batch["texts"])
+    ref = jax.grad(lambda b: loss_lib.sigmoid_loss(img, txt, scale, b))(jnp.float32(-10.0))
+    assert float(one[1]["logit_bias"]) == pytest.approx(float(ref), rel=1e-4)
 
 
 def _sigmoid_config(model):

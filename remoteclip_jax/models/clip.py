@@ -122,9 +122,12 @@ class CLIP(nn.Module):
                                (((1,), (0,)), ((), ())), preferred_element_type=jnp.float32)
 
     def __call__(self, images: jax.Array, texts: jax.Array, train: bool = False):
-        """Returns (normalised image features, normalised text features, exp(logit_scale))."""
+        """(normalised image features, normalised text features, exp(logit_scale)), and
+        `logit_bias` fourth for models that hold one (SigLIP), as open_clip's forward returns."""
         image_features = l2_normalize(self.encode_image(images, train))
         text_features = l2_normalize(self.encode_text(texts))
+        if self.has_logit_bias:
+            return image_features, text_features, jnp.exp(self.logit_scale), self.logit_bias
         return image_features, text_features, jnp.exp(self.logit_scale)
 
 

@@ -7,7 +7,6 @@ pattern). Checkpoint weights (from `rc.load_openclip`) are placed shard by shard
 """
 from __future__ import annotations
 
-from remoteclip_jax.errors import UserError
 import math
 from typing import Any
 
@@ -16,6 +15,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh
+
+from remoteclip_jax.errors import ConfigError, WeightsError
 
 from remoteclip_jax.models import clip as clip_lib
 from remoteclip_jax.train import optim as optim_lib
@@ -32,19 +33,15 @@ class TrainState:
 
     Attributes:
         step: number of optimizer updates applied so far (int32 scalar).
-        params: model parameters; with the sigmoid loss they include the scalar `logit_bias`.
+        params: model parameters; a SigLIP model's include the scalar `logit_bias`.
         batch_stats: BatchNorm running statistics (ResNet towers); `{}` for ViTs.
         opt_state: the optax state of `optim.make_optimizer(config, ...)`.
-        loss_only: names of entries of `params` the model does not hold (static, not saved):
-            ``("logit_bias",)`` for a sigmoid-loss state of a model built without
-            `init_logit_bias`, whose bias then stays out of `model_variables` and exports.
     """
 
     step: jax.Array
     params: Any
     batch_stats: Any
     opt_state: Any
-    loss_only: tuple[str, ...] = flax.struct.field(pytree_node=False, default=())
 
 
 def training_model_config(config: Any) -> str | dict:
@@ -73,10 +70,6 @@ def training_model_config(config: Any) -> str | dict:
     return resolved
 
 
-class InitVariablesError(UserError, ValueError):
-    """Checkpoint variables whose tree does not match the model's; names the offending paths."""
-
-
 def _loss_type(config: Any) -> str:
     return str(config.loss.type)
 
@@ -85,21 +78,18 @@ def _holds_logit_bias(model: Any) -> bool:
     return bool(getattr(model, "has_logit_bias", False))
 
 
-def model_params(params: Any, model: Any = None) -> Any:
-    """The parameters `model` holds: drops `logit_bias` unless the model has it as a parameter
-    (config `init_logit_bias`); without `model`, drops it."""
-    if _holds_logit_bias(model):
-        return dict(params)
-    return {k: v for k, v in params.items() if k != "logit_bias"}
+def check_loss_fits(model: Any, config: Any) -> None:
+    """Raises `ConfigError` when the sigmoid loss is asked of a model without `logit_bias`."""
+    if _loss_type(config) == "sigmoid" and not _holds_logit_bias(model):
+        raise ConfigError("config.loss.type='sigmoid' trains SigLIP's logit_bias, which this model "
+                          "does not hold: build it from state.training_model_config(config) (adds "
+                          "init_logit_bias=-10, init_logit_scale=ln 10, as open_clip's --siglip "
+                          "does) or set init_logit_bias in config.model")
 
 
 def model_variables(state: TrainState) -> dict:
-    """`{"params"[, "batch_stats"]}` for `model.apply`, evaluation or `rc.to_openclip`.
-
-    A model built with `init_logit_bias` keeps its `logit_bias` here (so it is exported); only a
-    bias the model does not hold (`state.loss_only`) is left out.
-    """
-    variables = {"params": {k: v for k, v in state.params.items() if k not in state.loss_only}}
+    """`{"params"[, "batch_stats"]}` for `model.apply`, evaluation or `rc.to_openclip`."""
+    variables = {"params": dict(state.params)}
     if state.batch_stats:
         variables["batch_stats"] = state.batch_stats
     return variables
@@ -126,7 +116,7 @@ def _check_tree(given: Any, expected: Any, what: str) -> None:
         if wrong:
             parts.append("shape " + ", ".join(f"{k} {tuple(got[k])} != {tuple(want[k])}"
                                               for k in wrong[:3]))
-        raise InitVariablesError(f"init variables ({what}) do not fit config.model: "
+        raise WeightsError(f"init variables ({what}) do not fit config.model: "
                                  + "; ".join(parts))
 
 
@@ -147,35 +137,26 @@ def create_train_state(model: Any, config: Any, mesh: Mesh, rng: jax.Array,
         structure (what `jax.jit`/orbax restore needs as targets).
 
     Raises:
-        InitVariablesError: when `init_variables` does not match the model's parameter tree.
+        WeightsError: when `init_variables` does not match the model's parameter tree.
     """
-    sigmoid = _loss_type(config) == "sigmoid"
+    check_loss_fits(model, config)
     in_model = _holds_logit_bias(model)
     model_cfg = getattr(model, "config", {}) or {}
     bias_init = float(model_cfg.get("init_logit_bias", SIGLIP_INIT_LOGIT_BIAS))
-    # A sigmoid loss with a model built without init_logit_bias (not via training_model_config):
-    # the bias is kept beside the model's parameters, as before it became one of them.
-    loss_only = ("logit_bias",) if sigmoid and not in_model else ()
     # The optimizer's state structure does not depend on the schedule length.
     tx, _ = optim_lib.make_optimizer(config, total_steps=1)
 
-    def build(variables, from_scratch: bool):
-        params = dict(variables["params"])
-        if sigmoid:
-            if from_scratch and "init_logit_scale" not in model_cfg:
-                params["logit_scale"] = jnp.full((), SIGLIP_INIT_LOGIT_SCALE, jnp.float32)
-            if "logit_bias" not in params:
-                params["logit_bias"] = jnp.full((), bias_init, jnp.float32)
-        params = jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), params)
+    def build(variables):
+        params = jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), dict(variables["params"]))
         batch_stats = jax.tree.map(lambda x: jnp.asarray(x, jnp.float32),
                                    dict(variables.get("batch_stats", {})))
         return TrainState(step=jnp.zeros((), jnp.int32), params=params, batch_stats=batch_stats,
-                          opt_state=tx.init(params), loss_only=loss_only)
+                          opt_state=tx.init(params))
 
     images, texts = _dummy_inputs(model)
 
     def init_fn(key):
-        return build(clip_lib.init_variables(model, key), from_scratch=True)
+        return build(clip_lib.init_variables(model, key))
 
     abstract = jax.eval_shape(init_fn, rng)
     shardings = sharding_lib.tree_shardings(abstract, mesh)
@@ -188,22 +169,22 @@ def create_train_state(model: Any, config: Any, mesh: Mesh, rng: jax.Array,
     if in_model and "logit_bias" not in init_params:
         # A CLIP checkpoint for a model that holds the bias: start it where a fresh init would.
         init_params["logit_bias"] = np.float32(bias_init)
-    given = {"params": model_params(init_params, model)}
+    if not in_model:
+        init_params.pop("logit_bias", None)  # a SigLIP checkpoint for CLIP training
+    given = {"params": init_params}
     _check_tree(given["params"], abstract_vars["params"], "params")
     if "batch_stats" in abstract_vars:
         given["batch_stats"] = init_variables.get("batch_stats")
         if given["batch_stats"] is None:
-            raise InitVariablesError(
+            raise WeightsError(
                 "init variables lack 'batch_stats' but the model has BatchNorm")
         _check_tree(given["batch_stats"], abstract_vars["batch_stats"], "batch_stats")
-    if loss_only and "logit_bias" in init_params:
-        given["params"]["logit_bias"] = init_params["logit_bias"]
     var_shardings = {"params": {k: v for k, v in shardings.params.items()
                                 if k in given["params"]}}
     if "batch_stats" in given:
         var_shardings["batch_stats"] = shardings.batch_stats
     placed = jax.tree.map(_place, given, var_shardings)
-    state = jax.jit(lambda v: build(v, from_scratch=False), out_shardings=shardings)(placed)
+    state = jax.jit(build, out_shardings=shardings)(placed)
     return state, shardings
 
 

@@ -27,7 +27,7 @@ gradient cut, so no backward pass is built for it.
 """
 from __future__ import annotations
 
-from remoteclip_jax.errors import UserError
+from remoteclip_jax.errors import ConfigError
 from typing import Any, Callable
 
 import jax
@@ -38,14 +38,10 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 from remoteclip_jax.train import loss as loss_lib
 from remoteclip_jax.train import optim as optim_lib
 from remoteclip_jax.train import sharding as sharding_lib
-from remoteclip_jax.train.state import TrainState, model_params
+from remoteclip_jax.train.state import TrainState, check_loss_fits
 
 Batch = dict  # {"images": (B, H, W, 3) float32, "texts": (B, L) int32}
 METRICS = ("loss", "lr", "logit_scale", "grad_norm", "param_norm")
-
-
-class BatchShapeError(UserError, ValueError):
-    """A batch the mesh and accumulation cannot split; the message says what to change."""
 
 
 def _total_steps(config: Any, total_steps: int | None) -> int:
@@ -75,35 +71,37 @@ class _Towers:
         return jax.tree.map(lambda f, v: jax.lax.stop_gradient(v) if f else v, frozen, params)
 
     def encode(self, params: dict, batch_stats: Any, images: jax.Array, texts: jax.Array,
-               rng: jax.Array) -> tuple[jax.Array, jax.Array, Any]:
-        """Normalised (img, txt) features in training mode and the updated BatchNorm statistics.
+               rng: jax.Array) -> tuple[tuple, Any]:
+        """The model's forward pass in training mode: ((img, txt, logit scale, logit bias or
+        None), updated BatchNorm statistics), features normalised, the scale exponentiated.
 
         `rng` feeds stochastic layers (patch dropout): the same key gives the same features.
         """
-        variables = {"params": model_params(params, self.model)}
+        variables = {"params": params}
         if batch_stats:
             variables["batch_stats"] = batch_stats
             if not self.lock_image:
-                (img, txt, _), updates = self.model.apply(variables, images, texts, train=True,
-                                                          mutable=["batch_stats"])
-                return img, txt, updates["batch_stats"]
+                outputs, updates = self.model.apply(variables, images, texts, train=True,
+                                                    mutable=["batch_stats"])
+                return _with_bias(outputs), updates["batch_stats"]
             # A locked ResNet keeps its BatchNorm statistics (eval mode).
-            img, txt, _ = self.model.apply(variables, images, texts)
-            return img, txt, batch_stats
-        img, txt, _ = self.model.apply(variables, images, texts, train=True, rngs={"dropout": rng})
-        return img, txt, batch_stats
+            return _with_bias(self.model.apply(variables, images, texts)), batch_stats
+        outputs = self.model.apply(variables, images, texts, train=True, rngs={"dropout": rng})
+        return _with_bias(outputs), batch_stats
 
-    def loss(self, img: jax.Array, txt: jax.Array, logit_scale: jax.Array,
-             logit_bias: jax.Array | None) -> jax.Array:
-        return self.loss_fn(img, txt, jnp.exp(logit_scale), logit_bias)
+
+def _with_bias(outputs: tuple) -> tuple:
+    """The forward pass's (img, txt, scale, bias): open_clip's CLIP returns the bias only when it
+    has one (SigLIP models)."""
+    return tuple(outputs) + (None,) * (4 - len(outputs))
 
 
 def _check_batch(images: jax.Array, texts: jax.Array, shards: int, accum: int) -> None:
     b = images.shape[0]
     if texts.shape[0] != b:
-        raise BatchShapeError(f"batch has {b} images but {texts.shape[0]} texts")
+        raise ConfigError(f"batch has {b} images but {texts.shape[0]} texts")
     if b % (shards * accum):
-        raise BatchShapeError(
+        raise ConfigError(
             f"batch of {b} pairs cannot be cut into config.accum_steps={accum} micro-batches "
             f"split over {shards} devices; make it a multiple of {shards * accum}")
 
@@ -114,6 +112,7 @@ def _grads_fn(model: Any, config: Any, mesh: Mesh) -> Callable:
     accum = int(config.accum_steps)
     if accum < 1:
         raise ValueError(f"config.accum_steps={accum} must be >= 1")
+    check_loss_fits(model, config)
     towers = _Towers(model, mesh, loss_type, bool(config.lock_image),
                      optim_lib.lock_settings(config))
     shards = sharding_lib.num_batch_shards(mesh)
@@ -121,9 +120,8 @@ def _grads_fn(model: Any, config: Any, mesh: Mesh) -> Callable:
 
     def one_batch(params, batch_stats, images, texts, rng):
         def objective(p):
-            p = towers.freeze(p)
-            img, txt, new_stats = towers.encode(p, batch_stats, images, texts, rng)
-            return towers.loss(img, txt, p["logit_scale"], p.get("logit_bias")), new_stats
+            outputs, new_stats = towers.encode(towers.freeze(p), batch_stats, images, texts, rng)
+            return towers.loss_fn(*outputs), new_stats
 
         (value, new_stats), grads = jax.value_and_grad(objective, has_aux=True)(params)
         return value, grads, new_stats
@@ -143,14 +141,18 @@ def _grads_fn(model: Any, config: Any, mesh: Mesh) -> Callable:
         frozen = jax.lax.stop_gradient(params)
 
         def forward(_, xs):
-            img, txt, _ = towers.encode(frozen, batch_stats, *xs)
+            (img, txt, _, _), _ = towers.encode(frozen, batch_stats, *xs)
             return None, (img, txt)
 
         _, (cached_img, cached_txt) = jax.lax.scan(forward, None, micro)
+        # The scalars enter the cached loss as the parameters they are (the forward pass only
+        # exponentiates the scale), so their gradients come from this one loss.
         logit_bias = params.get("logit_bias", jnp.zeros((), jnp.float32))
+        has_bias = "logit_bias" in params
 
         def cached_loss(f_img, f_txt, logit_scale, bias):
-            return towers.loss(merge(f_img), merge(f_txt), logit_scale, bias)
+            return towers.loss_fn(merge(f_img), merge(f_txt), jnp.exp(logit_scale),
+                                  bias if has_bias else None)
 
         value, (g_img, g_txt, g_scale, g_bias) = jax.value_and_grad(
             cached_loss, argnums=(0, 1, 2, 3))(cached_img, cached_txt, params["logit_scale"],
@@ -161,8 +163,8 @@ def _grads_fn(model: Any, config: Any, mesh: Mesh) -> Callable:
             images_j, texts_j, rng_j, g_img_j, g_txt_j = xs
 
             def features(p):
-                img, txt, new_stats = towers.encode(towers.freeze(p), stats, images_j, texts_j,
-                                                    rng_j)
+                (img, txt, _, _), new_stats = towers.encode(towers.freeze(p), stats, images_j,
+                                                            texts_j, rng_j)
                 return (img, txt), new_stats
 
             _, pullback, new_stats = jax.vjp(features, params, has_aux=True)
