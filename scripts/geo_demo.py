@@ -18,6 +18,29 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
+def write_procedural_scene(path: str, cells: int = 6, cell: int = 256) -> str:
+    """A mosaic of `cells` x `cells` synthetic scenes as a 16-bit NIR,R,G,B GeoTIFF in EPSG:32633
+    (0.5 m pixels) with a nodata corner; returns `path`."""
+    import rasterio
+    from rasterio.transform import from_origin
+
+    from remoteclip_jax.data.synthetic import render_scene
+
+    rng = np.random.default_rng(0)
+    rows = [np.concatenate([render_scene(rng, cell).image for _ in range(cells)], axis=1)
+            for _ in range(cells)]
+    rgb = np.concatenate(rows, axis=0).astype(np.uint16) * 40
+    side = rgb.shape[0]
+    bands = np.stack([rgb.mean(axis=2).astype(np.uint16), rgb[..., 0], rgb[..., 1], rgb[..., 2]])
+    bands[:, : side // 5, : side // 3] = 0  # a nodata corner, as scene edges often have
+    with rasterio.open(path, "w", driver="GTiff", width=side, height=side, count=4, dtype="uint16",
+                       crs="EPSG:32633", transform=from_origin(500000, 4649776, 0.5, 0.5),
+                       nodata=0, tiled=True) as dst:
+        dst.write(bands)
+        dst.descriptions = ("NIR", "R", "G", "B")
+    return path
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", required=True)
@@ -29,29 +52,14 @@ def main() -> None:
 
     import jax
     import jax.numpy as jnp
-    import rasterio
     from PIL import Image
-    from rasterio.transform import from_origin
 
     import remoteclip_jax
-    from remoteclip_jax.data.synthetic import render_scene
     from remoteclip_jax.geo import classify_scene, query_scene
     from remoteclip_jax.models import TINY_VIT
 
     os.makedirs(args.out, exist_ok=True)
-    rng = np.random.default_rng(0)
-    rows = [np.concatenate([render_scene(rng, args.cell).image for _ in range(args.cells)], axis=1)
-            for _ in range(args.cells)]
-    rgb = np.concatenate(rows, axis=0).astype(np.uint16) * 40
-    side = rgb.shape[0]
-    bands = np.stack([rgb.mean(axis=2).astype(np.uint16), rgb[..., 0], rgb[..., 1], rgb[..., 2]])
-    bands[:, : side // 5, : side // 3] = 0  # a nodata corner, as scene edges often have
-    scene = os.path.join(args.out, "scene.tif")
-    with rasterio.open(scene, "w", driver="GTiff", width=side, height=side, count=4, dtype="uint16",
-                       crs="EPSG:32633", transform=from_origin(500000, 4649776, 0.5, 0.5),
-                       nodata=0, tiled=True) as dst:
-        dst.write(bands)
-        dst.descriptions = ("NIR", "R", "G", "B")
+    scene = write_procedural_scene(os.path.join(args.out, "scene.tif"), args.cells, args.cell)
 
     model = remoteclip_jax.create_model(TINY_VIT)
     s = model.image_size
