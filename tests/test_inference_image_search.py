@@ -78,11 +78,11 @@ def test_pairs_store_gives_distinct_images(aid_store, tmp_path):
 
 def test_faiss_index_gives_the_exact_hits(aid_store):
     pytest.importorskip("faiss")
-    from remoteclip_jax.inference.store import EmbeddingStore
+    from remoteclip_jax.data.store import EmbeddingStore
     from remoteclip_jax.inference.topk import build_faiss_index
 
     root, paths, encoder = aid_store
-    index = build_faiss_index(EmbeddingStore(str(root / "store")).shards(), str(root / "knn.index"))
+    index = build_faiss_index(EmbeddingStore(str(root / "store")), str(root / "knn.index"))
     exact = search(str(root / "store"), texts=QUERIES, encoder=encoder, k=5)
     via_faiss = search(str(root / "store"), texts=QUERIES, encoder=encoder, k=5, faiss_index=index)
     model, variables = tiny_model()

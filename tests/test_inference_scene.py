@@ -52,3 +52,41 @@ def test_an_unreadable_scene_is_one_line_and_exit_code_2(tmp_path):
     assert out.returncode == 2 and "Traceback" not in out.stderr
     last = out.stderr.strip().splitlines()[-1]
     assert last.startswith("error: ") and "broken.tif" in last
+
+
+def test_embed_a_scene_then_search_answers_with_places_in_its_crs(tmp_path, capsys):
+    """`embed SCENE.tif --tile N` then `search` over the store: the hits are the tiles an
+    independent reference ranks first (chips cut by hand, one model.apply), written as a GeoJSON
+    of their footprints in the scene's CRS."""
+    from PIL import Image
+
+    from remoteclip_jax import cli
+
+    model, variables = ih.tiny_model()
+    model_dir = ih.save_model_dir(variables, tmp_path / "model")
+    rgb = np.random.default_rng(3).integers(0, 256, (200, 300, 3), dtype=np.uint8)
+    scene = gs.write_rgb(tmp_path / "scene.tif", rgb)
+    store, hits = tmp_path / "store", tmp_path / "hits"
+    assert cli.main(["embed", scene, "--tile", "100", "--model", model_dir, "--out", str(store)]) == 0
+    assert "embedded 6 tiles" in capsys.readouterr().out
+    assert cli.main(["search", str(store), "--model", model_dir, "--text", "an airport",
+                     "--top-k", "3", "--out", str(hits), "--sheet", "png"]) == 0
+    windows = [(r, c) for r in (0, 100) for c in (0, 100, 200)]
+    chips = []
+    for k, (r, c) in enumerate(windows):
+        chips.append(tmp_path / f"chip{k}.png")
+        Image.fromarray(rgb[r:r + 100, c:c + 100]).save(chips[-1])
+    scores = ih.reference_image_features(model, variables, chips) @ \
+        ih.reference_text_features(model, variables, ["an airport"])[0]
+    expected = np.argsort(-scores, kind="stable")[:3]
+    places = json.loads((hits / "hits.geojson").read_text())
+    assert places["crs"]["properties"]["name"] == gs.CRS
+    assert [f["properties"]["rank"] for f in places["features"]] == [1, 2, 3]
+    for feature, k in zip(places["features"], expected):
+        r, c = windows[k]
+        assert (feature["properties"]["row_off"], feature["properties"]["col_off"]) == (r, c)
+        assert feature["properties"]["score"] == pytest.approx(scores[k], abs=1e-5)
+        xs, ys = zip(*feature["geometry"]["coordinates"][0])
+        (x0, y0), (x1, y1) = gs.world(c, r), gs.world(c + 100, r + 100)
+        assert (min(xs), max(xs), min(ys), max(ys)) == (x0, x1, y1, y0)
+    assert (hits / "contact_sheet.png").is_file()
