@@ -8,6 +8,8 @@ converted variables are cached under ``$REMOTECLIP_JAX_CACHE`` (default
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import shutil
 import sys
@@ -22,16 +24,18 @@ def cache_dir() -> str:
                         "weights")
 
 
-def arch_of_file(path: str, arch: str | None = None) -> str:
-    """The architecture to load a weights file with: `arch`, or the preset the file name names.
+def arch_of_file(path: str, arch: str | None = None):
+    """The architecture to load a weights file with: `arch` (a name, or a `.json` file's
+    open_clip-style config), or the preset the file name names.
 
     Raises:
         ConfigError: neither (the message says how to name it).
     """
     from remoteclip_jax.models.configs import PRESETS
+    from remoteclip_jax.weights.model_info import model_argument
 
     if arch:
-        return arch
+        return model_argument(arch, "--arch")
     name = os.path.basename(path)
     for preset, entry in PRESETS.items():
         if name == entry.file_name or os.path.splitext(name)[0] == preset:
@@ -65,15 +69,19 @@ def load_model(path: str | os.PathLike, arch: str | None = None):
                            "directory written by `remoteclip-jax import-weights`, an open_clip hub "
                            "or transformers CLIPModel directory, or an OpenCLIP .pt/.safetensors)")
     if not os.path.isfile(path):
-        return load_pretrained(path, arch)
+        from remoteclip_jax.weights.model_info import model_argument
+
+        return load_pretrained(path, model_argument(arch, "--arch"))
     from remoteclip_jax.models import create_model
     from remoteclip_jax.weights.fingerprint import file_fingerprint
 
     arch = arch_of_file(path, arch)
-    cached = os.path.join(cache_dir(), f"{file_fingerprint(path)}-{arch}")
+    name = arch if isinstance(arch, str) else "config-" + hashlib.sha1(
+        json.dumps(arch, sort_keys=True).encode()).hexdigest()[:12]
+    cached = os.path.join(cache_dir(), f"{file_fingerprint(path)}-{name}")
     if os.path.isfile(os.path.join(cached, "model.json")):
         return load_pretrained(cached)
-    print(f"converting {path} ({arch}); cached for the next run in {cached}", file=sys.stderr)
+    print(f"converting {path} ({name}); cached for the next run in {cached}", file=sys.stderr)
     variables, info = read_model_dir(path, arch)
     try:
         save_orbax(variables, cached + ".partial", info)  # model.json last: complete when present

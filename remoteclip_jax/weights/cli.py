@@ -14,6 +14,7 @@ import os
 import numpy as np
 
 from remoteclip_jax.errors import ConfigError
+from remoteclip_jax.weights.model_info import model_argument
 
 _FILE_FORMATS = {".safetensors": "safetensors", ".pt": "pt", ".pth": "pt", ".bin": "pt"}
 
@@ -62,18 +63,10 @@ def _count(variables) -> float:
     return sum(int(np.prod(np.shape(v))) for v in jax.tree.leaves(variables)) / 1e6
 
 
-def _model_argument(value: str | None):
-    """A model name, or the config dict of a `.json` file (custom sizes)."""
-    if value is None or not value.endswith(".json"):
-        return value
-    from remoteclip_jax.weights.model_info import read_json
-    return read_json(value, ConfigError, "model config file (--model) not found")
-
-
 def import_weights(argv: list[str]) -> int:
     from remoteclip_jax.weights import model_dir
     args = _import_parser().parse_args(argv)
-    variables, info = model_dir.read_model_dir(args.source, _model_argument(args.model))
+    variables, info = model_dir.read_model_dir(args.source, model_argument(args.model))
     info = model_dir.save_orbax(variables, args.out, info)
     print(f"wrote {args.out}: {info.display_name}, activation {info.activation}, "
           f"{_count(variables):.1f}M values")

@@ -115,6 +115,14 @@ class ModelInfo:
         return cls.from_json(data, path)
 
 
+def model_argument(value: str | None, flag: str = "--model"):
+    """A model or preset name as given, or the config dict of a `.json` file (custom sizes)."""
+    if value is None or not value.endswith(".json"):
+        return value
+    from remoteclip_jax.errors import ConfigError
+    return read_json(value, ConfigError, f"model config file ({flag}) not found")
+
+
 def read_json(path: str, error: type[UserError], missing: str) -> Any:
     """Parses a JSON file; a missing or malformed file raises `error` in one line.
 
