@@ -37,9 +37,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "classify": ("remoteclip_jax.inference.zero_shot",
                  "zero-shot labels for images -> predictions.csv, or per tile of a GeoTIFF (--tile)"),
     "embed": ("remoteclip_jax.inference.embedding",
-              "image/caption embeddings -> a resumable clip-retrieval-style store"),
+              "image/caption embeddings, or a GeoTIFF's tiles (--tile) -> a resumable store"),
     "search": ("remoteclip_jax.inference.image_search",
-               "text or image query -> top-k images of an embedding store, with a contact sheet"),
+               "text or image query -> top-k images of a store, or places for a scene's tiles"),
+    "query": ("remoteclip_jax.inference.scene_query",
+              "text query over a GeoTIFF scene -> heatmap.tif (scene CRS) and heatmap.png"),
 }
 # Commands served by the absl entry point: the sub-command becomes its --mode.
 _ABSL_MODES = ("train", "eval", "export")

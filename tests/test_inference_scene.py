@@ -90,3 +90,36 @@ def test_embed_a_scene_then_search_answers_with_places_in_its_crs(tmp_path, caps
         (x0, y0), (x1, y1) = gs.world(c, r), gs.world(c + 100, r + 100)
         assert (min(xs), max(xs), min(ys), max(ys)) == (x0, x1, y1, y0)
     assert (hits / "contact_sheet.png").is_file()
+
+
+def test_query_command_maps_a_text_over_a_scene_as_the_reference_scores_its_tiles(tmp_path, capsys):
+    """`remoteclip-jax query SCENE.tif --text ... --tile N --out DIR`: heatmap.tif in the
+    scene's CRS, one pixel per tile, each the cosine similarity an independent reference gives
+    that tile's pixels; heatmap.png beside it; the best tiles printed."""
+    import rasterio
+    from PIL import Image
+
+    from remoteclip_jax import cli
+
+    model, variables = ih.tiny_model()
+    model_dir = ih.save_model_dir(variables, tmp_path / "model")
+    rgb = np.random.default_rng(4).integers(0, 256, (100, 150, 3), dtype=np.uint8)
+    scene = gs.write_rgb(tmp_path / "scene.tif", rgb)
+    assert cli.main(["query", scene, "--text", "a harbour with ships", "--tile", "50",
+                     "--model", model_dir, "--out", str(tmp_path / "q"), "--top-k", "2"]) == 0
+    printed = [line.split() for line in capsys.readouterr().out.splitlines() if line.startswith("  ")]
+    chips = []
+    for r in (0, 50):
+        for c in (0, 50, 100):
+            chips.append(tmp_path / f"chip_{r}_{c}.png")
+            Image.fromarray(rgb[r:r + 50, c:c + 50]).save(chips[-1])
+    expected = (ih.reference_image_features(model, variables, chips) @
+                ih.reference_text_features(model, variables, ["a harbour with ships"])[0])
+    with rasterio.open(tmp_path / "q" / "heatmap.tif") as heat:
+        assert heat.crs.to_string() == gs.CRS and heat.shape == (2, 3)
+        assert tuple(heat.transform)[:6] == (50 * gs.GSD, 0.0, gs.world(0, 0)[0],
+                                             0.0, -50 * gs.GSD, gs.world(0, 0)[1])
+        np.testing.assert_allclose(heat.read(1).ravel(), expected, atol=1e-5)
+    assert (tmp_path / "q" / "heatmap.png").stat().st_size > 0
+    best = np.argsort(-expected)[:2]
+    assert [p[2] for p in printed] == [f"scene.tif:{k // 3}:{k % 3}" for k in best]
