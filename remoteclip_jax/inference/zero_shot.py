@@ -14,6 +14,7 @@ import argparse
 import csv
 import dataclasses
 import os
+import re
 import sys
 import time
 from typing import Sequence
@@ -171,15 +172,26 @@ def classify(images, classes=None, *, model=None, encoder=None, dataset: str = "
     if not encoded.paths:
         raise DataError(f"none of the {len(items)} images could be read; first: "
                         f"{encoded.skipped[0][1]}")
-    # The true class: the item's label (image_folder:), else its folder when that names a class.
-    truth = [items[i].label or os.path.basename(os.path.dirname(items[i].path))
-             for i in encoded.indices]
     result = Predictions(encoded.paths, class_names, softmax_scores(encoded.features, classifier),
-                         encoded.skipped, 0.0, truth if set(truth) <= set(class_names) else None)
+                         encoded.skipped, 0.0, _truth([items[i] for i in encoded.indices],
+                                                      class_names))
     if out_dir is not None:
         write_predictions(result, out_dir, fmt, top_k)
     result.seconds = time.perf_counter() - start
     return result
+
+
+def _truth(items, class_names: Sequence[str]) -> list[str] | None:
+    """The true class of each item, when every item names one of `class_names`: its label
+    (``image_folder:``), else its folder's name, matched ignoring case, spaces, - and _
+    (folder ``StorageTanks`` is class "storage tanks"); None otherwise."""
+    def key(name: str) -> str:
+        return re.sub(r"[\s_-]", "", name).lower()
+
+    by_key = {key(name): name for name in class_names}
+    named = [by_key.get(key(im.label or os.path.basename(os.path.dirname(im.path))))
+             for im in items]
+    return named if all(named) else None
 
 
 def write_predictions(predictions: Predictions, out_dir: str, fmt: str = "csv",
@@ -216,8 +228,11 @@ def write_predictions(predictions: Predictions, out_dir: str, fmt: str = "csv",
                           "skipped": [{"path": p, "reason": r} for p, r in predictions.skipped]},
                    indent=1)
     write_skipped(predictions.skipped, out_dir)
+    confusion = os.path.join(out_dir, "confusion.csv")
+    if predictions.truth is None and os.path.exists(confusion):
+        os.remove(confusion)  # of an earlier run: it does not describe these predictions
     if predictions.truth is not None:
-        with atomic_write(os.path.join(out_dir, "confusion.csv"), newline="", encoding="utf-8") as f:
+        with atomic_write(confusion, newline="", encoding="utf-8") as f:
             writer = csv.writer(f)
             writer.writerow(["true \\ predicted", *names])
             writer.writerows([name, *row] for name, row in zip(names, predictions.confusion()))

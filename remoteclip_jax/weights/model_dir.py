@@ -20,7 +20,7 @@ from typing import Mapping
 from remoteclip_jax.errors import WeightsError
 from remoteclip_jax.weights import hf, hub
 from remoteclip_jax.weights.model_info import FILE_NAME as INFO_NAME
-from remoteclip_jax.weights.model_info import ModelInfo
+from remoteclip_jax.weights.model_info import ModelInfo, source_record
 
 VARIABLES_DIR = "variables"
 FORMATS = ("hf", "open_clip", "orbax")
@@ -125,7 +125,7 @@ def read_model_dir(path: str, model: str | Mapping | None = None) -> tuple[dict,
                                 "or preset name (e.g. --model RemoteCLIP-ViT-B-32)")
         from remoteclip_jax.weights import openclip
         variables = openclip.load_openclip(path, model)
-        return variables, ModelInfo.from_model(model, variables=variables, source=os.path.abspath(path))
+        return variables, ModelInfo.from_model(model, variables=variables, source=source_record(path))
     reader = {"orbax": load_orbax, "open_clip": hub.read_hub_dir, "hf": hf.read_hf_dir}[layout]
     variables, info = reader(path)
     if model is not None:
