@@ -1,5 +1,6 @@
 """`remoteclip-jax classify SCENE.tif --tile N`: per-tile labels in the scene's CRS."""
 import json
+import os
 import subprocess
 
 import numpy as np
@@ -90,6 +91,13 @@ def test_embed_a_scene_then_search_answers_with_places_in_its_crs(tmp_path, caps
         (x0, y0), (x1, y1) = gs.world(c, r), gs.world(c + 100, r + 100)
         assert (min(xs), max(xs), min(ys), max(ys)) == (x0, x1, y1, y0)
     assert (hits / "contact_sheet.png").is_file()
+    # The scene moved away: the places are still answered, the sheet is grey with a warning.
+    os.rename(scene, tmp_path / "moved.tif")
+    (hits / "hits.geojson").unlink()
+    assert cli.main(["search", str(store), "--model", model_dir, "--text", "an airport",
+                     "--top-k", "3", "--out", str(hits), "--sheet", "png"]) == 0
+    assert "warning: cannot read the hit tiles' pixels" in capsys.readouterr().err
+    assert json.loads((hits / "hits.geojson").read_text())["features"] == places["features"]
 
 
 def test_query_command_maps_a_text_over_a_scene_as_the_reference_scores_its_tiles(tmp_path, capsys):

@@ -134,8 +134,14 @@ def write_results(results: Sequence[QueryHits], out_dir: str, sheet: str = "both
         written.append(outputs.write_places(os.path.join(out_dir, "hits.geojson"), results,
                                             store.metadata(), store.crs,
                                             store.manifest["identity"].get("scene", {})))
-        for r in results:
-            r.images = outputs.tile_chips(store.metadata(), r.rows, store.manifest["identity"])
+        try:
+            for r in results:
+                r.images = outputs.tile_chips(store.metadata(), r.rows, store.manifest["identity"])
+        except DataError as e:  # the scene moved: the places stand, the sheet goes grey
+            print(f"warning: cannot read the hit tiles' pixels ({e}); the contact sheet shows "
+                  "them grey", file=sys.stderr)
+            for r in results:
+                r.images = None
     else:
         missing = sorted({p for r in results for p, _ in r.hits if not os.path.exists(p)})
         if missing and sheet != "none":
