@@ -316,7 +316,10 @@ def embed_scene(scene_path: str | os.PathLike, encode_chips: EncodeChips, out_di
                                          batch_size=batch_size, chip_size=chip_size, progress=progress))
     try:
         num_shards = -(-len(run.grid) // shard_tiles)
-        writer = StoreWriter(run.out_dir, {**run.settings(shard_tiles=shard_tiles), **(identity or {})},
+        settings = run.settings(shard_tiles=shard_tiles)
+        # The store may be resumed and searched from any directory: the scene by absolute path.
+        settings["scene"] = {**settings["scene"], "path": os.path.abspath(run.scene.path)}
+        writer = StoreWriter(run.out_dir, {**settings, **(identity or {})},
                              {"crs": crs_name(run.scene.crs), "source": run.scene.path},
                              num_shards, ("image",), metadata_format, overwrite)
         todo = [k for k in range(num_shards) if not writer.is_done(k)]
