@@ -81,8 +81,8 @@ class _Run:
             self.scene.close()
             raise ConfigError(f"--tile {tile:g}{'' if units == 'px' else ' m'}: larger than the "
                               f"scene ({self.scene.width} x {self.scene.height} px); use a tile of "
-                              f"at most {min(self.scene.width, self.scene.height)} px, or classify "
-                              "the image without --tile")
+                              f"at most {min(self.scene.width, self.scene.height)} px, or give the "
+                              "image without --tile (classify, embed)")
         if self.scene.crs is None:
             print(f"warning: {self.scene.path} has no georeferencing (no CRS): outputs are in "
                   "pixel coordinates", file=sys.stderr)

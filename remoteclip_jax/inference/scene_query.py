@@ -38,13 +38,17 @@ def query_scene(scene: str, text: str, *, model=None, encoder=None, out_dir: str
     """
     from remoteclip_jax.geo import workflows
 
+    _check(text, top_k)
+    encoder = make_encoder(model, encoder=encoder)
+    return workflows.query_scene(scene, encoder.arrays, encoder.texts([text])[0], out_dir,
+                                 query=text, top_n=top_k, **tiling)
+
+
+def _check(text: str, top_k: int) -> None:
     if not text.strip():
         raise ConfigError("--text is empty: give the query, e.g. --text \"a harbour with ships\"")
     if top_k < 1:
         raise ConfigError(f"--top-k {top_k}: must be at least 1")
-    encoder = make_encoder(model, encoder=encoder)
-    return workflows.query_scene(scene, encoder.arrays, encoder.texts([text])[0], out_dir,
-                                 query=text, top_n=top_k, **tiling)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -68,6 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    _check(args.text, args.top_k)  # before the model loads
     options = command_line.encoder_options(args)
     summary = query_scene(args.scene, args.text, encoder=make_encoder(args.model, **options),
                           out_dir=args.out, top_k=args.top_k, **command_line.tiling_options(args))
