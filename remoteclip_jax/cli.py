@@ -43,9 +43,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "segment": ("remoteclip_jax.inference.segment",
                 "zero-shot class per ViT patch of images, or a class map of a GeoTIFF (--tile)"),
     "embed": ("remoteclip_jax.inference.embedding",
-              "image/caption embeddings -> a resumable clip-retrieval-style store"),
+              "image/caption embeddings, or a GeoTIFF's tiles (--tile) -> a resumable store"),
     "search": ("remoteclip_jax.inference.image_search",
-               "text or image query -> top-k images of an embedding store, with a contact sheet"),
+               "text or image query -> top-k images of a store, or places for a scene's tiles"),
+    "query": ("remoteclip_jax.inference.scene_query",
+              "text query over a GeoTIFF scene -> heatmap.tif (scene CRS) and heatmap.png"),
 }
 # Commands served by the absl entry point: the sub-command becomes its --mode.
 _ABSL_MODES = ("train", "eval", "export")
@@ -58,9 +60,13 @@ def _usage() -> str:
             "\n\n`remoteclip-jax SUBCOMMAND --help` lists a sub-command's arguments.")
 
 
-def guarded(run) -> int:
+# Commands whose rerun continues where an interrupted run stopped.
+RESUMABLE = ("train", "embed")
+
+
+def guarded(run, resumes: bool = True) -> int:
     """Calls `run()`; returns its exit code, 2 after a `UserError` and 130 after Ctrl-C, each
-    reported in one line on stderr."""
+    reported in one line on stderr (`resumes`: whether the Ctrl-C line says a rerun resumes)."""
     from remoteclip_jax.errors import UserError, one_line
 
     try:
@@ -69,19 +75,21 @@ def guarded(run) -> int:
         print(f"error: {one_line(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("interrupted; rerun the same command to resume (finished work is kept)",
-              file=sys.stderr)
+        print("interrupted; rerun the same command to resume (finished work is kept)" if resumes
+              else "interrupted", file=sys.stderr)
         return 130
 
 
 def run_command(name: str, argv: list[str]) -> int:
     """Runs sub-command `name` with its arguments (see `guarded` for how it ends)."""
     module = importlib.import_module(COMMANDS[name][0])
+    resumes = name in RESUMABLE
     if name in _ABSL_MODES:
-        return guarded(lambda: module.main_cli([f"remoteclip-jax {name}", f"--mode={name}", *argv]))
+        return guarded(lambda: module.main_cli([f"remoteclip-jax {name}", f"--mode={name}", *argv]),
+                       resumes)
     if module.__name__ == "remoteclip_jax.weights.cli":
-        return guarded(lambda: module.main([name, *argv]))
-    return guarded(lambda: module.main(argv))
+        return guarded(lambda: module.main([name, *argv]), resumes)
+    return guarded(lambda: module.main(argv), resumes)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -96,3 +96,18 @@ def test_every_known_user_mistake_ends_in_one_line_and_exit_code_2(tmp_path):
         if code != 2 or "Traceback" in err or not last.startswith("error: ") or expect not in last:
             failures.append(f"{name}: exit {code}, last line {last!r}")
     assert not failures, "\n".join(failures)
+
+
+def test_every_sub_command_help_names_itself_and_shows_defaults(capsys):
+    import pytest
+
+    from remoteclip_jax import cli as command
+
+    for name in command.COMMANDS:
+        if name in command._ABSL_MODES:  # absl flags: --helpfull
+            continue
+        with pytest.raises(SystemExit) as info:
+            command.main([name, "--help"])
+        text = capsys.readouterr().out
+        assert info.value.code == 0 and text.startswith(f"usage: remoteclip-jax {name} "), name
+        assert "(default: " in text, name

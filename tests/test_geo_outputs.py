@@ -1,6 +1,5 @@
-"""Output writers: atomic files, GeoJSON CRS member, class-map colour table, tile store layout."""
+"""Output writers: GeoJSON CRS member, class-map colour table, WKT footprints read back."""
 import json
-import os
 
 import numpy as np
 import pytest
@@ -33,19 +32,7 @@ def test_classmap_has_georeferencing_colours_and_names(tmp_path):
         outputs.write_classmap(tmp_path / "x.tif", values, [str(i) for i in range(300)], t, gs.CRS)
 
 
-def test_tile_store_round_trip_in_jsonl(tmp_path):
-    emb = np.random.default_rng(0).normal(size=(3, 4)).astype(np.float32)
-    rows = [{"tile_id": f"s.tif:0:{i}", "minx": float(i)} for i in range(3)]
-    paths = outputs.write_tile_store(tmp_path, 0, emb, rows, metadata_format="jsonl")
-    assert paths["embeddings"].endswith(os.path.join("embeddings", "img_emb", "img_emb_0000.npy"))
-    assert paths["metadata"].endswith(os.path.join("metadata", "metadata_0000.jsonl"))
-    outputs.write_tile_store(tmp_path, 1, emb[:1], rows[:1], metadata_format="jsonl")
-    # A shard whose metadata never got written (interrupted) is not part of the store.
-    np.save(tmp_path / "embeddings" / "img_emb" / "img_emb_0002.npy", emb)
-    loaded, meta = outputs.load_tile_store(tmp_path)
-    np.testing.assert_array_equal(loaded, np.concatenate([emb, emb[:1]]))
-    assert [m["tile_id"] for m in meta] == ["s.tif:0:0", "s.tif:0:1", "s.tif:0:2", "s.tif:0:0"]
-    with pytest.raises(ValueError):
-        outputs.write_tile_store(tmp_path, 3, emb, rows[:2])
-    with pytest.raises(UserError, match="no tile embeddings"):
-        outputs.load_tile_store(tmp_path / "empty")
+def test_wkt_footprints_read_back_exactly():
+    ring = [(500000.0, 4649776.0), (500112.5, 4649776.0), (500112.5, 4649663.5), (500000.0, 4649776.0)]
+    wkt = "POLYGON ((" + ", ".join(f"{x!r} {y!r}" for x, y in ring) + "))"
+    assert outputs.wkt_ring(wkt) == ring

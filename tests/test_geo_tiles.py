@@ -62,22 +62,19 @@ def test_metres_are_converted_with_the_ground_sample_distance():
         TileGrid.for_scene(100, 100, gs.TRANSFORM, None, tile=20, stride=30)
 
 
-def test_tile_resolution_raster_takes_the_nearest_tile_centre():
+def test_tile_resolution_raster_holds_whole_cells_centred_on_the_regular_tiles():
     grid = TileGrid.for_scene(1023, 1147, gs.TRANSFORM, CRS.from_epsg(32633), tile=224, stride=160)
-    n_rows, n_cols = grid.shape
-    per_tile = np.arange(n_rows * n_cols).reshape(n_rows, n_cols)
+    assert grid.shape == (6, 7)  # starts 0, 160, ..., 640 then 799 (shifted); 0, ..., 800 then 923
+    per_tile = np.arange(42).reshape(6, 7)
     raster = grid.to_raster(per_tile)
-    assert raster.shape == (7, 8)  # ceil(1023 / 160), ceil(1147 / 160)
-    # Brute force: for each cell centre, the tile with the nearest centre (ties to the lower index).
-    for i in range(raster.shape[0]):
-        for j in range(raster.shape[1]):
-            cy, cx = (i + 0.5) * 160, (j + 0.5) * 160
-            r = min(range(n_rows), key=lambda k: (abs(grid.row_starts[k] + 112 - cy), k))
-            c = min(range(n_cols), key=lambda k: (abs(grid.col_starts[k] + 112 - cx), k))
-            assert raster[i, j] == per_tile[r, c]
+    assert raster.shape == (5, 6)  # the shifted edge tiles have no cell
     t = grid.raster_transform(gs.TRANSFORM)
-    # Cell (j, i) starts at scene pixel (160 j, 160 i): world x = 500000 + 0.5 * 160 j.
-    assert (t.a, t.b, t.c, t.d, t.e, t.f) == (80.0, 0.0, 500000.0, 0.0, -80.0, 4649776.0)
+    for i in range(5):
+        for j in range(6):
+            x, y = t @ (j + 0.5, i + 0.5)  # the cell's centre, in the CRS
+            assert (x, y) == gs.world(160 * j + 112, 160 * i + 112)  # = its tile's centre
+            assert raster[i, j] == per_tile[i, j]
+    assert (t.a, t.e) == (80.0, -80.0)  # one pixel per 160 px stride
 
 
 def test_mostly_nodata_tiles_are_skipped_and_counted(tmp_path, shared_data):

@@ -7,8 +7,9 @@ import pytest
 
 from tests.helpers import geo as gs
 from remoteclip_jax.errors import UserError
-from remoteclip_jax.geo import classify_scene, embed_scene, query_scene, search_tile_store
-from remoteclip_jax.geo.outputs import load_tile_store
+from remoteclip_jax.data.store import EmbeddingStore
+from remoteclip_jax.geo import classify_scene, embed_scene, query_scene
+from remoteclip_jax.inference.topk import top_k
 
 rasterio = gs.rasterio
 CLASSES = ["airport", "beach", "forest", "farmland", "harbor with ships"]
@@ -74,9 +75,10 @@ def test_classify_uint8_scene_matches_model_on_hand_cut_chips(tmp_path, dota, cl
 
     with rasterio.open(tmp_path / "out" / "classmap.tif") as cm:
         assert cm.crs.to_epsg() == 32633
-        # One pixel per 160 px stride = 80 m, anchored at the scene's corner.
-        assert tuple(cm.transform)[:6] == (80.0, 0.0, 500000.0, 0.0, -80.0, 4649776.0)
-        assert cm.shape == (7, 8) and cm.nodata == 255
+        # One pixel per 160 px stride = 80 m, centred on its tile: the first cell starts
+        # (224 - 160) / 2 = 32 px = 16 m inside the corner. Whole cells: the regular tiles only.
+        assert tuple(cm.transform)[:6] == (80.0, 0.0, 500016.0, 0.0, -80.0, 4649760.0)
+        assert cm.shape == (5, 6) and cm.nodata == 255
         classmap = cm.read(1)
         assert json.loads(cm.tags()["classes"]) == CLASSES and cm.tags()["class_1"] == "beach"
         assert cm.colormap(1)[0][:3] != cm.colormap(1)[1][:3]
@@ -87,6 +89,36 @@ def test_classify_uint8_scene_matches_model_on_hand_cut_chips(tmp_path, dota, cl
         lon, lat = json.load(f)["features"][0]["geometry"]["coordinates"][0][0]
     # Easting 500000 is UTM 33N's central meridian (15 E); northing 4649776 m is about 42.0 N.
     assert lon == pytest.approx(15.0, abs=1e-6) and lat == pytest.approx(42.0, abs=0.05)
+
+
+def test_classmap_cells_agree_with_the_tile_footprints_on_a_real_dota_scene(tmp_path, dota,
+                                                                           class_embeddings):
+    """Every tile centre (from tiles.geojson, in the CRS) lands in the class-map pixel that holds
+    that tile's label; the class map holds whole cells only and lies inside the scene."""
+    path = gs.write_rgb(tmp_path / "dota.tif", dota)
+    classify_scene(path, gs.encode_chips, class_embeddings, CLASSES, tmp_path / "out", tile=TILE,
+                   stride=STRIDE, progress=False)
+    with open(tmp_path / "out" / "tiles.geojson") as f:
+        features = json.load(f)["features"]
+    with rasterio.open(tmp_path / "out" / "classmap.tif") as cm:
+        classmap, to_pixel, bounds = cm.read(1), ~cm.transform, cm.bounds
+    height, width = dota.shape[:2]
+    placed, shifted = 0, 0
+    for feature in features:
+        xs, ys = zip(*feature["geometry"]["coordinates"][0][:4])
+        col, row = to_pixel @ (sum(xs) / 4, sum(ys) / 4)
+        window = feature["properties"]["window"]
+        if window["row_off"] % STRIDE or window["col_off"] % STRIDE:  # an edge tile shifted inward
+            assert height - TILE in (window["row_off"],) or width - TILE == window["col_off"]
+            shifted += 1
+            continue
+        assert (row % 1, col % 1) == (0.5, 0.5)  # the tile's centre is its cell's centre
+        assert CLASSES[classmap[int(row), int(col)]] == feature["properties"]["label"]
+        placed += 1
+    assert placed == classmap.size == 30 and placed + shifted == len(features) == 42
+    x0, y0 = gs.world(0, 0)
+    x1, y1 = gs.world(width, height)
+    assert x0 <= bounds.left < bounds.right <= x1 and y1 <= bounds.bottom < bounds.top <= y0
 
 
 def test_16bit_four_band_scene_classifies_like_its_8bit_rgb(tmp_path, dota, class_embeddings):
@@ -143,7 +175,7 @@ def test_query_heatmap_is_the_tile_similarity_georeferenced(tmp_path, dota):
         heat = hm.read(1)
         assert hm.crs.to_epsg() == 32633 and hm.dtypes[0] == "float32"
         assert tuple(hm.transform)[:6] == (112.0, 0.0, 500000.0, 0.0, -112.0, 4649776.0)
-    assert heat.shape == (5, 6)  # ceil(1023 / 224), ceil(1147 / 224)
+    assert heat.shape == (4, 5)  # whole cells: the regular tiles, (1023 - 224) // 224 + 1, ...
     # No overlap: cell (1, 2) is the tile at rows 224.., cols 448..
     expected = gs.reference_embedding(dota[224:448, 448:672]) @ text.astype(np.float64)
     assert heat[1, 2] == pytest.approx(expected, abs=1e-5)
@@ -175,25 +207,26 @@ def test_embed_scene_resumes_after_interruption(tmp_path, dota):
     with pytest.raises(Interrupt):
         embed_scene(path, flaky, tmp_path / "store", **kw)
     # Shard 0 (tiles 0..15, two batches) finished before the third call died.
-    assert (tmp_path / "store" / "embeddings" / "img_emb" / "img_emb_0000.npy").exists()
-    assert not (tmp_path / "store" / "embeddings" / "img_emb" / "img_emb_0001.npy").exists()
+    assert (tmp_path / "store" / "img_emb" / "img_emb_0000.npy").exists()
+    assert not (tmp_path / "store" / "img_emb" / "img_emb_0001.npy").exists()
     summary = embed_scene(path, flaky, tmp_path / "store", **kw)
-    assert summary["resumed_tiles"] == 16 and summary["shards"] == [0, 1, 2]
-    embeddings, rows = load_tile_store(tmp_path / "store")
+    assert summary["resumed_tiles"] == 16 and summary["shards"] == 3
+    store = EmbeddingStore(str(tmp_path / "store"))
+    embeddings, rows = store.features(), store.metadata()
+    assert store.crs == gs.CRS
     tiles = hand_windows(*dota.shape[:2])
-    assert [(m["row_off"], m["col_off"]) for m in rows] == tiles
+    assert list(zip(rows["row_off"], rows["col_off"])) == tiles
     for k in (0, 17, 41):
         r, c = tiles[k]
         np.testing.assert_allclose(embeddings[k], gs.reference_embedding(dota[r:r + TILE, c:c + TILE]),
                                    atol=1e-5)
         x0, y0 = gs.world(c, r)
-        assert (rows[k]["minx"], rows[k]["maxy"]) == (x0, y0)
-        assert rows[k]["footprint_wkt"].startswith(f"POLYGON (({x0!r} {y0!r}, ")
-    with pytest.raises(UserError, match="other settings"):
+        assert (rows["minx"][k], rows["maxy"][k]) == (x0, y0)
+        assert rows["footprint_wkt"][k].startswith(f"POLYGON (({x0!r} {y0!r}, ")
+    with pytest.raises(UserError, match="other inputs or settings"):
         embed_scene(path, gs.encode_chips, tmp_path / "store", **{**kw, "stride": TILE})
-
-    hits = search_tile_store(tmp_path / "store", embeddings[17], k=3)
-    assert hits[0]["tile_id"] == rows[17]["tile_id"] and hits[0]["similarity"] == pytest.approx(1.0)
+    _, hits = top_k(embeddings[17][None], store.shards(), 3)
+    assert rows["tile_id"][hits[0, 0]] == rows["tile_id"][17]
 
 
 def test_tile_store_parquet_layout(tmp_path, dota):
@@ -201,5 +234,6 @@ def test_tile_store_parquet_layout(tmp_path, dota):
     path = gs.write_rgb(tmp_path / "dota.tif", dota[:448, :448].copy())
     embed_scene(path, gs.encode_chips, tmp_path / "store", tile=TILE, progress=False)
     assert (tmp_path / "store" / "metadata" / "metadata_0000.parquet").exists()
-    embeddings, rows = load_tile_store(tmp_path / "store")
-    assert embeddings.shape == (4, 32) and rows[3]["tile_id"] == "dota.tif:1:1"
+    store = EmbeddingStore(str(tmp_path / "store"))
+    assert store.features().shape == (4, 32) and store.metadata()["tile_id"][3] == "dota.tif:1:1"
+    assert isinstance(store.metadata()["row_off"][3], int)  # typed columns

@@ -15,7 +15,7 @@ from PIL import Image
 
 from remoteclip_jax.inference.embedding import embed, store_rows
 from remoteclip_jax.inference.encoder import Encoder
-from remoteclip_jax.inference.store import EmbeddingStore
+from remoteclip_jax.data.store import EmbeddingStore
 from tests.helpers.cli import ROOT, cli_env
 from tests.helpers.inference import (aid_subset, cli_command, corrupt_images, random_images,
                                      reference_image_features, reference_text_features,
@@ -52,16 +52,17 @@ def test_caption_file_gives_row_aligned_image_and_caption_pairs(encoder, shared_
     embed(subset, str(tmp_path / "store"), encoder=encoder, shard_size=7,
           image_root=str(shared_data), metadata_format="jsonl")
     store = EmbeddingStore(str(tmp_path / "store"))
-    meta = store.metadata()
-    expected_paths = [str(shared_data / r["image"]) for r in lines for _ in r["captions"]]
-    assert [os.path.realpath(p) for p in meta["image_path"]] == \
-        [os.path.realpath(p) for p in expected_paths]
-    assert len(meta["caption"]) == sum(len(r["captions"]) for r in lines) == len(store)
+    images, captions = store.metadata("image"), store.metadata("text")
+    # Each image once; each caption names its image's row.
+    assert [os.path.realpath(p) for p in images["image_path"]] == \
+        [os.path.realpath(shared_data / r["image"]) for r in lines] and len(store) == 4
+    assert captions["caption"] == [" ".join(c.split()) for r in lines for c in r["captions"]]
+    assert captions["image"] == [i for i, r in enumerate(lines) for _ in r["captions"]]
     model, variables = tiny_model()
     np.testing.assert_allclose(store.features("text"),
-                               reference_text_features(model, variables, meta["caption"]), atol=2e-6)
+                               reference_text_features(model, variables, captions["caption"]), atol=2e-6)
     np.testing.assert_allclose(store.features("image"),
-                               reference_image_features(model, variables, meta["image_path"]),
+                               reference_image_features(model, variables, images["image_path"]),
                                atol=2e-6)
 
 

@@ -78,11 +78,11 @@ def test_pairs_store_gives_distinct_images(aid_store, tmp_path):
 
 def test_faiss_index_gives_the_exact_hits(aid_store):
     pytest.importorskip("faiss")
-    from remoteclip_jax.inference.store import EmbeddingStore
+    from remoteclip_jax.data.store import EmbeddingStore
     from remoteclip_jax.inference.topk import build_faiss_index
 
     root, paths, encoder = aid_store
-    index = build_faiss_index(EmbeddingStore(str(root / "store")).shards(), str(root / "knn.index"))
+    index = build_faiss_index(EmbeddingStore(str(root / "store")), str(root / "knn.index"))
     exact = search(str(root / "store"), texts=QUERIES, encoder=encoder, k=5)
     via_faiss = search(str(root / "store"), texts=QUERIES, encoder=encoder, k=5, faiss_index=index)
     model, variables = tiny_model()
@@ -114,3 +114,28 @@ def test_bad_queries_and_stores_are_user_errors(aid_store, tmp_path):
         search(str(tmp_path), texts=["x"], encoder=encoder)
     with pytest.raises(DataError, match="query image"):
         search(str(root / "store"), images=[str(tmp_path / "absent.jpg")], encoder=encoder)
+
+
+def test_a_folder_store_is_searched_from_another_directory_with_real_thumbnails(
+        shared_data, tmp_path, monkeypatch, capsys):
+    """embed a folder named relative to one working directory, search from another: the hits'
+    thumbnails are the images' own; images moved away afterwards are warned about."""
+    from remoteclip_jax.inference.contact_sheet import THUMB, _data_uri
+
+    aid_subset(shared_data, tmp_path / "here" / "aid", per_class=2)
+    encoder = Encoder(*tiny_model(), batch_size=8)
+    monkeypatch.chdir(tmp_path / "here")
+    embed("aid", "store", encoder=encoder, metadata_format="jsonl")
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    results = search("../here/store", texts=QUERIES[:1], encoder=encoder, k=3, out_dir="hits",
+                     sheet="html")
+    page = (tmp_path / "elsewhere" / "hits" / "contact_sheet.html").read_text()
+    grey = _data_uri(str(tmp_path / "absent.jpg"), THUMB)
+    for hit, _ in results[0].hits:
+        assert hit.startswith(str(tmp_path / "here" / "aid"))
+        assert _data_uri(hit, THUMB) in page and _data_uri(hit, THUMB) != grey
+    assert grey not in page and "warning" not in capsys.readouterr().err
+    (tmp_path / "here" / "aid").rename(tmp_path / "here" / "moved")
+    search("../here/store", texts=QUERIES[:1], encoder=encoder, k=3, out_dir="hits", sheet="html")
+    assert "warning: 3 hit images are not at their stored path" in capsys.readouterr().err

@@ -2,6 +2,7 @@
 console command writes predictions.csv with the documented columns; bad input exits 2."""
 import csv
 import json
+import os
 import subprocess
 
 import numpy as np
@@ -122,3 +123,33 @@ def test_bad_options_are_user_errors(tmp_path, kwargs, message):
     with pytest.raises(ConfigError, match=message):
         classify(tmp_path, model=tiny_model(), **options)
 
+
+
+def test_class_folders_give_accuracy_and_a_confusion_matrix_and_one_image_its_label(
+        aid, model_dir, tmp_path, capsys):
+    """Folders named after the classes (any case) are the truth: accuracy printed and
+    confusion.csv equal to scikit-learn's on the written predictions; one image prints its label."""
+    from sklearn.metrics import confusion_matrix
+
+    from remoteclip_jax import cli
+
+    folder, paths = aid
+    classes = ["forest", "beach", "airport"]
+    assert cli.main(["classify", str(folder), "--model", model_dir, "--classes", ",".join(classes),
+                     "--out", str(tmp_path / "out")]) == 0
+    printed = capsys.readouterr().out
+    with open(tmp_path / "out" / "predictions.csv", newline="") as f:
+        predicted = [r[1] for r in list(csv.reader(f))[1:]]
+    truth = [os.path.basename(os.path.dirname(p)).lower() for p in paths]
+    accuracy = 100 * np.mean(np.asarray(predicted) == truth)
+    assert f"top-1 accuracy {accuracy:.2f}% over {len(paths)} labelled images" in printed
+    with open(tmp_path / "out" / "confusion.csv", newline="") as f:
+        rows = list(csv.reader(f))
+    assert rows[0] == ["true \\ predicted", *classes] and [r[0] for r in rows[1:]] == classes
+    np.testing.assert_array_equal([[int(v) for v in r[1:]] for r in rows[1:]],
+                                  confusion_matrix(truth, predicted, labels=classes))
+    assert cli.main(["classify", paths[0], "--model", model_dir, "--classes", "a,b",
+                     "--out", str(tmp_path / "one")]) == 0
+    printed = capsys.readouterr().out
+    assert printed.startswith(f"{paths[0]}: ") and "classified 1 image, skipped 0" in printed
+    assert not (tmp_path / "one" / "confusion.csv").exists()

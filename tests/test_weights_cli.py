@@ -106,3 +106,34 @@ def test_preset_import_then_export_round_trips(tmp_path, capsys):
     back = read_state_dict(str(tmp_path / "b.safetensors"))
     for key, value in full.state_dict().items():
         assert np.array_equal(back[key], value.numpy()), key
+
+
+def test_outputs_follow_one_overwrite_rule_the_umask_and_record_no_local_path(tmp_path, capsys, tiny):
+    """An existing --out is replaced only with --overwrite (as `embed` asks); exported files get
+    the umask's mode; model.json and the card name the source file and its SHA-256, not its
+    local path."""
+    import hashlib
+    import os
+
+    _, config = tiny
+    pt = tmp_path / "tiny.pt"
+    argv = ["import-weights", str(pt), "--model", config, "--out", str(tmp_path / "orbax")]
+    assert _run(capsys, *argv)[0] == 0
+    code, _, err = _run(capsys, *argv)
+    assert code == 2 and "orbax: exists; use another --out, or --overwrite" in err
+    assert _run(capsys, *argv, "--overwrite")[0] == 0
+    digest = hashlib.sha256(pt.read_bytes()).hexdigest()[:16]
+    recorded = json.loads((tmp_path / "orbax" / "model.json").read_text())["source"]
+    assert recorded == f"tiny.pt (sha256 {digest})" and str(tmp_path) not in recorded
+    umask = os.umask(0o022)
+    try:
+        out = ["export-weights", str(tmp_path / "orbax"), "--out", str(tmp_path / "b.safetensors")]
+        assert _run(capsys, *out)[0] == 0
+        assert (tmp_path / "b.safetensors").stat().st_mode & 0o777 == 0o644
+        assert _run(capsys, *out)[0] == 2 and _run(capsys, *out, "--overwrite")[0] == 0
+        card_out = ["export-weights", str(tmp_path / "orbax"), "--format", "hf", "--out", str(tmp_path / "hf")]
+        assert _run(capsys, *card_out)[0] == 0
+        card = (tmp_path / "hf" / "README.md").read_text()
+        assert f"tiny.pt (sha256 {digest})" in card and str(tmp_path) not in card
+    finally:
+        os.umask(umask)

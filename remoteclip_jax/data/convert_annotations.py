@@ -287,7 +287,7 @@ def convert_dataset(kind: str, input_path: str, out_dir: str, *, images: str | N
 def build_parser() -> argparse.ArgumentParser:
     """The CLI's argument parser."""
     parser = argparse.ArgumentParser(
-        prog="remoteclip-jax convert-data",
+        prog="remoteclip-jax convert-data", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         description="Convert remote-sensing annotations to image-caption records "
                     "(B2C captions for boxes and masks).")
     parser.add_argument("kind", choices=KINDS, help=(

@@ -338,7 +338,7 @@ def _gather(specs: Sequence[str]) -> list[AnnotatedImage]:
 def build_parser() -> argparse.ArgumentParser:
     """The CLI's argument parser."""
     parser = argparse.ArgumentParser(
-        prog="remoteclip-jax dedup",
+        prog="remoteclip-jax dedup", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         description="List training images that are near-duplicates (pHash) of evaluation images.")
     parser.add_argument("--train", nargs="+", required=True, metavar="SPEC",
                         help="training images: a source spec (see `remoteclip-jax convert-data "

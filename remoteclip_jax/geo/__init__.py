@@ -6,8 +6,8 @@ Needs the optional extra ``pip install remoteclip_jax[geo]`` (rasterio). Entry p
       writes tiles.geojson (polygons in the scene CRS) and classmap.tif
   query_scene(scene, encode_chips, text_embedding, out_dir, query=...) -> summary
       writes heatmap.tif and heatmap.png
-  embed_scene(scene, encode_chips, out_dir, ...) -> summary     resumable tile embedding store
-  search_tile_store(out_dir, text_embedding, k) -> rows          the best-matching places
+  embed_scene(scene, encode_chips, out_dir, ...) -> summary     tiles into the embedding store
+      (`remoteclip_jax.data.store`), which `remoteclip-jax search` answers with places
   SceneTileSource(paths, tile, stride, bands, scale, ...)        chips as a data source
 
 ``encode_chips`` is any callable ``uint8 (N, H, W, 3) -> float32 (N, E)`` returning L2-normalised
@@ -20,12 +20,9 @@ _EXPORTS = {
     "classify_scene": "remoteclip_jax.geo.workflows",
     "query_scene": "remoteclip_jax.geo.workflows",
     "embed_scene": "remoteclip_jax.geo.workflows",
-    "search_tile_store": "remoteclip_jax.geo.workflows",
     "SceneTileSource": "remoteclip_jax.geo.source",
     "Scene": "remoteclip_jax.geo.raster",
     "TileGrid": "remoteclip_jax.geo.tiles",
-    "write_tile_store": "remoteclip_jax.geo.outputs",
-    "load_tile_store": "remoteclip_jax.geo.outputs",
 }
 
 __all__ = sorted(_EXPORTS)

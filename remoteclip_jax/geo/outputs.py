@@ -9,20 +9,18 @@ interrupted run leaves either the finished file or nothing.
   RFC 7946 GeoJSON (WGS84 longitude/latitude) can be written beside it (`write_geojson_wgs84`).
 * GeoTIFFs at tile resolution: one pixel per stride step, with the scene's CRS and its transform
   scaled by the stride (see `remoteclip_jax.geo.tiles`).
-* A tile store in the layout clip-retrieval uses, ``embeddings/img_emb/img_emb_0000.npy`` beside
-  ``metadata/metadata_0000.parquet`` (or ``.jsonl`` when pyarrow is not installed), with each row's
-  footprint (WKT and bounds) so a search answers with places.
+* Search hits over a scene's tile store (`remoteclip_jax.data.store`) as places: a GeoJSON of
+  the hit tiles' footprints, and their pixels for a contact sheet.
 """
 from __future__ import annotations
 
-import glob
 import json
 import os
 from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from remoteclip_jax.errors import UserError
+from remoteclip_jax.errors import ConfigError
 from remoteclip_jax.files import atomic_write
 
 # Distinct colours for class maps (tab20 without the pale half first): readable on a dark legend.
@@ -109,7 +107,7 @@ def write_classmap(path: str | os.PathLike, class_index: np.ndarray, classnames:
     Class names are stored as tags ``class_<i>`` and as a JSON list in tag ``classes``.
     """
     if len(classnames) > CLASSMAP_NODATA:
-        raise UserError(f"{len(classnames)} classes: a class map holds at most {CLASSMAP_NODATA}")
+        raise ConfigError(f"{len(classnames)} classes: a class map holds at most {CLASSMAP_NODATA}")
     names = {f"class_{i}": name for i, name in enumerate(classnames)}
     write_tile_raster(path, class_index.astype(np.uint8), transform, crs, nodata=CLASSMAP_NODATA,
                       tags={**(tags or {}), **names, "classes": json.dumps(list(classnames))},
@@ -121,7 +119,7 @@ def write_classmap(path: str | os.PathLike, class_index: np.ndarray, classnames:
 
 
 def write_heatmap_png(path: str | os.PathLike, preview: np.ndarray, heat: np.ndarray,
-                      heat_extent: tuple[float, float], scene_size: tuple[int, int], title: str,
+                      heat_box: tuple[float, float, float, float], scene_size: tuple[int, int], title: str,
                       *, note: str = "", alpha: float = 0.55, cmap: str = "inferno",
                       dpi: int = 110) -> None:
     """Scene preview with the heatmap laid over it, a colour bar and a title.
@@ -130,8 +128,7 @@ def write_heatmap_png(path: str | os.PathLike, preview: np.ndarray, heat: np.nda
         path: the .png file.
         preview: ``uint8 (h, w, 3)`` decimated scene.
         heat: ``float (rows, cols)`` tile-resolution values, NaN where tiles were skipped.
-        heat_extent: ``(width, height)`` the heat raster spans, in scene pixels (it may reach
-            past the scene edge by less than one stride).
+        heat_box: ``(left, top, right, bottom)`` of the heat raster, in scene pixels.
         scene_size: ``(width, height)`` of the scene in pixels.
         title: shown above the picture (the query).
         note: a smaller line under the picture (CRS, tile size, skipped tiles).
@@ -149,7 +146,7 @@ def write_heatmap_png(path: str | os.PathLike, preview: np.ndarray, heat: np.nda
     masked = np.ma.masked_invalid(heat)
     finite = heat[np.isfinite(heat)]
     vmin, vmax = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
-    shown = ax.imshow(masked, extent=(0, heat_extent[0], heat_extent[1], 0), cmap=cmap,
+    shown = ax.imshow(masked, extent=(heat_box[0], heat_box[2], heat_box[3], heat_box[1]), cmap=cmap,
                       alpha=alpha, vmin=vmin, vmax=vmax if vmax > vmin else vmin + 1e-6,
                       interpolation="nearest")
     ax.set_xlim(0, width)
@@ -167,85 +164,48 @@ def write_heatmap_png(path: str | os.PathLike, preview: np.ndarray, heat: np.nda
     plt.close(fig)
 
 
-# --- tile embedding store --------------------------------------------------------------------------
+# --- search hits as places -------------------------------------------------------------------------
 
 
-def _have_pyarrow() -> bool:
+def wkt_ring(wkt: str) -> list[tuple[float, float]]:
+    """The ring of a ``POLYGON ((x y, ...))`` footprint (as the tile store's metadata holds it)."""
+    inner = wkt[wkt.index("((") + 2:wkt.rindex("))")]
+    return [tuple(float(v) for v in point.split()) for point in inner.split(",")]
+
+
+def write_places(path: str | os.PathLike, results, metadata: dict, crs_name: str | None,
+                 scene: dict) -> str:
+    """The hit tiles of search results as a GeoJSON in the scene's CRS (one feature per hit,
+    with query, rank, score, tile_id and the tile's window); returns `path`."""
+    keys = ("tile_id", "row", "col", "row_off", "col_off", "height", "width")
+    features = [tile_feature(wkt_ring(metadata["footprint_wkt"][row]),
+                             {"query": r.query, "rank": rank, "score": score,
+                              **{k: metadata[k][row] for k in keys if k in metadata}})
+                for r in results for rank, (row, (_, score)) in enumerate(zip(r.rows, r.hits), 1)]
+    properties = {"scene": scene.get("path")}
+    if crs_name is None:
+        properties["warning"] = "the scene has no CRS: coordinates are in pixel units"
+    write_geojson(path, features, crs_name, properties)
+    return os.fspath(path)
+
+
+def tile_chips(metadata: dict, rows, identity: dict) -> list[np.ndarray]:
+    """The pixels of store rows of a scene tile store, read as the store was embedded (bands,
+    scaling); nodata shows as black."""
+    from remoteclip_jax.geo.raster import Scaling, Scene
+
+    scene = identity.get("scene", {})
+    chips, open_scenes = [], {}
     try:
-        import pyarrow  # noqa: F401
-        import pyarrow.parquet  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-def write_tile_store(out_dir: str | os.PathLike, shard: int, embeddings: np.ndarray,
-                     metadata: Sequence[dict[str, Any]], *, metadata_format: str = "auto") -> dict[str, str]:
-    """Writes one shard of tile embeddings and their metadata rows (atomic per file).
-
-    Layout (clip-retrieval's): ``out_dir/embeddings/img_emb/img_emb_{shard:04d}.npy`` (float32
-    ``(n, E)``) and ``out_dir/metadata/metadata_{shard:04d}.parquet``, or ``.jsonl`` when pyarrow
-    is missing (``metadata_format`` ``"parquet"``/``"jsonl"`` forces one). Row ``i`` of the
-    metadata describes row ``i`` of the embeddings. The metadata is written last, so a shard
-    whose metadata exists is complete.
-
-    Returns:
-        ``{"embeddings": path, "metadata": path}``.
-    """
-    if len(metadata) != len(embeddings):
-        raise ValueError(f"write_tile_store: {len(embeddings)} embeddings but {len(metadata)} rows")
-    if metadata_format == "auto":
-        metadata_format = "parquet" if _have_pyarrow() else "jsonl"
-    out_dir = os.fspath(out_dir)
-    emb_path = os.path.join(out_dir, "embeddings", "img_emb", f"img_emb_{shard:04d}.npy")
-    meta_path = os.path.join(out_dir, "metadata", f"metadata_{shard:04d}.{metadata_format}")
-    with atomic_write(emb_path, "wb") as f:
-        np.save(f, np.asarray(embeddings, np.float32))
-    with atomic_write(meta_path, None) as tmp:
-        if metadata_format == "parquet":
-            import pyarrow as pa
-            import pyarrow.parquet as pq
-
-            pq.write_table(pa.Table.from_pylist(list(metadata)), tmp)
-        elif metadata_format == "jsonl":
-            with open(tmp, "w") as f:
-                for row in metadata:
-                    f.write(json.dumps(row) + "\n")
-        else:
-            raise ValueError(f"write_tile_store: metadata_format {metadata_format!r}")
-    return {"embeddings": emb_path, "metadata": meta_path}
-
-
-def _read_metadata(path: str) -> list[dict[str, Any]]:
-    if path.endswith(".parquet"):
-        if not _have_pyarrow():
-            raise UserError(f"{path}: reading parquet metadata needs pyarrow: install pyarrow "
-                            f"(pip install pyarrow)")
-        import pyarrow.parquet as pq
-
-        return pq.read_table(path).to_pylist()
-    with open(path) as f:
-        return [json.loads(line) for line in f if line.strip()]
-
-
-def load_tile_store(out_dir: str | os.PathLike) -> tuple[np.ndarray, list[dict[str, Any]]]:
-    """All shards of a tile store: ``(float32 (N, E) embeddings, N metadata rows)``, shard order."""
-    out_dir = os.fspath(out_dir)
-    embeddings, rows = [], []
-    for emb_path in sorted(glob.glob(os.path.join(out_dir, "embeddings", "img_emb", "img_emb_*.npy"))):
-        shard = os.path.basename(emb_path)[len("img_emb_"):-len(".npy")]
-        metas = glob.glob(os.path.join(out_dir, "metadata", f"metadata_{shard}.*"))
-        metas = [m for m in metas if m.endswith((".parquet", ".jsonl"))]
-        if not metas:
-            continue  # interrupted between the two files: the shard is redone on resume
-        emb = np.load(emb_path, mmap_mode="r")
-        meta = _read_metadata(metas[0])
-        if len(meta) != len(emb):
-            raise UserError(f"{metas[0]}: {len(meta)} rows for {len(emb)} embeddings in {emb_path};"
-                            f" the store is damaged, embed the scene again into a new directory")
-        embeddings.append(np.asarray(emb))
-        rows.extend(meta)
-    if not embeddings:
-        raise UserError(f"{out_dir}: no tile embeddings found (expected embeddings/img_emb/"
-                        f"img_emb_0000.npy and metadata/metadata_0000.*)")
-    return np.concatenate(embeddings), rows
+        for row in rows:
+            path = metadata["image_path"][row]
+            if path not in open_scenes:
+                open_scenes[path] = Scene(path, bands=scene.get("bands"),
+                                          scale=Scaling.from_dict(scene["scaling"]))
+            rgb, valid = open_scenes[path].read_window(
+                *(metadata[k][row] for k in ("row_off", "col_off", "height", "width")))
+            chips.append(np.where(valid[..., None], rgb, 0).astype(np.uint8))
+    finally:
+        for opened in open_scenes.values():
+            opened.close()
+    return chips

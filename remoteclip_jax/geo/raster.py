@@ -23,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
+import warnings
 from typing import Any, Sequence
 
 import numpy as np
@@ -236,7 +237,9 @@ class Scene:
             raise DataError(f"{self.path}: scene file not found")
         _configure_gdal(cache_mb)
         try:
-            self._ds = rasterio.open(self.path)
+            with warnings.catch_warnings():  # a plain image: the commands say so in one line
+                warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
+                self._ds = rasterio.open(self.path)
         except RasterioError as e:
             raise DataError(f"{self.path}: cannot open as a raster ({_reason(e)}); "
                               f"expected a GeoTIFF/COG or another GDAL-readable image") from None

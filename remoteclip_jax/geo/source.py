@@ -18,7 +18,7 @@ from typing import Any, Sequence
 from remoteclip_jax.data import sources
 from remoteclip_jax.errors import ConfigError
 from remoteclip_jax.geo.raster import Scene
-from remoteclip_jax.geo.tiles import TileGrid, read_tile, tile_id
+from remoteclip_jax.geo.tiles import TileGrid, iter_tile_batches, read_tile, tile_id
 
 
 class SceneTileSource:
@@ -59,9 +59,10 @@ class SceneTileSource:
                 self._grids.append(grid)
                 if nodata_max_fraction is None:
                     self._tiles.append(range(len(grid)))
-                else:
-                    self._tiles.append([i for i in range(len(grid))
-                                        if _keep(_nodata_fraction(scene, grid, i), nodata_max_fraction)])
+                else:  # the pass the scene commands make: same reader, same skip rule
+                    self._tiles.append([i for batch in iter_tile_batches(
+                        scene, grid, nodata_max_fraction=nodata_max_fraction, chip_size=8)
+                        for i in batch.indices])
         self._offsets = [0]
         for tiles in self._tiles:
             self._offsets.append(self._offsets[-1] + len(tiles))
@@ -104,15 +105,6 @@ class SceneTileSource:
         for scene in self._open.values():
             scene.close()
         self._open = {}
-
-
-def _keep(fraction: float, nodata_max_fraction: float) -> bool:
-    return fraction <= nodata_max_fraction and fraction < 1.0
-
-
-def _nodata_fraction(scene: Scene, grid: TileGrid, index: int) -> float:
-    _, valid = scene.read_window(*grid.window(index))
-    return 1.0 - float(valid.mean())
 
 
 def _build(spec: dict[str, Any]) -> SceneTileSource:

@@ -16,9 +16,11 @@ Grid rules (chosen so every tile holds real pixels and the whole scene is covere
   downsample chips in the reader instead (PIL bicubic, the filter the encoder uses) to keep batches
   of very large tiles small.
 
-Tile-resolution rasters (class map, heatmap) have one pixel per stride step, aligned with the
-scene's top-left corner; each pixel takes the value of the tile whose centre is nearest to its
-centre (with shifted edge tiles that is not always the tile of the same index).
+Tile-resolution rasters (class map, heatmap) hold **whole cells only**: one pixel per tile of the
+regular grid (the tiles every stride from the corner), each a stride-sized square centred on its
+tile's centre, so every pixel holds the value of the tile whose centre it contains and the raster
+lies inside the scene. The edge tiles shifted inward have no cell (they would share one with a
+regular tile); they are in the GeoJSON outputs, which list every tile.
 """
 from __future__ import annotations
 
@@ -159,36 +161,35 @@ class TileGrid:
         ring = [pixel_to_world(transform, c, r) for c, r in corners]
         return ring + [ring[0]]
 
-    # -- tile-resolution rasters --
+    # -- tile-resolution rasters: whole cells, one per tile of the regular grid --
 
     @property
     def raster_shape(self) -> tuple[int, int]:
-        """Pixels of a tile-resolution raster: one per stride step, covering the whole scene."""
-        return math.ceil(self.height / self.stride_h), math.ceil(self.width / self.stride_w)
+        """Cells of a tile-resolution raster: the regular tiles (shifted edge tiles have none)."""
+        def regular(size, tile, stride):
+            return max(size - tile, 0) // stride + 1
+        return (regular(self.height, self.tile_h, self.stride_h),
+                regular(self.width, self.tile_w, self.stride_w))
+
+    @property
+    def raster_box(self) -> tuple[float, float, float, float]:
+        """(left, top, right, bottom) of the tile-resolution raster, in scene pixels."""
+        left, top = (self.tile_w - self.stride_w) / 2, (self.tile_h - self.stride_h) / 2
+        rows, cols = self.raster_shape
+        return left, top, left + cols * self.stride_w, top + rows * self.stride_h
 
     def raster_transform(self, transform):
-        """The scene transform scaled to one pixel per stride step (same origin and rotation)."""
+        """The scene transform for the tile-resolution raster: one pixel per stride step, its
+        origin at the first tile's cell (half a stride before its centre)."""
         from affine import Affine
 
-        t = transform
-        return Affine(t.a * self.stride_w, t.b * self.stride_h, t.c,
-                      t.d * self.stride_w, t.e * self.stride_h, t.f)
-
-    def _nearest(self, starts: Sequence[int], tile: int, stride: int, cells: int) -> np.ndarray:
-        centres = np.asarray(starts, np.float64) + tile / 2.0
-        cell_centres = (np.arange(cells) + 0.5) * stride
-        upper = np.clip(np.searchsorted(centres, cell_centres), 0, len(centres) - 1)
-        lower = np.clip(upper - 1, 0, len(centres) - 1)
-        # Ties go to the earlier tile: deterministic, and both contain the cell centre.
-        take_lower = np.abs(cell_centres - centres[lower]) <= np.abs(cell_centres - centres[upper])
-        return np.where(take_lower, lower, upper)
+        left, top, _, _ = self.raster_box
+        return transform @ Affine.translation(left, top) @ Affine.scale(self.stride_w, self.stride_h)
 
     def to_raster(self, per_tile: np.ndarray) -> np.ndarray:
-        """``(n_rows, n_cols)`` tile values -> the ``raster_shape`` tile-resolution raster."""
-        rows_out, cols_out = self.raster_shape
-        rows = self._nearest(self.row_starts, self.tile_h, self.stride_h, rows_out)
-        cols = self._nearest(self.col_starts, self.tile_w, self.stride_w, cols_out)
-        return per_tile[rows][:, cols]
+        """``(n_rows, n_cols)`` tile values -> the ``raster_shape`` raster (regular tiles)."""
+        rows, cols = self.raster_shape
+        return per_tile[:rows, :cols]
 
 
 @dataclasses.dataclass

@@ -1,4 +1,4 @@
-"""Scene-level commands: classify every tile, map a text query, embed tiles into a searchable store.
+"""Scene-level commands: classify every tile, map a text query, embed tiles into the store.
 
 Each function opens one scene, cuts it into the tile grid of `remoteclip_jax.geo.tiles`, reads
 tiles window by window in batches, hands each batch to a caller-supplied image encoder and writes
@@ -12,28 +12,29 @@ query embeddings are text embeddings from the same model, ``(C, E)`` / ``(E,)``.
 """
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
+import sys
 import time
 from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from remoteclip_jax.errors import UserError
+from remoteclip_jax.errors import ConfigError, DataError
 from remoteclip_jax.files import write_json
 from remoteclip_jax.geo import outputs
-from remoteclip_jax.geo.raster import Scaling, Scene, crs_name
+from remoteclip_jax.geo.raster import Scene, crs_name
 from remoteclip_jax.geo.tiles import TileGrid, iter_tile_batches, tile_id
 
 EncodeChips = Callable[[np.ndarray], np.ndarray]
-STORE_MANIFEST = "store.json"
 
 
 def _normalise(x: np.ndarray, what: str) -> np.ndarray:
     x = np.asarray(x, np.float32)
     norms = np.linalg.norm(x, axis=-1, keepdims=True)
     if not np.all(norms > 0):
-        raise UserError(f"{what}: an embedding is all zeros")
+        raise DataError(f"{what}: an embedding is all zeros")
     return x / norms
 
 
@@ -76,6 +77,15 @@ class _Run:
         self.scene = Scene(scene_path, bands=bands, scale=scale)
         self.grid = TileGrid.for_scene(self.scene.height, self.scene.width, self.scene.transform,
                                        self.scene.crs, tile, stride, units)
+        if self.grid.tile_h > self.scene.height or self.grid.tile_w > self.scene.width:
+            self.scene.close()
+            raise ConfigError(f"--tile {tile:g}{'' if units == 'px' else ' m'}: larger than the "
+                              f"scene ({self.scene.width} x {self.scene.height} px); use a tile of "
+                              f"at most {min(self.scene.width, self.scene.height)} px, or give the "
+                              "image without --tile (classify, embed)")
+        if self.scene.crs is None:
+            print(f"warning: {self.scene.path} has no georeferencing (no CRS): outputs are in "
+                  "pixel coordinates", file=sys.stderr)
         self.out_dir = os.fspath(out_dir)
         os.makedirs(self.out_dir, exist_ok=True)
         self.read_args = {"batch_size": batch_size, "nodata_max_fraction": nodata_max_fraction,
@@ -152,7 +162,7 @@ def classify_scene(scene_path: str | os.PathLike, encode_chips: EncodeChips, cla
     classnames = list(classnames)
     class_emb = _normalise(class_embeddings, "class_embeddings")
     if class_emb.ndim != 2 or len(class_emb) != len(classnames) or not classnames:
-        raise UserError(f"{len(classnames)} class names for class embeddings of shape {class_emb.shape}")
+        raise ConfigError(f"{len(classnames)} class names for class embeddings of shape {class_emb.shape}")
     top_k = max(1, min(int(top_k), len(classnames)))
     run = _Run(scene_path, out_dir, **dict(tile=tile, stride=stride, units=units, bands=bands, scale=scale,
                                          nodata_max_fraction=nodata_max_fraction, fill=fill,
@@ -184,6 +194,8 @@ def classify_scene(scene_path: str | os.PathLike, encode_chips: EncodeChips, cla
         written = {"tiles": os.path.join(run.out_dir, "tiles.geojson"),
                    "classmap": os.path.join(run.out_dir, "classmap.tif")}
         header = {**settings, "tiles_kept": run.kept, "tiles_skipped_nodata": run.skipped}
+        if run.scene.crs is None:
+            header["warning"] = "the scene has no CRS: coordinates are in pixel units"
         outputs.write_geojson(written["tiles"], features, crs_name(run.scene.crs), header)
         if wgs84 and run.scene.crs is not None:
             written["tiles_wgs84"] = os.path.join(run.out_dir, "tiles_wgs84.geojson")
@@ -245,9 +257,7 @@ def query_scene(scene_path: str | os.PathLike, encode_chips: EncodeChips, text_e
                                   run.scene.crs, nodata=np.nan, tags={**_tags(settings), "query": query},
                                   description=f"cosine similarity to: {query}")
         preview, _ = run.scene.preview(preview_side)
-        rows, cols = run.grid.raster_shape
-        outputs.write_heatmap_png(written["heatmap_png"], preview, heat,
-                                  (cols * run.grid.stride_w, rows * run.grid.stride_h),
+        outputs.write_heatmap_png(written["heatmap_png"], preview, heat, run.grid.raster_box,
                                   (run.scene.width, run.scene.height),
                                   f"{os.path.basename(run.scene.path)}: \"{query}\"",
                                   note=f"{crs_name(run.scene.crs) or 'no CRS'}; tiles "
@@ -274,82 +284,66 @@ def embed_scene(scene_path: str | os.PathLike, encode_chips: EncodeChips, out_di
                 tile: float = 224, stride: float | None = None, units: str = "px", bands=None,
                 scale=None, nodata_max_fraction: float = 0.5, fill: str = "zero", batch_size: int = 64,
                 chip_size: int | None = None, shard_tiles: int = 4096, metadata_format: str = "auto",
+                identity: dict | None = None, overwrite: bool = False,
                 progress: bool = True) -> dict[str, Any]:
-    """Embeds every kept tile into a resumable tile store (see `outputs.write_tile_store`).
+    """Embeds every kept tile into the embedding store (`remoteclip_jax.data.store`), resumably.
 
-    The grid is processed in ranges of ``shard_tiles`` tile indices; each range becomes one shard
-    (``img_emb_XXXX.npy`` + metadata with ``tile_id``, ``image_path``, window, ``bounds``,
-    ``footprint_wkt`` in the scene CRS, ``crs``), written atomically, then recorded in
-    ``out_dir/store.json``. Rerunning the same command after an interruption keeps finished
-    shards and continues with the next range; rerunning with different settings is refused.
+    Shard ``k`` holds the kept tiles of grid indices ``[k * shard_tiles, (k + 1) * shard_tiles)``;
+    its metadata rows carry ``tile_id``, ``image_path`` (the scene), ``row``/``col``, the pixel
+    window, ``minx``..``maxy`` and ``footprint_wkt`` in the scene's CRS (named in store.json), and
+    ``nodata_fraction``. Rerunning the same command after an interruption keeps finished shards;
+    other settings (scene, bands, scaling, grid, nodata rules, model) are refused.
 
     Args:
-        shard_tiles: grid tiles per shard (ranges whose tiles are all skipped write no shard).
+        shard_tiles: grid tiles per shard.
         metadata_format: ``"auto"`` (parquet when pyarrow is installed, else JSONL),
             ``"parquet"`` or ``"jsonl"``.
+        identity: more facts the store must match on resume (e.g. the model's fingerprint).
+        overwrite: replace a store of other inputs in `out_dir`.
         Other arguments: as `classify_scene`.
 
     Returns:
-        The summary, with ``shards`` (files written) and ``resumed_tiles`` (tiles already done).
+        The summary, with ``shards``, ``resumed_tiles`` (tiles already done) and ``tiles_in_store``.
     """
+    from remoteclip_jax.data.store import EmbeddingStore, StoreWriter
+
     if shard_tiles < 1:
-        raise UserError(f"--shard-tiles {shard_tiles}: must be at least 1")
-    manifest_path = os.path.join(os.fspath(out_dir), STORE_MANIFEST)
-    manifest = None
-    if os.path.exists(manifest_path):
-        with open(manifest_path) as f:
-            manifest = json.load(f)
-        # The scaling of the first run is reused: percentiles must not drift between shards.
-        scale = Scaling.from_dict(manifest["settings"]["scene"]["scaling"])
+        raise ConfigError(f"--shard-tiles {shard_tiles}: must be at least 1")
+    if metadata_format == "auto":
+        metadata_format = "parquet" if importlib.util.find_spec("pyarrow") else "jsonl"
     run = _Run(scene_path, out_dir, **dict(tile=tile, stride=stride, units=units, bands=bands, scale=scale,
                                          nodata_max_fraction=nodata_max_fraction, fill=fill,
                                          batch_size=batch_size, chip_size=chip_size, progress=progress))
     try:
+        num_shards = -(-len(run.grid) // shard_tiles)
         settings = run.settings(shard_tiles=shard_tiles)
-        if manifest is None:
-            manifest = {"settings": settings, "ranges": []}
-        elif manifest["settings"] != json.loads(json.dumps(settings)):
-            raise UserError(f"{manifest_path}: this store was made with other settings (scene, bands, "
-                            f"scaling, tile grid or nodata rules); embed into a new --out directory")
-        done_until = manifest["ranges"][-1]["stop"] if manifest["ranges"] else 0
-        next_shard = sum(1 for r in manifest["ranges"] if r["shard"] is not None)
-        resumed = done_until
-        crs = crs_name(run.scene.crs)
-        for start in range(done_until, len(run.grid), shard_tiles):
-            stop = min(start + shard_tiles, len(run.grid))
+        # The store may be resumed and searched from any directory: the scene by absolute path.
+        settings["scene"] = {**settings["scene"], "path": os.path.abspath(run.scene.path)}
+        writer = StoreWriter(run.out_dir, {**settings, **(identity or {})},
+                             {"crs": crs_name(run.scene.crs), "source": run.scene.path},
+                             num_shards, ("image",), metadata_format, overwrite)
+        todo = [k for k in range(num_shards) if not writer.is_done(k)]
+        resumed = sum(min(shard_tiles, len(run.grid) - k * shard_tiles)
+                      for k in range(num_shards) if k not in todo)
+        for k in todo:
             embeddings, rows = [], []
-            for batch in run.batches(range(start, stop)):
-                if not batch.indices:
-                    continue
-                embeddings.append(_encode(encode_chips, batch.chips))
+            for batch in run.batches(range(k * shard_tiles, min((k + 1) * shard_tiles, len(run.grid)))):
+                if batch.indices:
+                    embeddings.append(_encode(encode_chips, batch.chips))
                 for index, fraction in zip(batch.indices, batch.nodata_fractions):
                     props, ring = _tile_record(run.scene, run.grid, index)
                     xs, ys = [p[0] for p in ring], [p[1] for p in ring]
-                    rows.append({"tile_id": props["tile_id"], "image_path": run.scene.path,
+                    rows.append({"tile_id": props["tile_id"], "image_path": os.path.abspath(run.scene.path),
                                  "row": props["row"], "col": props["col"], **props["window"],
                                  "minx": min(xs), "miny": min(ys), "maxx": max(xs), "maxy": max(ys),
-                                 "footprint_wkt": _wkt(ring), "crs": crs,
-                                 "nodata_fraction": round(fraction, 6)})
-            shard = None
-            if rows:
-                outputs.write_tile_store(run.out_dir, next_shard, np.concatenate(embeddings), rows,
-                                         metadata_format=metadata_format)
-                shard, next_shard = next_shard, next_shard + 1
-            manifest["ranges"].append({"start": start, "stop": stop, "shard": shard, "kept": len(rows)})
-            write_json(manifest_path, manifest)
-        shards = [r["shard"] for r in manifest["ranges"] if r["shard"] is not None]
-        return run.summary({"store": run.out_dir, "manifest": manifest_path}, shards=shards,
-                           resumed_tiles=resumed,
-                           tiles_in_store=sum(r["kept"] for r in manifest["ranges"]))
+                                 "footprint_wkt": _wkt(ring), "nodata_fraction": round(fraction, 6)})
+            if not embeddings:  # every tile of the shard skipped: learn the width once
+                embeddings = [np.zeros((0, _encode(encode_chips, np.zeros(
+                    (1, run.grid.tile_h, run.grid.tile_w, 3), np.uint8)).shape[1]), np.float32)]
+            columns = {key: [r[key] for r in rows] for key in (rows[0] if rows else ())}
+            writer.write_shard(k, {"image": np.concatenate(embeddings)}, {"image": columns})
+        writer.finish()
+        return run.summary({"store": run.out_dir}, shards=num_shards, resumed_tiles=resumed,
+                           tiles_in_store=len(EmbeddingStore(run.out_dir)))
     finally:
         run.close()
-
-
-def search_tile_store(store_dir: str | os.PathLike, text_embedding: np.ndarray, k: int = 10
-                      ) -> list[dict[str, Any]]:
-    """The ``k`` stored tiles most similar to a text embedding: metadata rows plus ``similarity``."""
-    embeddings, rows = outputs.load_tile_store(store_dir)
-    text = _normalise(np.asarray(text_embedding).reshape(-1), "text_embedding")
-    sims = embeddings @ text
-    order = np.argsort(-sims, kind="stable")[:k]
-    return [{**rows[i], "similarity": float(sims[i])} for i in order]

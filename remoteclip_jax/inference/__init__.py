@@ -32,7 +32,7 @@ _EXPORTS = {
     "QueryHits": "remoteclip_jax.inference.contact_sheet",
     "Encoder": "remoteclip_jax.inference.encoder",
     "EncodedImages": "remoteclip_jax.inference.encoder",
-    "EmbeddingStore": "remoteclip_jax.inference.store",
+    "EmbeddingStore": "remoteclip_jax.data.store",
     "load_model": "remoteclip_jax.inference.loading",
 }
 

@@ -1,27 +1,17 @@
-"""Pieces the inference commands share: model/encoder flags, the skipped-image report."""
+"""Pieces the inference commands share: model/encoder and tiling flags, the skipped-image report."""
 from __future__ import annotations
 
 import argparse
-import csv
-import os
 import sys
 from typing import Sequence
 
-from remoteclip_jax.files import atomic_write
-
-
-def write_skipped(skipped: Sequence[tuple[str, str]], out_dir: str) -> str | None:
-    """OUT/skipped.csv (path,reason) when images were skipped; removes a stale one otherwise."""
-    path = os.path.join(out_dir, "skipped.csv")
-    if not skipped:
-        if os.path.exists(path):
-            os.remove(path)
-        return None
-    with atomic_write(path, newline="", encoding="utf-8") as f:
-        writer = csv.writer(f)
-        writer.writerow(["path", "reason"])
-        writer.writerows(skipped)
-    return path
+SOURCE_HELP = ("a folder of images (searched recursively), a .txt list of image paths (relative "
+               "paths are read relative to the list's folder), one image, or KIND:PATH "
+               "(image_folder:AID, dota:DOTA_ROOT, ...; see `remoteclip-jax convert-data --help`)")
+MODEL_HELP = ("the model: a directory (`remoteclip-jax import-weights` output, an open_clip hub "
+              "directory, a transformers CLIPModel directory) or an OpenCLIP weights file "
+              "(.pt/.bin/.safetensors; a preset's file such as RemoteCLIP-ViT-B-32.pt is "
+              "recognised by name, any other needs --arch)")
 
 
 def report_skipped(skipped: Sequence[tuple[str, str]], limit: int = 10) -> None:
@@ -33,9 +23,11 @@ def report_skipped(skipped: Sequence[tuple[str, str]], limit: int = 10) -> None:
 
 
 def add_encoder_arguments(parser: argparse.ArgumentParser) -> None:
-    """--model, --batch-size, --dtype, --workers: shared by classify, embed and search."""
-    parser.add_argument("--model", required=True,
-                        help="model directory (written by `remoteclip-jax import-weights`)")
+    """--model, --arch, --batch-size, --dtype, --workers: shared by the inference commands."""
+    parser.add_argument("--model", required=True, help=MODEL_HELP)
+    parser.add_argument("--arch", default=None,
+                        help="architecture of a weights file given as --model: an open_clip "
+                             "model name (ViT-B-32-quickgelu) or a preset (RemoteCLIP-ViT-B-32)")
     parser.add_argument("--batch-size", type=int, default=None,
                         help="images per batch (default: fastest setting for this backend)")
     parser.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32",
@@ -46,4 +38,32 @@ def add_encoder_arguments(parser: argparse.ArgumentParser) -> None:
 
 def encoder_options(args) -> dict:
     """`Encoder` keyword arguments from `add_encoder_arguments`' flags."""
-    return {"batch_size": args.batch_size, "dtype": args.dtype, "num_workers": args.workers}
+    return {"arch": args.arch, "batch_size": args.batch_size, "dtype": args.dtype,
+            "num_workers": args.workers}
+
+
+def add_tiling_arguments(parser: argparse.ArgumentParser, outputs: str) -> None:
+    """--tile, --stride, --units, --bands, --scale, --nodata-max-fraction: scene inputs."""
+    scene = parser.add_argument_group(
+        "georeferenced scenes", f"with --tile, INPUT is one GeoTIFF/COG scene (needs rasterio): "
+        f"{outputs}")
+    scene.add_argument("--tile", type=float, default=None,
+                       help="tile side, in pixels (or metres with --units m)")
+    scene.add_argument("--stride", type=float, default=None,
+                       help="tile step (default: the tile side, no overlap)")
+    scene.add_argument("--units", choices=("px", "m"), default="px",
+                       help="units of --tile/--stride; m uses the scene's ground sample distance")
+    scene.add_argument("--bands", default=None,
+                       help='bands as RGB: 1-based indices "4,3,2" or descriptions "B4,B3,B2" '
+                            "(default: the first three)")
+    scene.add_argument("--scale", default=None,
+                       help='to 8 bits: "LOW,HIGH" (e.g. 0,10000), "p2,98" (percentile stretch), '
+                            "none; default: uint8 as is, other types p2,98")
+    scene.add_argument("--nodata-max-fraction", type=float, default=0.5,
+                       help="skip (and count) tiles with more nodata than this")
+
+
+def tiling_options(args) -> dict:
+    """Keyword arguments of the `remoteclip_jax.geo` scene functions from the tiling flags."""
+    return {"tile": args.tile, "stride": args.stride, "units": args.units, "bands": args.bands,
+            "scale": args.scale, "nodata_max_fraction": args.nodata_max_fraction}

@@ -34,16 +34,24 @@ class QueryHits:
     Attributes:
         query: the query text, or the query image's path.
         is_image: True when `query` is an image path.
-        hits: (image path, score) best first.
+        hits: (image path or tile id, score) best first.
+        rows: the hits' rows in the store searched.
+        images: what to draw per hit (paths or uint8 arrays; default: the hit paths).
     """
 
     query: str
     is_image: bool
     hits: list[tuple[str, float]]
+    rows: list[int] = dataclasses.field(default_factory=list)
+    images: list | None = None
+
+    def pictures(self) -> list:
+        return self.images if self.images is not None else [p for p, _ in self.hits]
 
 
-def thumbnail(path: str, size: int = THUMB) -> Image.Image:
-    """A size x size RGB thumbnail (aspect kept, padded white); grey when unreadable."""
+def thumbnail(path, size: int = THUMB) -> Image.Image:
+    """A size x size RGB thumbnail (aspect kept, padded white) of an image file or uint8 array;
+    grey when unreadable."""
     try:
         image = open_rgb(path)
     except ImageReadError:
@@ -80,9 +88,9 @@ def png_contact_sheet(results: Sequence[QueryHits], path: str, thumb: int = THUM
         for j, text in enumerate(label):
             draw.text((PAD, y + PAD + thumb + j * line_height), text[:chars], fill=INK, font=font)
         draw.rectangle([0, y, cell_w - 1, y + cell_h - 1], outline=(200, 200, 200))
-        for col, (hit, score) in enumerate(result.hits, 1):
+        for col, ((hit, score), picture) in enumerate(zip(result.hits, result.pictures()), 1):
             x = col * cell_w
-            sheet.paste(thumbnail(hit, thumb), (x + PAD, y + PAD))
+            sheet.paste(thumbnail(picture, thumb), (x + PAD, y + PAD))
             caption = [f"#{col}  {score:.3f}", os.path.basename(hit)]
             for j, text in enumerate(caption):
                 draw.text((x + PAD, y + PAD + thumb + j * line_height), text[:chars], fill=INK,
@@ -92,7 +100,7 @@ def png_contact_sheet(results: Sequence[QueryHits], path: str, thumb: int = THUM
     return path
 
 
-def _data_uri(path: str, thumb: int) -> str:
+def _data_uri(path, thumb: int) -> str:
     buffer = io.BytesIO()
     thumbnail(path, thumb).save(buffer, "JPEG", quality=85)
     return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
@@ -113,8 +121,8 @@ def html_contact_sheet(results: Sequence[QueryHits], path: str, thumb: int = THU
         else:
             query = f"<b>query</b><br>{esc(result.query)}"
         cells = [f"<td>{query}</td>"]
-        for rank, (hit, score) in enumerate(result.hits, 1):
-            cells.append(f"<td><img src='{_data_uri(hit, thumb)}' alt='' title='{esc(hit)}'>"
+        for rank, ((hit, score), picture) in enumerate(zip(result.hits, result.pictures()), 1):
+            cells.append(f"<td><img src='{_data_uri(picture, thumb)}' alt='' title='{esc(hit)}'>"
                          f"#{rank} &nbsp; {score:.4f}<br>{esc(hit)}</td>")
         parts.append("<tr>" + "".join(cells) + "</tr>")
     parts.append("</table>")

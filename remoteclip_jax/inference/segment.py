@@ -52,11 +52,11 @@ def patch_labels(patch_features: np.ndarray, classifier: np.ndarray) -> tuple[np
     return labels, np.take_along_axis(sims, labels[..., None], -1)[..., 0]
 
 
-def _encoder(model, image_size, **options):
+def _encoder(model, image_size, arch=None, **options):
     from remoteclip_jax.inference.encoder import Encoder
     from remoteclip_jax.models.clip import at_image_size
 
-    module, variables = model if isinstance(model, tuple) else load_model(model)
+    module, variables = model if isinstance(model, tuple) else load_model(model, arch)
     if image_size:
         module, variables = at_image_size(module, variables, int(image_size))
     return Encoder(module, variables, **options)
@@ -70,7 +70,8 @@ def segment(images, classes=None, *, model, dataset: str = "", templates=None,
     Args:
         images: a folder (recursive), a .txt list, an image file, or a list of these.
         classes, dataset, templates, class_embedding: as `classify`.
-        model: a model directory or a `(model, variables)` pair (ViT image tower).
+        model: a model directory, a weights file (with `arch=` unless its name is a preset's),
+            or a `(model, variables)` pair (ViT image tower).
         dense: "value" or "plain" (see the module docstring).
         image_size: run the model at this input size (a multiple of its patch size).
         out_dir: write segments.json and png/ there.

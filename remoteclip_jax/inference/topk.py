@@ -9,6 +9,7 @@ index (`pip install faiss-cpu`) can be built from the store once and searched in
 from __future__ import annotations
 
 import functools
+import json
 import math
 import os
 from typing import Iterable
@@ -17,8 +18,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from remoteclip_jax.errors import UserError
-from remoteclip_jax.files import atomic_write
+from remoteclip_jax.errors import ConfigError, DataError, UserError
+from remoteclip_jax.files import atomic_write, write_json
 
 METHODS = ("exact", "approx")
 DEFAULT_CHUNK_ROWS = 65_536
@@ -78,7 +79,7 @@ def top_k(queries, shards: Iterable[np.ndarray], k: int, *, num_rows: int | None
         (scores (Q, k') float32, row indices (Q, k') int64), best first, k' = min(k, rows).
     """
     if method not in METHODS:
-        raise UserError(f"--method {method!r}: expected one of {', '.join(METHODS)}")
+        raise ConfigError(f"--method {method!r}: expected one of {', '.join(METHODS)}")
     queries = jnp.asarray(np.asarray(queries, np.float32))
     rows = max(1, min(int(chunk_rows), int(num_rows or chunk_rows)))
     best_s = jnp.full((queries.shape[0], k), -jnp.inf, jnp.float32)
@@ -101,41 +102,63 @@ def _faiss():
     return faiss
 
 
-def build_faiss_index(shards: Iterable[np.ndarray], path: str, index_key: str = "Flat",
-                      train_rows: int = 100_000) -> str:
-    """Writes a faiss inner-product index of the store's rows to `path`.
+def build_faiss_index(store, path: str, index_key: str = "Flat", train_rows: int = 100_000) -> str:
+    """Writes a faiss inner-product index of a store's image rows to `path`, and beside it
+    ``path.json`` naming the store (its fingerprint and rows), so search refuses the index
+    with any other store.
 
     Args:
-        shards: the store's arrays in row order (index ids = store rows).
+        store: an `EmbeddingStore` (or its image shards, in row order: nothing is recorded).
         path: the index file.
         index_key: a `faiss.index_factory` key: "Flat" (exact), "IVF1024,Flat", "HNSW32", ...
         train_rows: rows used to train indexes that need training (the first ones).
     """
     faiss = _faiss()
-    shards = list(shards)
-    dim = shards[0].shape[1]
-    index = faiss.index_factory(dim, index_key, faiss.METRIC_INNER_PRODUCT)
+    shards = list(store.shards("image") if hasattr(store, "shards") else store)
+    index = faiss.index_factory(shards[0].shape[1], index_key, faiss.METRIC_INNER_PRODUCT)
     if not index.is_trained:
-        sample = np.concatenate([np.asarray(s, np.float32) for s in shards])[:train_rows]
-        index.train(sample)
+        index.train(np.concatenate([np.asarray(s, np.float32) for s in shards])[:train_rows])
     for shard in shards:
         index.add(np.ascontiguousarray(shard, np.float32))
     with atomic_write(path, None) as tmp:
         faiss.write_index(index, tmp)
+    if hasattr(store, "fingerprint"):
+        write_json(f"{path}.json", {"store": store.fingerprint, "rows": int(index.ntotal)})
     return path
 
 
-def faiss_top_k(queries, index_path: str, k: int, nprobe: int | None = None
+def faiss_top_k(queries, index_path: str, k: int, nprobe: int | None = None, store=None
                 ) -> tuple[np.ndarray, np.ndarray]:
     """Searches a faiss index file (ours, or one autofaiss built from the store's img_emb/).
 
+    Args:
+        store: the `EmbeddingStore` the rows belong to: an index of another store (by its
+            record beside the index, or its row count or width) is refused.
+
     Returns:
         (scores (Q, k'), row indices (Q, k')) as `top_k`; rows faiss could not fill are dropped.
+
+    Raises:
+        DataError: a file that is not a faiss index, or an index of another store.
     """
     faiss = _faiss()
     if not os.path.isfile(index_path):
-        raise UserError(f"{index_path}: faiss index not found")
-    index = faiss.read_index(index_path)
+        raise DataError(f"{index_path}: faiss index not found")
+    try:
+        index = faiss.read_index(index_path)
+    except RuntimeError as e:
+        raise DataError(f"{index_path}: not a faiss index ({str(e).splitlines()[0][:80]}); "
+                        "build one from the store (inference.topk.build_faiss_index)") from None
+    if store is not None:
+        record = {}
+        if os.path.isfile(f"{index_path}.json"):
+            with open(f"{index_path}.json", encoding="utf-8") as f:
+                record = json.load(f)
+        if record.get("store", store.fingerprint) != store.fingerprint or \
+                index.ntotal != len(store) or index.d != store.embed_dim:
+            raise DataError(f"{index_path}: built from another store than {store.root} "
+                            f"({index.ntotal} rows of width {index.d}, the store has {len(store)} "
+                            f"of width {store.embed_dim}); build the index from this store")
     if nprobe is not None and hasattr(index, "nprobe"):
         index.nprobe = nprobe
     scores, ids = index.search(np.ascontiguousarray(queries, np.float32), k)

@@ -14,6 +14,7 @@ import argparse
 import csv
 import dataclasses
 import os
+import re
 import sys
 import time
 from typing import Sequence
@@ -23,11 +24,12 @@ import numpy as np
 from remoteclip_jax.data.classnames import dataset_classes, readable_classnames
 from remoteclip_jax.errors import ConfigError, DataError
 from remoteclip_jax.files import atomic_write, write_json
-from remoteclip_jax.inference.command_line import (add_encoder_arguments, encoder_options,
-                                                   report_skipped, write_skipped)
-from remoteclip_jax.inference.inputs import list_images, parse_class_names
+from remoteclip_jax.data.store import write_skipped
+from remoteclip_jax.inference import command_line
+from remoteclip_jax.inference.inputs import image_items, parse_class_names
 from remoteclip_jax.inference.loading import make_encoder
-from remoteclip_jax.prompts import CLASS_EMBEDDINGS, build_prompts, class_embeddings, get_templates
+from remoteclip_jax.prompts import (CLASS_EMBEDDINGS, TEMPLATE_SETS, build_prompts,
+                                    class_embeddings, get_templates)
 
 FORMATS = ("csv", "json")
 DEFAULT_TOP_K = 5
@@ -43,6 +45,7 @@ class Predictions:
         probabilities: (N, C) softmax over classes of 100 x cosine(image, class).
         skipped: (path, reason) for each image that could not be read.
         seconds: wall time of the whole call (model compile included).
+        truth: the true class of each image when the input says it (class folders), else None.
     """
 
     paths: list[str]
@@ -50,6 +53,7 @@ class Predictions:
     probabilities: np.ndarray
     skipped: list[tuple[str, str]]
     seconds: float
+    truth: list[str] | None = None
 
     def top(self, k: int) -> tuple[np.ndarray, np.ndarray]:
         """(N, k) class indices and their probabilities, best first (ties: lower index first)."""
@@ -62,6 +66,13 @@ class Predictions:
         """Top-1 label per image."""
         return [self.class_names[i] for i in self.top(1)[0][:, 0]]
 
+    def confusion(self) -> np.ndarray:
+        """(C, C) counts [true, predicted top-1] of the images with a known class."""
+        index = {name: i for i, name in enumerate(self.class_names)}
+        matrix = np.zeros((len(index),) * 2, np.int64)
+        np.add.at(matrix, ([index[t] for t in self.truth], [index[p] for p in self.labels]), 1)
+        return matrix
+
 
 def resolve_templates(spec, dataset: str = "") -> tuple[str, ...]:
     """`--templates`: paper | remoteclip | georsclip, one template holding `{}`, a file with one
@@ -71,6 +82,10 @@ def resolve_templates(spec, dataset: str = "") -> tuple[str, ...]:
             spec = [line.strip() for line in f if line.strip()]
     elif isinstance(spec, str) and "{}" in spec:
         spec = [spec]
+    elif isinstance(spec, str) and spec not in TEMPLATE_SETS:
+        raise ConfigError(f"--templates {spec!r}: neither a template set ({', '.join(TEMPLATE_SETS)}) "
+                          "nor a template: write {} where the class name goes, e.g. --templates "
+                          "\"a satellite photo of {}.\" (or give a file with one template per line)")
     try:
         return get_templates(spec, dataset)
     except ValueError as e:
@@ -150,25 +165,40 @@ def classify(images, classes=None, *, model=None, encoder=None, dataset: str = "
         raise ConfigError(f"--format {fmt!r}: expected one of {', '.join(FORMATS)}")
     class_names, prompt_templates = classes_and_templates(classes, dataset, templates,
                                                            class_embedding)
-    paths = list_images(images)
+    items = image_items(images)
     encoder = make_encoder(model, encoder=encoder, **encoder_options)
     classifier = class_classifier(encoder, class_names, prompt_templates, dataset, class_embedding)
-    encoded = encoder.images(paths)
+    encoded = encoder.images([im.path for im in items])
     if not encoded.paths:
-        raise DataError(f"none of the {len(paths)} images could be read; first: "
-                         f"{encoded.skipped[0][1]}")
+        raise DataError(f"none of the {len(items)} images could be read; first: "
+                        f"{encoded.skipped[0][1]}")
     result = Predictions(encoded.paths, class_names, softmax_scores(encoded.features, classifier),
-                         encoded.skipped, 0.0)
+                         encoded.skipped, 0.0, _truth([items[i] for i in encoded.indices],
+                                                      class_names))
     if out_dir is not None:
         write_predictions(result, out_dir, fmt, top_k)
     result.seconds = time.perf_counter() - start
     return result
 
 
+def _truth(items, class_names: Sequence[str]) -> list[str] | None:
+    """The true class of each item, when every item names one of `class_names`: its label
+    (``image_folder:``), else its folder's name, matched ignoring case, spaces, - and _
+    (folder ``StorageTanks`` is class "storage tanks"); None otherwise."""
+    def key(name: str) -> str:
+        return re.sub(r"[\s_-]", "", name).lower()
+
+    by_key = {key(name): name for name in class_names}
+    named = [by_key.get(key(im.label or os.path.basename(os.path.dirname(im.path))))
+             for im in items]
+    return named if all(named) else None
+
+
 def write_predictions(predictions: Predictions, out_dir: str, fmt: str = "csv",
                       top_k: int = DEFAULT_TOP_K) -> str:
     """Writes OUT/predictions.csv (columns path,label,score,label_2,score_2,...) or
-    OUT/predictions.json, plus OUT/skipped.csv (path,reason) when images were skipped.
+    OUT/predictions.json, plus OUT/skipped.csv (path,reason) when images were skipped and
+    OUT/confusion.csv (true class per row, predicted per column) when the classes are known.
 
     Returns:
         The predictions file's path.
@@ -198,6 +228,14 @@ def write_predictions(predictions: Predictions, out_dir: str, fmt: str = "csv",
                           "skipped": [{"path": p, "reason": r} for p, r in predictions.skipped]},
                    indent=1)
     write_skipped(predictions.skipped, out_dir)
+    confusion = os.path.join(out_dir, "confusion.csv")
+    if predictions.truth is None and os.path.exists(confusion):
+        os.remove(confusion)  # of an earlier run: it does not describe these predictions
+    if predictions.truth is not None:
+        with atomic_write(confusion, newline="", encoding="utf-8") as f:
+            writer = csv.writer(f)
+            writer.writerow(["true \\ predicted", *names])
+            writer.writerows([name, *row] for name, row in zip(names, predictions.confusion()))
     return path
 
 
@@ -226,13 +264,14 @@ def classify_scene(scene: str, classes=None, *, model=None, encoder=None, datase
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="remoteclip-jax classify",
+        prog="remoteclip-jax classify", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         description="Zero-shot scene labels for images. Score = softmax over the given classes "
                     "of 100 x cosine similarity between the image and each class embedding "
-                    "(CLIP's zero-shot logit scale); scores of one image sum to 1.")
-    parser.add_argument("input", help="folder of images (searched recursively), .txt file with one "
-                                      "image path per line, or one image")
-    add_encoder_arguments(parser)
+                    "(CLIP's zero-shot logit scale); scores of one image sum to 1. Images in "
+                    "folders named after the classes are scored: top-1 accuracy is printed and "
+                    "OUT/confusion.csv written.")
+    parser.add_argument("input", help=command_line.SOURCE_HELP)
+    command_line.add_encoder_arguments(parser)
     parser.add_argument("--classes", help='class names: "a,b,c", a file with one name per line, '
                                           "or a folder whose sub-folders are the classes")
     parser.add_argument("--dataset", default="",
@@ -241,9 +280,10 @@ def build_parser() -> argparse.ArgumentParser:
                              "rsicb256): its class list when --classes is not given, its prompt "
                              "names and template set")
     parser.add_argument("--templates", default=None,
-                        help='paper | remoteclip | georsclip, a template such as "a photo of {}.", '
-                             "or a file with one template per line (default: remoteclip with "
-                             "--dataset, else paper: \"a satellite photo of {}.\")")
+                        help='paper | remoteclip | georsclip, a template such as "a photo of {}." '
+                             "({} is where the class name goes), or a file with one template per "
+                             "line (default: remoteclip with --dataset, else paper: \"a satellite "
+                             "photo of {}.\")")
     parser.add_argument("--class-embedding", choices=CLASS_EMBEDDINGS, default="average",
                         help="average: average the prompts' raw features, normalise (RemoteCLIP's "
                              "evaluation, as `remoteclip-jax eval`); openai: normalise each "
@@ -253,49 +293,45 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", default=".", help="output folder (predictions.csv is written there)")
     parser.add_argument("--format", choices=FORMATS, default="csv",
                         help="csv: predictions.csv; json: predictions.json")
-    scene = parser.add_argument_group(
-        "georeferenced scenes", "with --tile, INPUT is one GeoTIFF/COG scene (needs rasterio): "
-        "every tile gets a label; writes OUT/tiles.geojson (tile polygons in the scene's CRS, "
-        "named in the file), OUT/classmap.tif and OUT/summary.json")
-    scene.add_argument("--tile", type=float, default=None,
-                       help="tile side, in pixels (or metres with --units m)")
-    scene.add_argument("--stride", type=float, default=None,
-                       help="tile step (default: the tile side, no overlap)")
-    scene.add_argument("--units", choices=("px", "m"), default="px",
-                       help="units of --tile/--stride; m uses the scene's ground sample distance")
-    scene.add_argument("--bands", default=None,
-                       help='bands as RGB: 1-based indices "4,3,2" or descriptions "B4,B3,B2" '
-                            "(default: the first three)")
-    scene.add_argument("--scale", default=None,
-                       help='to 8 bits: "LOW,HIGH" (e.g. 0,10000), "p2,98" (percentile stretch), '
-                            "none; default: uint8 as is, other types p2,98")
-    scene.add_argument("--nodata-max-fraction", type=float, default=0.5,
-                       help="skip (and count) tiles with more nodata than this")
-    scene.add_argument("--wgs84", action="store_true",
-                       help="also write tiles_wgs84.geojson (RFC 7946 longitude/latitude)")
+    command_line.add_tiling_arguments(parser, "every tile gets a label; writes OUT/tiles.geojson "
+                                      "(tile polygons in the scene's CRS, named in the file), "
+                                      "OUT/classmap.tif and OUT/summary.json")
+    parser.add_argument("--wgs84", action="store_true",
+                        help="scenes: also write tiles_wgs84.geojson (RFC 7946 longitude/latitude)")
     return parser
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.top_k < 1:
         raise ConfigError(f"--top-k {args.top_k}: must be at least 1")
+    options = command_line.encoder_options(args)
     if args.tile is not None:
         summary = classify_scene(
-            args.input, args.classes, model=args.model, dataset=args.dataset,
-            templates=args.templates, class_embedding=args.class_embedding, out_dir=args.out,
-            top_k=args.top_k, tile=args.tile, stride=args.stride, units=args.units,
-            bands=args.bands, scale=args.scale, nodata_max_fraction=args.nodata_max_fraction,
-            wgs84=args.wgs84)
-        print(f"classified {summary.get('tiles_kept', '?')} tiles of {args.input}, skipped "
-              f"{summary.get('tiles_skipped_nodata', '?')} (nodata) -> {os.path.join(args.out, 'tiles.geojson')}")
+            args.input, args.classes, encoder=make_encoder(args.model, **options),
+            dataset=args.dataset, templates=args.templates, class_embedding=args.class_embedding,
+            out_dir=args.out, top_k=args.top_k, wgs84=args.wgs84,
+            **command_line.tiling_options(args))
+        print(f"classified {_count(summary['tiles_kept'], 'tile')} of {args.input}, "
+              f"{summary['tiles_skipped_nodata']} skipped as nodata -> "
+              f"{os.path.join(args.out, 'tiles.geojson')}")
         return 0
     result = classify(args.input, args.classes, model=args.model, dataset=args.dataset,
                       templates=args.templates, class_embedding=args.class_embedding,
-                      out_dir=args.out, fmt=args.format, top_k=args.top_k, **encoder_options(args))
-    report_skipped(result.skipped)
+                      out_dir=args.out, fmt=args.format, top_k=args.top_k, **options)
+    command_line.report_skipped(result.skipped)
+    if len(result.paths) == 1:
+        print(f"{result.paths[0]}: {result.labels[0]} ({result.top(1)[1][0, 0]:.3f})")
+    if result.truth is not None:
+        print(f"top-1 accuracy {100 * np.mean(np.asarray(result.labels) == result.truth):.2f}% "
+              f"over {_count(len(result.paths), 'labelled image')} (confusion matrix: "
+              f"{os.path.join(args.out, 'confusion.csv')})")
     name = "predictions.csv" if args.format == "csv" else "predictions.json"
-    print(f"classified {len(result.paths)} images, skipped {len(result.skipped)}, "
+    print(f"classified {_count(len(result.paths), 'image')}, skipped {len(result.skipped)}, "
           f"{result.seconds:.1f} s -> {os.path.join(args.out, name)}")
     return 0
 

@@ -14,13 +14,14 @@ import os
 import numpy as np
 
 from remoteclip_jax.errors import ConfigError
+from remoteclip_jax.weights.model_info import model_argument
 
 _FILE_FORMATS = {".safetensors": "safetensors", ".pt": "pt", ".pth": "pt", ".bin": "pt"}
 
 
 def _import_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="remoteclip-jax import-weights",
+        prog="remoteclip-jax import-weights", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         description="Convert a checkpoint into our model directory (orbax variables + model.json "
                     "recording the model, its activation and the source).")
     p.add_argument("source", metavar="SRC",
@@ -32,12 +33,13 @@ def _import_parser() -> argparse.ArgumentParser:
                         "a .json file holding an open_clip-style config; required for a file, whose weights cannot tell the activation; for a "
                         "directory it must agree with the directory's config")
     p.add_argument("--out", required=True, help="model directory to write")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     return p
 
 
 def _export_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="remoteclip-jax export-weights",
+        prog="remoteclip-jax export-weights", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         description="Write a model directory (any layout import-weights reads) in another format.")
     p.add_argument("directory", metavar="DIR", help="a model directory (ours, open_clip or transformers)")
     p.add_argument("--format", choices=("hf", "open_clip", "safetensors", "pt"), default=None,
@@ -46,6 +48,7 @@ def _export_parser() -> argparse.ArgumentParser:
                         "OpenCLIP state-dict file (.pt needs torch). Default: from --out's suffix "
                         "(.safetensors, .pt, .pth, .bin), else hf")
     p.add_argument("--out", required=True, help="output directory (hf, open_clip) or file")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     card = p.add_argument_group("model card (README.md of hf and open_clip directories)")
     card.add_argument("--license", default=None, help="licence identifier, e.g. apache-2.0, mit")
     card.add_argument("--license-link", default=None, help="where the licence text is")
@@ -62,18 +65,19 @@ def _count(variables) -> float:
     return sum(int(np.prod(np.shape(v))) for v in jax.tree.leaves(variables)) / 1e6
 
 
-def _model_argument(value: str | None):
-    """A model name, or the config dict of a `.json` file (custom sizes)."""
-    if value is None or not value.endswith(".json"):
-        return value
-    from remoteclip_jax.weights.model_info import read_json
-    return read_json(value, ConfigError, "model config file (--model) not found")
+def _check_out(out: str, overwrite: bool) -> None:
+    """One rule for every command that writes a folder or file of results: an existing one is
+    replaced only with --overwrite (as `embed` asks)."""
+    if overwrite or not os.path.exists(out) or (os.path.isdir(out) and not os.listdir(out)):
+        return
+    raise ConfigError(f"--out {out}: exists; use another --out, or --overwrite to replace it")
 
 
 def import_weights(argv: list[str]) -> int:
     from remoteclip_jax.weights import model_dir
     args = _import_parser().parse_args(argv)
-    variables, info = model_dir.read_model_dir(args.source, _model_argument(args.model))
+    _check_out(args.out, args.overwrite)
+    variables, info = model_dir.read_model_dir(args.source, model_argument(args.model))
     info = model_dir.save_orbax(variables, args.out, info)
     print(f"wrote {args.out}: {info.display_name}, activation {info.activation}, "
           f"{_count(variables):.1f}M values")
@@ -88,6 +92,7 @@ def export_weights(argv: list[str]) -> int:
         raise ConfigError(f"--out {args.out}: is a directory; --format {fmt} writes one file")
     if fmt == "safetensors" and not args.out.endswith(".safetensors"):
         raise ConfigError(f"--out {args.out}: --format safetensors needs a .safetensors file name")
+    _check_out(args.out, args.overwrite)
     variables, info = model_dir.read_model_dir(args.directory)
     if fmt in ("safetensors", "pt"):
         openclip.save_state_dict(openclip.to_openclip(variables, info.config), args.out)

@@ -28,7 +28,7 @@ import numpy as np
 
 from remoteclip_jax.errors import WeightsError
 from remoteclip_jax.weights import openclip
-from remoteclip_jax.weights.model_info import ModelInfo, read_json
+from remoteclip_jax.weights.model_info import ModelInfo, source_record, read_json
 from remoteclip_jax.files import atomic_write, write_json
 
 CONFIG_NAME = "config.json"
@@ -262,7 +262,7 @@ def read_hf_dir(directory: str) -> tuple[dict, ModelInfo]:
     _check_vocabulary(directory)
     weights_path, state = _read_weights(directory)
     variables = openclip.load_openclip(hf_to_openclip(state, config, weights_path), config)
-    return variables, ModelInfo.from_model(config, variables=variables, source=os.path.abspath(directory))
+    return variables, ModelInfo.from_model(config, variables=variables, source=source_record(directory))
 
 
 def _read_weights(directory: str) -> tuple[str, dict[str, np.ndarray]]:

@@ -23,7 +23,7 @@ from typing import Any, Mapping
 from remoteclip_jax import transforms
 from remoteclip_jax.errors import WeightsError
 from remoteclip_jax.weights import openclip
-from remoteclip_jax.weights.model_info import ModelInfo, read_json
+from remoteclip_jax.weights.model_info import ModelInfo, source_record, read_json
 from remoteclip_jax.files import write_json
 
 CONFIG_NAME = "open_clip_config.json"
@@ -82,7 +82,7 @@ def read_hub_dir(directory: str) -> tuple[dict, ModelInfo]:
     if weights is None:
         raise WeightsError(f"{directory}: {CONFIG_NAME} but no weights ({', '.join(_WEIGHT_FILES)})")
     variables = openclip.load_openclip(weights, config)
-    return variables, ModelInfo.from_model(config, variables=variables, source=os.path.abspath(directory))
+    return variables, ModelInfo.from_model(config, variables=variables, source=source_record(directory))
 
 
 def _warn_on_other_preprocessing(preprocess: Mapping, origin: str) -> None:

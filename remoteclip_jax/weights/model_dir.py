@@ -20,7 +20,7 @@ from typing import Mapping
 from remoteclip_jax.errors import WeightsError
 from remoteclip_jax.weights import hf, hub
 from remoteclip_jax.weights.model_info import FILE_NAME as INFO_NAME
-from remoteclip_jax.weights.model_info import ModelInfo
+from remoteclip_jax.weights.model_info import ModelInfo, source_record
 
 VARIABLES_DIR = "variables"
 FORMATS = ("hf", "open_clip", "orbax")
@@ -84,8 +84,27 @@ def load_orbax(directory: str) -> tuple[dict, ModelInfo]:
     target = jax.eval_shape(model.init, jax.random.PRNGKey(0), jnp.zeros((1, s, s, 3)),
                             jnp.zeros((1, model.context_length), jnp.int32))
     with ocp.StandardCheckpointer() as ckptr:
-        variables = ckptr.restore(os.path.join(directory, VARIABLES_DIR), target)
+        path = os.path.join(directory, VARIABLES_DIR)
+        # Compare shapes first: orbax reports a mismatch as a page of traceback.
+        stored = getattr(ckptr.metadata(path), "item_metadata", None)
+        if stored is not None:
+            have, want = (_shapes(tree) for tree in (stored, target))
+            wrong = [k for k in sorted(set(have) | set(want)) if have.get(k) != want.get(k)]
+            if wrong:
+                raise WeightsError(
+                    f"{directory}: {INFO_NAME} names {info.display_name}, but {VARIABLES_DIR}/ "
+                    f"holds weights of another architecture ({len(wrong)} arrays differ, first "
+                    f"{wrong[0]}: stored {have.get(wrong[0])}, expected {want.get(wrong[0])}); "
+                    f"fix {INFO_NAME} or import the weights again (remoteclip-jax import-weights)")
+        variables = ckptr.restore(path, target)
     return jax.device_get(variables), info
+
+
+def _shapes(tree) -> dict[str, tuple]:
+    import jax
+
+    return {jax.tree_util.keystr(path): tuple(leaf.shape)
+            for path, leaf in jax.tree_util.tree_leaves_with_path(tree)}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -106,7 +125,7 @@ def read_model_dir(path: str, model: str | Mapping | None = None) -> tuple[dict,
                                 "or preset name (e.g. --model RemoteCLIP-ViT-B-32)")
         from remoteclip_jax.weights import openclip
         variables = openclip.load_openclip(path, model)
-        return variables, ModelInfo.from_model(model, variables=variables, source=os.path.abspath(path))
+        return variables, ModelInfo.from_model(model, variables=variables, source=source_record(path))
     reader = {"orbax": load_orbax, "open_clip": hub.read_hub_dir, "hf": hf.read_hf_dir}[layout]
     variables, info = reader(path)
     if model is not None:

@@ -115,6 +115,24 @@ class ModelInfo:
         return cls.from_json(data, path)
 
 
+def source_record(path: str) -> str:
+    """What a model card and model.json say the weights came from: the file's name and
+    fingerprint (never the local path, which means nothing elsewhere), or the folder's name."""
+    path = os.path.normpath(os.fspath(path))
+    if os.path.isfile(path):
+        from remoteclip_jax.weights.fingerprint import file_fingerprint
+        return f"{os.path.basename(path)} (sha256 {file_fingerprint(path)})"
+    return os.path.basename(path)
+
+
+def model_argument(value: str | None, flag: str = "--model"):
+    """A model or preset name as given, or the config dict of a `.json` file (custom sizes)."""
+    if value is None or not value.endswith(".json"):
+        return value
+    from remoteclip_jax.errors import ConfigError
+    return read_json(value, ConfigError, f"model config file ({flag}) not found")
+
+
 def read_json(path: str, error: type[UserError], missing: str) -> Any:
     """Parses a JSON file; a missing or malformed file raises `error` in one line.
 

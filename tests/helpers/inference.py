@@ -18,13 +18,14 @@ AID_CLASSES = ("Airport", "Beach", "Forest")
 
 
 @functools.lru_cache(maxsize=None)
-def tiny_model(seed: int = 0):
-    """TINY_VIT with random weights: (model, variables); one per session and seed.
+def tiny_model(seed: int = 0, embed_dim: int = 32):
+    """TINY_VIT (or it with another `embed_dim`) with random weights: (model, variables); one
+    per session, seed and width.
 
     Weights are drawn with numpy on the shapes of `model.init` (jitting init itself takes ~15 s
     on a loaded 2-core machine): N(0, 0.05), LayerNorm scales around 1.
     """
-    model = rc.create_model(rc.models.TINY_VIT)
+    model = rc.create_model({**rc.models.TINY_VIT, "embed_dim": embed_dim})
     s = model.image_size
     shapes = jax.eval_shape(model.init, jax.random.PRNGKey(0), jnp.zeros((1, s, s, 3)),
                             jnp.zeros((1, model.context_length), jnp.int32))
@@ -38,11 +39,12 @@ def tiny_model(seed: int = 0):
     return model, jax.tree_util.tree_map_with_path(draw, shapes)
 
 
-def save_model_dir(variables, directory) -> str:
-    """Writes `variables` of TINY_VIT as a model directory (what `import-weights` writes)."""
+def save_model_dir(variables, directory, embed_dim: int = 32) -> str:
+    """Writes `variables` of TINY_VIT (of `embed_dim`) as a model directory (what
+    `import-weights` writes)."""
     from remoteclip_jax.weights.model_dir import save_orbax
 
-    save_orbax(variables, str(directory), dict(rc.models.TINY_VIT))
+    save_orbax(variables, str(directory), {**rc.models.TINY_VIT, "embed_dim": embed_dim})
     return str(directory)
 
 

@@ -98,7 +98,9 @@ def write_manifest(rows: Sequence[dict], out: str):
 
 def main(argv=None):
     import argparse
-    p = argparse.ArgumentParser(prog="remoteclip-jax count-manifest", description="Build a RemoteCount-style counting manifest from DOTA labels.")
+    p = argparse.ArgumentParser(prog="remoteclip-jax count-manifest",
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                                description="Build a RemoteCount-style counting manifest from DOTA labels.")
     p.add_argument("--dota", required=True, help="folder with images/ and labelTxt/")
     p.add_argument("--out", required=True, help="manifest JSONL to write")
     p.add_argument("--min_count", type=int, default=1)
