@@ -35,7 +35,7 @@ class WiseFtError(UserError, ValueError):
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="remoteclip-jax wise-ft",
+        prog="remoteclip-jax wise-ft", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         description="WiSE-FT: average a zero-shot and a fine-tuned model in weight space, "
                     "(1 - alpha) x zero-shot + alpha x fine-tuned; write it (--alpha) or evaluate "
                     "a sweep of alphas (--sweep, with --config=RECIPE).")

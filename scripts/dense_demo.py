@@ -22,8 +22,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-DOTA_CLASSES = ["harbor", "ship", "water", "storage tank", "buildings", "road", "bare land",
-                "trees"]
+DOTA_CLASSES = ["parking lot", "buses", "buildings", "road", "trees", "grass"]  # P0003: a bus depot
 PROCEDURAL_CLASSES = ["water", "grass", "desert", "urban"]
 
 
@@ -44,7 +43,7 @@ def _to_docs(png: str, dest: str) -> None:
     from PIL import Image
 
     with Image.open(png) as im:
-        im.convert("RGB").quantize(128).save(dest, optimize=True)
+        im.convert("RGB").quantize(256, method=Image.Quantize.FASTOCTREE).save(dest, optimize=True)
     print("docs copy:", dest, os.path.getsize(dest) // 1024, "KiB")
 
 

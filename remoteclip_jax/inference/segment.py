@@ -13,7 +13,7 @@ with its position embedding resampled (open_clip's `resize_pos_embed`), for a fi
     remoteclip-jax segment SCENE.tif --model DIR --classes ... --tile 448 --out seg
 
 Images: OUT/segments.json (classes, the grid of each image) and OUT/png/<name>.png (the model's
-centre crop with the class of each patch). Scenes (`--tile N`, needs rasterio): the scene is cut
+centre crop beside the class of each patch). Scenes (`--tile N`, needs rasterio): the scene is cut
 into N-pixel tiles from its top-left corner, each tile is one model input, and OUT/classmap.tif
 holds a class per patch cell (N / grid pixels a side, the scene's CRS and origin; tiles that run
 past the scene's edge are read with no data there, and cells that are mostly no data are 255),
@@ -191,7 +191,7 @@ def _view(path: str, encoder) -> np.ndarray:
 
 def _write_png(path: str, picture: np.ndarray, labels: np.ndarray, names: Sequence[str], *,
                title: str, extent: tuple[float, float] = (1.0, 1.0)) -> None:
-    """The picture with each cell's class colour over it and a legend of the classes present.
+    """The picture and its label map side by side, with a legend of the classes present.
 
     `extent`: the share of the picture's width and height the label grid covers (a scene's last
     tiles may run past its edge)."""
@@ -204,24 +204,25 @@ def _write_png(path: str, picture: np.ndarray, labels: np.ndarray, names: Sequen
     from remoteclip_jax.geo.outputs import class_colours
 
     colours = class_colours(len(names))
-    rgba = np.zeros(labels.shape + (4,), np.float32)
+    rgba = np.ones(labels.shape + (4,), np.float32)          # white where nothing is labelled
     for index, colour in colours.items():
-        rgba[labels == index] = np.asarray(colour, np.float32) / 255.0
-    rgba[..., 3] *= 0.5
+        if index != NODATA:
+            rgba[labels == index] = np.asarray(colour, np.float32) / 255.0
     h, w = picture.shape[:2]
-    fig, ax = plt.subplots(figsize=(7, 7 * h / w + 0.8), dpi=100)
-    ax.imshow(picture)
-    ax.imshow(rgba, extent=(-0.5, w * extent[0] - 0.5, h * extent[1] - 0.5, -0.5),
-              interpolation="nearest")
-    ax.set_xlim(-0.5, w - 0.5)
-    ax.set_ylim(h - 0.5, -0.5)
-    ax.set_axis_off()
-    ax.set_title(title, fontsize=9)
+    fig, axes = plt.subplots(1, 2, figsize=(12, 6 * h / w + 1.0), dpi=100)
+    axes[0].imshow(picture)
+    axes[1].imshow(rgba, extent=(-0.5, w * extent[0] - 0.5, h * extent[1] - 0.5, -0.5),
+                   interpolation="nearest")
+    for ax in axes:
+        ax.set_xlim(-0.5, w - 0.5)
+        ax.set_ylim(h - 0.5, -0.5)
+        ax.set_axis_off()
+    fig.suptitle(title, fontsize=10)
     present = [i for i in range(len(names)) if (labels == i).any()]
-    ax.legend(handles=[Patch(color=np.asarray(colours[i]) / 255.0, label=names[i]) for i in present],
-              loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=min(4, max(1, len(present))),
-              fontsize=8, frameon=False)
-    fig.tight_layout()
+    fig.legend(handles=[Patch(color=np.asarray(colours[i]) / 255.0, label=names[i])
+                        for i in present],
+               loc="lower center", ncol=min(8, max(1, len(present))), fontsize=9, frameon=False)
+    fig.tight_layout(rect=(0, 0.06, 1, 0.96))
     with atomic_write(path, None) as tmp:
         fig.savefig(tmp, format="png")
     plt.close(fig)

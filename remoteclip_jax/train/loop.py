@@ -117,7 +117,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
             with atomic_write(workdir / "config.json") as f:
                 f.write(config.to_json_best_effort(indent=2))
         logger = metrics_lib.MetricsLogger(workdir, enabled=primary)
-        train_step = step_lib.make_train_step(run.model, config, run.mesh)
+        train_step = step_lib.make_train_step(run.model, config, run.mesh,
+                                              optimizer=run.optimizer)
         ema = ema_update = None
         if ema_lib.enabled(config):
             ema = ema_lib.restore_or_init(checkpointer, run.resumed_step,

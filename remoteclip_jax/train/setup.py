@@ -23,11 +23,13 @@ from remoteclip_jax.train import sharding as sharding_lib
 
 @dataclasses.dataclass
 class Run:
-    """Everything a mode needs: config (steps resolved), model, mesh, state and checkpointer."""
+    """Everything a mode needs, resolved once: config (steps resolved), model, mesh, the
+    optimizer `(tx, schedule)`, state and checkpointer."""
 
     config: Any
     model: Any
     mesh: Any
+    optimizer: tuple
     state: Any
     checkpointer: ckpt_lib.Checkpointer
     resumed_step: int | None
@@ -121,7 +123,7 @@ def setup(config, workdir, *, for_training: bool, need_checkpoint: str = "") -> 
     Returns:
         (run, iterator); the iterator is None unless `for_training`.
     """
-    from remoteclip_jax.train import state as state_lib
+    from remoteclip_jax.train import optim as optim_lib, state as state_lib
 
     if not flags.FLAGS.is_parsed():
         # grain reads absl flags even outside absl.app.run.
@@ -141,8 +143,10 @@ def setup(config, workdir, *, for_training: bool, need_checkpoint: str = "") -> 
             config = with_steps(config, total_steps(config, iterator))
         rng = jax.random.PRNGKey(int(config.seed))
         init_variables = load_init_variables(config) if resumed is None else None
+        optimizer = optim_lib.make_optimizer(config, max(1, int(config.train.steps)))
         state, _ = state_lib.create_train_state(model, config, mesh, jax.random.fold_in(rng, 0),
-                                                init_variables=init_variables)
+                                                init_variables=init_variables,
+                                                optimizer=optimizer[0])
         if resumed is not None:
             state, data_state = checkpointer.restore(resumed, state, with_data=for_training)
             if iterator is not None:
@@ -152,7 +156,7 @@ def setup(config, workdir, *, for_training: bool, need_checkpoint: str = "") -> 
     except BaseException:
         checkpointer.close()
         raise
-    return Run(config, model, mesh, state, checkpointer, resumed), iterator
+    return Run(config, model, mesh, optimizer, state, checkpointer, resumed), iterator
 
 
 def say(message: str):

@@ -14,6 +14,7 @@ import flax
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 from jax.sharding import Mesh
 
 from remoteclip_jax.errors import ConfigError, WeightsError
@@ -121,7 +122,9 @@ def _check_tree(given: Any, expected: Any, what: str) -> None:
 
 
 def create_train_state(model: Any, config: Any, mesh: Mesh, rng: jax.Array,
-                       init_variables: dict | None = None) -> tuple[TrainState, TrainState]:
+                       init_variables: dict | None = None,
+                       optimizer: optax.GradientTransformation | None = None
+                       ) -> tuple[TrainState, TrainState]:
     """Creates the train state already sharded over `mesh`.
 
     Args:
@@ -131,6 +134,9 @@ def create_train_state(model: Any, config: Any, mesh: Mesh, rng: jax.Array,
         rng: PRNG key for a from-scratch init (ignored when `init_variables` is given).
         init_variables: optional Flax variables (`{"params"[, "batch_stats"]}`, e.g. from
             `rc.load_openclip`) to start from instead of a random init; numpy or jax arrays.
+        optimizer: the run's optax transformation (`optim.make_optimizer`), whose state the
+            train state holds; built from `config` when None (its state's structure does not
+            depend on the schedule's length).
 
     Returns:
         (state, state_shardings): the state with step 0 and a tree of `NamedSharding`s of the same
@@ -143,8 +149,7 @@ def create_train_state(model: Any, config: Any, mesh: Mesh, rng: jax.Array,
     in_model = _holds_logit_bias(model)
     model_cfg = getattr(model, "config", {}) or {}
     bias_init = float(model_cfg.get("init_logit_bias", SIGLIP_INIT_LOGIT_BIAS))
-    # The optimizer's state structure does not depend on the schedule length.
-    tx, _ = optim_lib.make_optimizer(config, total_steps=1)
+    tx = optimizer or optim_lib.make_optimizer(config, total_steps=1)[0]
 
     def build(variables):
         params = jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), dict(variables["params"]))

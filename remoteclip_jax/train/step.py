@@ -203,7 +203,8 @@ def make_grad_fn(model: Any, config: Any, mesh: Mesh) -> Callable:
     return jax.jit(grad_fn)
 
 
-def make_train_step(model: Any, config: Any, mesh: Mesh, total_steps: int | None = None
+def make_train_step(model: Any, config: Any, mesh: Mesh, total_steps: int | None = None,
+                    optimizer: tuple | None = None
                     ) -> Callable[[TrainState, Batch, jax.Array], tuple[TrainState, dict]]:
     """Builds the jitted, state-donating train step.
 
@@ -214,6 +215,8 @@ def make_train_step(model: Any, config: Any, mesh: Mesh, total_steps: int | None
             `total_steps` is given, `train.steps` (the cosine schedule's length).
         mesh: the training mesh.
         total_steps: number of optimizer updates in the run.
+        optimizer: the run's `(tx, schedule)` from `optim.make_optimizer` (the one
+            `create_train_state` was given); built from `config` and the steps when None.
 
     Returns:
         `train_step(state, batch, rng) -> (state, metrics)`, a `jax.jit` function (so `.lower`
@@ -224,8 +227,7 @@ def make_train_step(model: Any, config: Any, mesh: Mesh, total_steps: int | None
         grad_norm (global L2 of the raw gradient), param_norm (after the update), and
         logit_bias for the sigmoid loss.
     """
-    steps = _total_steps(config, total_steps)
-    tx, schedule = optim_lib.make_optimizer(config, steps)
+    tx, schedule = optimizer or optim_lib.make_optimizer(config, _total_steps(config, total_steps))
     compute = _grads_fn(model, config, mesh)
     clamp = bool(config.optim.clamp_logit_scale)
 
