@@ -34,6 +34,9 @@ _PROCESS_ID = flags.DEFINE_integer(
 _MULTIHOST = flags.DEFINE_bool(
     "multihost", False, "Call jax.distributed.initialize() with no arguments, letting JAX detect "
     "the cluster (Cloud TPU pod slices, SLURM, Open MPI).")
+_PROFILE = flags.DEFINE_bool(
+    "profile", False, "Train mode: write a jax.profiler trace of 5 steps (from this run's second) "
+    "to WORKDIR/profile and say where; sets --config.train.profile_steps=auto unless it is set.")
 _EXPORT_DIR = flags.DEFINE_string("export_dir", None,
                                   "Where --mode=export writes (default WORKDIR/export).")
 
@@ -92,6 +95,11 @@ def main(argv):
     from remoteclip_jax.train import export, loop
 
     config, workdir = _CONFIG.value, _WORKDIR.value
+    if _PROFILE.value:
+        if _MODE.value != "train":
+            raise app.UsageError("--profile traces training steps; use it with train")
+        if not config.train.profile_steps:
+            config.train.profile_steps = "auto"
     compilation_cache.configure(config.compilation_cache)
     try:
         if _MODE.value == "train":
