@@ -139,7 +139,9 @@ def evaluate(config, workdir: str) -> dict:
             metrics.update(ema_lib.evaluate(evaluator, ema, run.resumed_step))
     finally:
         run.checkpointer.close()
-    logger = metrics_lib.MetricsLogger(workdir, enabled=jax.process_index() == 0)
+    logger = metrics_lib.MetricsLogger(workdir, enabled=jax.process_index() == 0,
+                                       wandb_project=config.train.wandb_project,
+                                       config=config.to_dict())
     logger.write(run.resumed_step or 0, metrics)
     logger.close()
     loop.print_metrics(metrics)

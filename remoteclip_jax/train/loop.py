@@ -118,7 +118,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
             workdir.mkdir(parents=True, exist_ok=True)
             with atomic_write(workdir / "config.json") as f:
                 f.write(config.to_json_best_effort(indent=2))
-        logger = metrics_lib.MetricsLogger(workdir, enabled=primary)
+        logger = metrics_lib.MetricsLogger(workdir, enabled=primary,
+                                           wandb_project=config.train.wandb_project,
+                                           config=config.to_dict())
         train_step = step_lib.make_train_step(run.model, config, run.mesh)
         ema = ema_update = None
         if ema_lib.enabled(config):
