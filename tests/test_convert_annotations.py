@@ -277,3 +277,36 @@ def test_workers_stop_at_max_images_like_one_process(tmp_path, monkeypatch):
         kept.append([source.read_raw(i) for i in range(len(source))])
     assert len(kept[0]) == 4 and kept[0] == kept[1]
     assert cli.main(["convert-data", "dota", "--input", "x", "--out", "y", "--workers", "0"]) == 2
+
+
+def test_runner_beam_without_apache_beam_says_what_to_install(tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "apache_beam", None)
+    _scenes(tmp_path / "dota", 2)
+    code = cli.main(["convert-data", "dota", "--input", str(tmp_path / "dota/labelTxt"),
+                     "--out", str(tmp_path / "out"), "--runner", "beam"])
+    assert code == 2
+    assert "install Apache Beam (pip install 'remoteclip_jax[beam]')" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_beam_direct_runner_writes_the_same_bytes_as_one_process(tmp_path, monkeypatch):
+    pytest.importorskip("apache_beam")
+    from remoteclip_jax.data import convert_beam
+
+    monkeypatch.setattr(convert_beam, "CHUNK", 4)
+    _scenes(tmp_path / "dota", 20)
+    outs = []
+    for runner, workers in (("local", 1), ("beam", 2)):
+        out = tmp_path / runner
+        convert.convert_dataset("dota", str(tmp_path / "dota/labelTxt"), str(out), image_size=48,
+                                shard_size=6, progress=False, workers=workers, runner=runner)
+        outs.append(out)
+    files = sorted(p.name for p in outs[0].iterdir())
+    assert files == sorted(p.name for p in outs[1].iterdir())  # no temporary files left
+    for name in files:
+        a, b = (outs[0] / name).read_bytes(), (outs[1] / name).read_bytes()
+        if name.endswith(".json"):
+            assert _without_time_and_place(json.loads(a)) == \
+                _without_time_and_place(json.loads(b)), name
+        else:
+            assert a == b, name

@@ -21,6 +21,10 @@ id, annotation ids), its boxes in the stored frame and exact per-category counts
 kept and skipped images (with the paths of missing and corrupt ones) is printed and saved as
 `OUT/summary.json` (and in the manifest). A malformed annotation stops the conversion with
 `file:line: reason` unless `--skip-bad-annotations`; converting nothing is an error.
+
+`--workers N` converts the images in N local processes and `--runner beam` in an Apache Beam
+pipeline (`convert_beam`); the reader and the record writer stay in this process and records
+are written in input order, so the shards are the same bytes whichever runs the work.
 """
 from __future__ import annotations
 
@@ -39,7 +43,7 @@ from PIL import Image
 
 from remoteclip_jax.data import b2c, m2b, records, readers, sources
 from remoteclip_jax.data.images import open_rgb
-from remoteclip_jax.errors import AnnotationError, ConfigError, DataError
+from remoteclip_jax.errors import AnnotationError, ConfigError, DataError, check_choice
 from remoteclip_jax.data.types import AnnotatedImage
 from remoteclip_jax.files import write_json
 
@@ -49,6 +53,7 @@ CAPTION_KINDS = ("captions", "caption_json", "jsonl", "csv", "webdataset")
 BOX_KINDS = ("dota", "dior", "coco", "hrrsd", "visdrone", "auair", "carpk", "hrsc", "levir",
              "rsod", "stanford_drone", "masks")
 KINDS = (*BOX_KINDS, *CAPTION_KINDS)
+RUNNERS = ("local", "beam")
 # Paths listed in the summary per skip reason; counts are always complete.
 _MAX_LISTED = 1000
 # Where each skip reason lists its items.
@@ -128,7 +133,8 @@ def convert_items(items: Iterable[AnnotatedImage], out_dir: str | pathlib.Path,
                   image_size: int = 256, seed: int = 0, quality: int = 90,
                   shard_size: int = 2000, total: int | None = None, max_images: int = 0,
                   overwrite: bool = False, progress: bool = True,
-                  workers: int = 1) -> ConversionSummary:
+                  workers: int = 1, runner: str = "local",
+                  beam_options: str = "") -> ConversionSummary:
     """Writes `items` as records; fills in and returns `summary` (also saved as summary.json).
 
     Args:
@@ -148,6 +154,10 @@ def convert_items(items: Iterable[AnnotatedImage], out_dir: str | pathlib.Path,
         progress: show a tqdm bar.
         workers: processes that decode, caption and encode the images (the output is the same
             for any number).
+        runner: "local" (`workers` processes here) or "beam" (an Apache Beam pipeline,
+            `remoteclip_jax.data.convert_beam`; the same output).
+        beam_options: Beam pipeline options as shell words (default: DirectRunner, `workers`
+            processes).
 
     Raises:
         DataError: when no image was kept (summary.json is still written).
@@ -162,9 +172,15 @@ def convert_items(items: Iterable[AnnotatedImage], out_dir: str | pathlib.Path,
     Image.MAX_IMAGE_PIXELS = _MAX_IMAGE_PIXELS
     try:
         with records.RecordWriter(out_dir, shard_size=shard_size, overwrite=overwrite) as writer:
-            results = _converted(items, workers, dict(
-                source=summary.source, box_captions=box_captions, options=options,
-                dataset=dataset, image_size=image_size, seed=seed, quality=quality))
+            kwargs = dict(source=summary.source, box_captions=box_captions, options=options,
+                          dataset=dataset, image_size=image_size, seed=seed, quality=quality)
+            if runner == "beam":
+                from remoteclip_jax.data import convert_beam
+
+                results = convert_beam.converted(items, kwargs, workers=workers,
+                                                 temp_root=str(out_dir), beam_options=beam_options)
+            else:
+                results = _converted(items, workers, kwargs)
             bar = tqdm(results, total=total, desc=f"converting {summary.kind}", unit="img",
                        disable=not progress, file=sys.stderr)
             try:
@@ -289,8 +305,8 @@ def convert_dataset(kind: str, input_path: str, out_dir: str, *, images: str | N
                     split: str | None = None, mask_suffix: str = "", image_suffix: str = "",
                     quality: int = 90, shard_size: int = 2000, max_images: int = 0,
                     overwrite: bool = False, progress: bool = True,
-                    csv_options: dict[str, Any] | None = None,
-                    workers: int = 1) -> ConversionSummary:
+                    csv_options: dict[str, Any] | None = None, workers: int = 1,
+                    runner: str = "local", beam_options: str = "") -> ConversionSummary:
     """Reads a dataset of `kind` and writes it as records in `out_dir` (the CLI's work).
 
     Args:
@@ -314,7 +330,9 @@ def convert_dataset(kind: str, input_path: str, out_dir: str, *, images: str | N
         overwrite: replace a dataset already in `out_dir`.
         progress: show a progress bar.
         csv_options: for `csv`, keyword arguments of `readers.read_caption_csv`.
-        workers: local processes converting images (same output for any number).
+        workers: processes converting images (same output for any number).
+        runner: "local" or "beam" (same output); see `convert_items`.
+        beam_options: Beam pipeline options (shell words) for `runner="beam"`.
 
     Returns:
         The filled-in summary.
@@ -323,6 +341,11 @@ def convert_dataset(kind: str, input_path: str, out_dir: str, *, images: str | N
         raise ConfigError(f"unknown kind {kind!r}; expected one of {', '.join(KINDS)}")
     if workers < 1:
         raise ConfigError(f"--workers {workers}: must be >= 1 (processes converting images)")
+    check_choice("--runner", runner, RUNNERS)
+    if runner == "beam":
+        from remoteclip_jax.data import convert_beam
+
+        convert_beam._import_beam()  # refused before reading anything
     default_source = kind if kind in BOX_KINDS and kind != "coco" else ""
     if kind == "masks":
         default_source = readers.load_class_table(table).dataset
@@ -347,7 +370,7 @@ def convert_dataset(kind: str, input_path: str, out_dir: str, *, images: str | N
                          options=options, dataset=dataset, image_size=image_size, seed=seed,
                          quality=quality, shard_size=shard_size, total=total,
                          max_images=max_images, overwrite=overwrite, progress=progress,
-                         workers=workers)
+                         workers=workers, runner=runner, beam_options=beam_options)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -420,6 +443,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--workers", type=int, default=1,
                         help="local processes decoding, captioning and encoding images; the "
                              "records are the same bytes for any number (default 1)")
+    parser.add_argument("--runner", choices=RUNNERS, default="local",
+                        help="local: --workers processes on this machine; beam: an Apache Beam "
+                             "pipeline (DirectRunner with --workers processes unless "
+                             "--beam-options names a runner); the same records either way")
+    parser.add_argument("--beam-options", default="",
+                        help="Beam pipeline options, e.g. '--runner=FlinkRunner "
+                             "--flink_master=host:8081' (with --runner beam)")
     return parser
 
 
@@ -437,7 +467,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         table=args.table, min_area=args.min_area, source=args.source, split=args.split,
         mask_suffix=args.mask_suffix, image_suffix=args.image_suffix, quality=args.quality,
         shard_size=args.shard_size, max_images=args.max_images, overwrite=args.overwrite,
-        progress=not args.no_progress, csv_options=_csv_options(args), workers=args.workers)
+        progress=not args.no_progress, csv_options=_csv_options(args), workers=args.workers,
+        runner=args.runner, beam_options=args.beam_options)
     print(summary.text())
     print(f"summary: {pathlib.Path(args.out) / 'summary.json'}")
     return 0
