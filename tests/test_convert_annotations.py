@@ -310,3 +310,15 @@ def test_beam_direct_runner_writes_the_same_bytes_as_one_process(tmp_path, monke
                 _without_time_and_place(json.loads(b)), name
         else:
             assert a == b, name
+
+
+def test_real_pairs_convert_to_the_same_bytes_with_two_workers(shared_data, tmp_path):
+    pairs = shared_data / "rsicd_aid" / "train_tiny.jsonl"
+    shards = []
+    for workers in (1, 2):
+        out = tmp_path / f"w{workers}"
+        summary = convert.convert_dataset("captions", str(pairs), str(out), shard_size=128,
+                                          progress=False, workers=workers)
+        assert summary.kept == 300
+        shards.append([p.read_bytes() for p in sorted(out.glob("*.array_record"))])
+    assert len(shards[0]) == 3 and shards[0] == shards[1]
