@@ -6,7 +6,8 @@ continuation is exact), logs metrics every ``train.log_every`` steps, checkpoint
 ``train.checkpoint_every`` steps and at the end, evaluates every ``train.eval_every`` steps and
 at the end (evaluators built once, run on the training mesh), and exports the weights. With
 ``ema.decay > 0`` it also keeps an EMA of the weights (`remoteclip_jax.train.ema`), checkpointed
-with the state, evaluated (``ema.evaluate``) and exported (``ema.export``) on request.
+with the state, evaluated (``ema.evaluate``) and exported (``ema.export``) on request. With
+``train.profile_steps`` it writes a `jax.profiler` trace of those steps (`remoteclip_jax.train.profile`).
 """
 from __future__ import annotations
 
@@ -158,7 +159,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
                 state, raw = compiled(state, batch, step_rng)
                 if ema is not None:  # update `step - 1`, 0-based
                     ema = ema_update(ema, state_lib.model_variables(state), np.int32(step - 1))
-            profiler.after(step, (state, raw))
+            profiler.after(step, (state, raw, ema))
             update = metrics_lib.step_metrics(raw)
             window = update if window is None else window.merge(update)
             progress.update(1)
