@@ -131,6 +131,12 @@ def get_base_config() -> ml_collections.ConfigDict:
     # FLIP's patch dropout (open_clip `patch_dropout`): share of image patches each training
     # image drops (ViT towers; the class token stays; evaluation sees every patch).
     c.train.patch_dropout = 0.0
+    # A jax.profiler trace of steps START..START+N-1 in WORKDIR/profile: "START,N", "auto"
+    # (`train --profile`: 5 steps from this run's second) or "" (off). See `train.profile`.
+    c.train.profile_steps = ""
+    # Also log the metrics to this Weights & Biases project ("" = off; `pip install
+    # remoteclip_jax[wandb]`); a resumed run continues the same W&B run.
+    c.train.wandb_project = ""
 
     # An exponential moving average of the weights (train/ema.py): ITRA's --model_ema /
     # --model_ema_decay (timm ModelEma), timm ModelEmaV3's warmup.

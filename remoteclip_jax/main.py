@@ -34,6 +34,9 @@ _PROCESS_ID = flags.DEFINE_integer(
 _MULTIHOST = flags.DEFINE_bool(
     "multihost", False, "Call jax.distributed.initialize() with no arguments, letting JAX detect "
     "the cluster (Cloud TPU pod slices, SLURM, Open MPI).")
+_PROFILE = flags.DEFINE_bool(
+    "profile", False, "Train mode: write a jax.profiler trace of 5 steps (from this run's second) "
+    "to WORKDIR/profile and say where; sets --config.train.profile_steps=auto unless it is set.")
 _EXPORT_DIR = flags.DEFINE_string("export_dir", None,
                                   "Where --mode=export writes (default WORKDIR/export).")
 
@@ -92,6 +95,11 @@ def main(argv):
     from remoteclip_jax.train import export, loop
 
     config, workdir = _CONFIG.value, _WORKDIR.value
+    if _PROFILE.value:
+        if _MODE.value != "train":
+            raise app.UsageError("--profile traces training steps; use it with train")
+        if not config.train.profile_steps:
+            config.train.profile_steps = "auto"
     compilation_cache.configure(config.compilation_cache)
     try:
         if _MODE.value == "train":
@@ -131,7 +139,9 @@ def evaluate(config, workdir: str) -> dict:
             metrics.update(ema_lib.evaluate(evaluator, ema, run.resumed_step))
     finally:
         run.checkpointer.close()
-    logger = metrics_lib.MetricsLogger(workdir, enabled=jax.process_index() == 0)
+    logger = metrics_lib.MetricsLogger(workdir, enabled=jax.process_index() == 0,
+                                       wandb_project=config.train.wandb_project,
+                                       config=config.to_dict())
     logger.write(run.resumed_step or 0, metrics)
     logger.close()
     loop.print_metrics(metrics)

@@ -209,3 +209,116 @@ def test_real_dota_conversion(shared_data, tmp_path):
     p0706 = next(source[i] for i in range(len(source)) if source[i]["image_id"] == "P0706")
     assert p0706["counts"] == {"harbor": 5, "ship": 531}
     assert len(p0706["captions"]) == 5 and len(p0706["ann_ids"]) == 536
+
+
+def _scenes(root, count, seed=0):
+    """DOTA-style scenes: random sizes and boxes, one missing and one corrupt image."""
+    rng = np.random.default_rng(seed)
+    (root / "labelTxt").mkdir(parents=True)
+    (root / "images").mkdir()
+    for i in range(count):
+        w, h = (int(v) for v in rng.integers(40, 160, 2))
+        lines = []
+        for _ in range(int(rng.integers(0, 6))):  # 0 boxes: skipped as "no objects"
+            x, y = rng.uniform(0, w - 12), rng.uniform(0, h - 12)
+            lines.append(f"{x:.1f} {y:.1f} {x + 10:.1f} {y:.1f} {x + 10:.1f} {y + 10:.1f} "
+                         f"{x:.1f} {y + 10:.1f} {['ship', 'plane', 'harbor'][i % 3]} 0")
+        (root / "labelTxt" / f"S{i:03d}.txt").write_text("\n".join(lines) + "\n")
+        if i == 5:
+            continue  # missing image
+        path = root / "images" / f"S{i:03d}.png"
+        if i == 7:
+            path.write_bytes(b"\x89PNG broken")
+        else:
+            Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)).save(path)
+
+
+def _without_time_and_place(d):
+    """A summary or manifest less what differs between any two runs: wall time, output path."""
+    for holder in (d, d.get("conversion", {})):
+        holder.pop("elapsed_s", None)
+        holder.pop("out", None)
+    return d
+
+
+def test_workers_write_the_same_bytes_as_one_process(tmp_path, monkeypatch):
+    monkeypatch.setattr(convert, "_CHUNK", 3)  # several chunks per worker, out-of-order finishes
+    _scenes(tmp_path / "dota", 30)
+    outs = {}
+    for workers in (1, 2):
+        out = tmp_path / f"out{workers}"
+        convert.convert_dataset("dota", str(tmp_path / "dota/labelTxt"), str(out), image_size=48,
+                                shard_size=7, progress=False, workers=workers)
+        outs[workers] = out
+    files = sorted(p.name for p in outs[1].iterdir())
+    assert files == sorted(p.name for p in outs[2].iterdir())
+    assert sum(name.endswith(".array_record") for name in files) >= 3
+    for name in files:
+        a, b = (outs[1] / name).read_bytes(), (outs[2] / name).read_bytes()
+        if name.endswith(".json"):
+            assert _without_time_and_place(json.loads(a)) == \
+                _without_time_and_place(json.loads(b)), name
+        else:
+            assert a == b, name
+    summary = json.loads((outs[2] / "summary.json").read_text())
+    assert summary["skipped_counts"]["missing_image"] == 1
+    assert summary["skipped_counts"]["corrupt_image"] == 1
+
+
+def test_workers_stop_at_max_images_like_one_process(tmp_path, monkeypatch):
+    monkeypatch.setattr(convert, "_CHUNK", 2)
+    _scenes(tmp_path / "dota", 16)
+    kept = []
+    for workers in (1, 3):
+        out = tmp_path / f"out{workers}"
+        convert.main(["dota", "--input", str(tmp_path / "dota/labelTxt"), "--out", str(out),
+                      "--max-images", "4", "--workers", str(workers), "--no-progress"])
+        source = RecordSource(out)
+        kept.append([source.read_raw(i) for i in range(len(source))])
+    assert len(kept[0]) == 4 and kept[0] == kept[1]
+    assert cli.main(["convert-data", "dota", "--input", "x", "--out", "y", "--workers", "0"]) == 2
+
+
+def test_runner_beam_without_apache_beam_says_what_to_install(tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "apache_beam", None)
+    _scenes(tmp_path / "dota", 2)
+    code = cli.main(["convert-data", "dota", "--input", str(tmp_path / "dota/labelTxt"),
+                     "--out", str(tmp_path / "out"), "--runner", "beam"])
+    assert code == 2
+    assert "install Apache Beam (pip install 'remoteclip_jax[beam]')" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_beam_direct_runner_writes_the_same_bytes_as_one_process(tmp_path, monkeypatch):
+    pytest.importorskip("apache_beam")
+    from remoteclip_jax.data import convert_beam
+
+    monkeypatch.setattr(convert_beam, "CHUNK", 4)
+    _scenes(tmp_path / "dota", 20)
+    outs = []
+    for runner, workers in (("local", 1), ("beam", 2)):
+        out = tmp_path / runner
+        convert.convert_dataset("dota", str(tmp_path / "dota/labelTxt"), str(out), image_size=48,
+                                shard_size=6, progress=False, workers=workers, runner=runner)
+        outs.append(out)
+    files = sorted(p.name for p in outs[0].iterdir())
+    assert files == sorted(p.name for p in outs[1].iterdir())  # no temporary files left
+    for name in files:
+        a, b = (outs[0] / name).read_bytes(), (outs[1] / name).read_bytes()
+        if name.endswith(".json"):
+            assert _without_time_and_place(json.loads(a)) == \
+                _without_time_and_place(json.loads(b)), name
+        else:
+            assert a == b, name
+
+
+def test_real_pairs_convert_to_the_same_bytes_with_two_workers(shared_data, tmp_path):
+    pairs = shared_data / "rsicd_aid" / "train_tiny.jsonl"
+    shards = []
+    for workers in (1, 2):
+        out = tmp_path / f"w{workers}"
+        summary = convert.convert_dataset("captions", str(pairs), str(out), shard_size=128,
+                                          progress=False, workers=workers)
+        assert summary.kept == 300
+        shards.append([p.read_bytes() for p in sorted(out.glob("*.array_record"))])
+    assert len(shards[0]) == 3 and shards[0] == shards[1]

@@ -1,69 +1,77 @@
-"""Metrics: clu aggregation, metrics.jsonl, TensorBoard records (checked with protobuf), plot."""
+"""Metrics: clu aggregation, metrics.jsonl, TensorBoard events (read by TensorBoard's own
+reader), Weights & Biases (a stand-in module), plot."""
 import json
-import struct
+import sys
 
 import numpy as np
 import pytest
-from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
+from remoteclip_jax.errors import ConfigError
 from remoteclip_jax.train import metrics
 
 
-def _event_class():
-    """tensorflow.Event / Summary declared from their .proto field numbers, parsed by protobuf."""
-    fdp = descriptor_pb2.FileDescriptorProto(name="event_test.proto", package="tbtest")
-    F = descriptor_pb2.FieldDescriptorProto
-    value = fdp.message_type.add(name="Value")
-    value.field.add(name="tag", number=1, type=F.TYPE_STRING, label=F.LABEL_OPTIONAL)
-    value.field.add(name="simple_value", number=2, type=F.TYPE_FLOAT, label=F.LABEL_OPTIONAL)
-    summary = fdp.message_type.add(name="Summary")
-    summary.field.add(name="value", number=1, type=F.TYPE_MESSAGE, label=F.LABEL_REPEATED,
-                      type_name=".tbtest.Value")
-    event = fdp.message_type.add(name="Event")
-    event.field.add(name="wall_time", number=1, type=F.TYPE_DOUBLE, label=F.LABEL_OPTIONAL)
-    event.field.add(name="step", number=2, type=F.TYPE_INT64, label=F.LABEL_OPTIONAL)
-    event.field.add(name="file_version", number=3, type=F.TYPE_STRING, label=F.LABEL_OPTIONAL)
-    event.field.add(name="summary", number=5, type=F.TYPE_MESSAGE, label=F.LABEL_OPTIONAL,
-                    type_name=".tbtest.Summary")
-    pool = descriptor_pool.DescriptorPool()
-    pool.Add(fdp)
-    return message_factory.GetMessageClass(pool.FindMessageTypeByName("tbtest.Event"))
+def _scalars(logdir):
+    """{tag: [(step, value)]} as TensorBoard's own reader reads the directory."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(logdir))
+    acc.Reload()
+    return {tag: [(e.step, e.value) for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
 
 
-def _records(path):
-    data = path.read_bytes()
-    out, pos = [], 0
-    while pos < len(data):
-        header = data[pos:pos + 8]
-        (length,) = struct.unpack("<Q", header)
-        (header_crc,) = struct.unpack("<I", data[pos + 8:pos + 12])
-        payload = data[pos + 12:pos + 12 + length]
-        (payload_crc,) = struct.unpack("<I", data[pos + 12 + length:pos + 16 + length])
-        assert header_crc == metrics._masked_crc(header)
-        assert payload_crc == metrics._masked_crc(payload)
-        out.append(payload)
-        pos += 16 + length
-    return out
-
-
-def test_crc32c_matches_the_standard_check_values():
-    # RFC 3720 B.4 / the CRC catalogue's CRC-32/ISCSI check value, and 32 zero bytes.
-    assert metrics.crc32c(b"123456789") == 0xE3069283
-    assert metrics.crc32c(bytes(32)) == 0x8A9136AA
-
-
-def test_tensorboard_file_parses_as_event_protos(tmp_path):
+def test_tensorboard_reads_back_the_finite_scalars(tmp_path):
     writer = metrics.TensorBoardWriter(tmp_path)
     writer.scalars(7, {"train/loss": 1.25, "train/mfu": None, "train/lr": float("nan")})
-    writer.scalars(300, {"eval/rsicd/mean_recall": 0.5})
+    writer.scalars(300, {"eval/rsicd/mean_recall": 0.5, "train/loss": 0.75})
     writer.close()
-    assert "tfevents" in writer.path.name
-    Event = _event_class()
-    events = [Event.FromString(r) for r in _records(writer.path)]
-    assert events[0].file_version == "brain.Event:2"
-    assert events[1].step == 7
-    assert [(v.tag, v.simple_value) for v in events[1].summary.value] == [("train/loss", 1.25)]
-    assert events[2].step == 300 and events[2].summary.value[0].simple_value == 0.5
+    assert writer.path.parent == tmp_path and "tfevents" in writer.path.name
+    assert _scalars(tmp_path) == {"train/loss": [(7, 1.25), (300, 0.75)],
+                                  "eval/rsicd/mean_recall": [(300, 0.5)]}
+
+
+def test_metrics_logger_writes_tensorboard_beside_the_jsonl(tmp_path):
+    logger = metrics.MetricsLogger(tmp_path)
+    logger.write(3, {"train/loss": 2.5})
+    logger.close()
+    assert _scalars(tmp_path / "tensorboard") == {"train/loss": [(3, 2.5)]}
+
+
+class _FakeWandb:
+    """The slice of the wandb module the logger uses: init() -> run with log() and finish()."""
+
+    def __init__(self):
+        self.inits, self.logged, self.finished = [], [], 0
+
+    def init(self, **kwargs):
+        self.inits.append(kwargs)
+        return self
+
+    def log(self, values, step):
+        self.logged.append((step, values))
+
+    def finish(self):
+        self.finished += 1
+
+
+def test_wandb_gets_the_finite_scalars_and_a_resume_continues_its_run(tmp_path, monkeypatch):
+    fake = _FakeWandb()
+    monkeypatch.setitem(sys.modules, "wandb", fake)
+    for step in (1, 2):  # a run and its resume
+        logger = metrics.MetricsLogger(tmp_path, wandb_project="rs", config={"seed": 0})
+        logger.write(step, {"train/loss": 1.0 / step, "train/mfu": None})
+        logger.close()
+    assert fake.logged == [(1, {"train/loss": 1.0}), (2, {"train/loss": 0.5})]
+    assert fake.finished == 2
+    first, second = fake.inits
+    assert first["project"] == "rs" and first["config"] == {"seed": 0}
+    assert first["id"] == second["id"] and second["resume"] == "allow"
+
+
+def test_wandb_missing_says_what_to_install(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "wandb", None)  # import wandb -> ImportError
+    with pytest.raises(ConfigError, match=r"install wandb \(pip install 'remoteclip_jax\[wandb\]'\)"):
+        metrics.MetricsLogger(tmp_path, wandb_project="rs")
+    assert metrics.MetricsLogger(tmp_path, enabled=False, wandb_project="rs").enabled is False
 
 
 def test_metrics_jsonl_one_object_per_logged_step_and_last_write_wins(tmp_path):

@@ -21,11 +21,16 @@ id, annotation ids), its boxes in the stored frame and exact per-category counts
 kept and skipped images (with the paths of missing and corrupt ones) is printed and saved as
 `OUT/summary.json` (and in the manifest). A malformed annotation stops the conversion with
 `file:line: reason` unless `--skip-bad-annotations`; converting nothing is an error.
+
+`--workers N` converts the images in N local processes and `--runner beam` in an Apache Beam
+pipeline (`convert_beam`); the reader and the record writer stay in this process and records
+are written in input order, so the shards are the same bytes whichever runs the work.
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import itertools
 import pathlib
 import sys
 import time
@@ -38,7 +43,7 @@ from PIL import Image
 
 from remoteclip_jax.data import b2c, m2b, records, readers, sources
 from remoteclip_jax.data.images import open_rgb
-from remoteclip_jax.errors import AnnotationError, ConfigError, DataError
+from remoteclip_jax.errors import AnnotationError, ConfigError, DataError, check_choice
 from remoteclip_jax.data.types import AnnotatedImage
 from remoteclip_jax.files import write_json
 
@@ -48,8 +53,16 @@ CAPTION_KINDS = ("captions", "caption_json", "jsonl", "csv", "webdataset")
 BOX_KINDS = ("dota", "dior", "coco", "hrrsd", "visdrone", "auair", "carpk", "hrsc", "levir",
              "rsod", "stanford_drone", "masks")
 KINDS = (*BOX_KINDS, *CAPTION_KINDS)
+RUNNERS = ("local", "beam")
 # Paths listed in the summary per skip reason; counts are always complete.
 _MAX_LISTED = 1000
+# Where each skip reason lists its items.
+_LISTINGS = {"missing_image": "missing_images", "corrupt_image": "corrupt_images",
+             "no_objects": "no_objects", "no_captions": "no_captions",
+             "bad_annotation": "bad_annotations"}
+# Items per task and tasks in flight per worker process (`--workers`): enough to keep the
+# workers busy, few enough that a 5-million-image reader is not read ahead into memory.
+_CHUNK, _IN_FLIGHT = 16, 4
 # Remote-sensing scenes are legitimately huge (DOTA up to 20,000 px a side); PIL's default
 # decompression-bomb guard (~179 Mpx) would reject them as attacks.
 _MAX_IMAGE_PIXELS = 1_000_000_000
@@ -81,6 +94,10 @@ class ConversionSummary:
         self.skipped_counts[reason] += 1
         if len(listing) < _MAX_LISTED:
             listing.append(item)
+
+    def skip_for(self, reason: str, item: Any) -> None:
+        """Counts (and lists) an image skipped for `reason`, a key of `skipped_counts`."""
+        self.skip(reason, getattr(self, _LISTINGS[reason]), item)
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -115,7 +132,9 @@ def convert_items(items: Iterable[AnnotatedImage], out_dir: str | pathlib.Path,
                   options: b2c.B2COptions | None = None, dataset: str = "",
                   image_size: int = 256, seed: int = 0, quality: int = 90,
                   shard_size: int = 2000, total: int | None = None, max_images: int = 0,
-                  overwrite: bool = False, progress: bool = True) -> ConversionSummary:
+                  overwrite: bool = False, progress: bool = True,
+                  workers: int = 1, runner: str = "local",
+                  beam_options: str = "") -> ConversionSummary:
     """Writes `items` as records; fills in and returns `summary` (also saved as summary.json).
 
     Args:
@@ -133,6 +152,12 @@ def convert_items(items: Iterable[AnnotatedImage], out_dir: str | pathlib.Path,
         max_images: stop after this many kept images (0: all).
         overwrite: replace a dataset already in `out_dir`.
         progress: show a tqdm bar.
+        workers: processes that decode, caption and encode the images (the output is the same
+            for any number).
+        runner: "local" (`workers` processes here) or "beam" (an Apache Beam pipeline,
+            `remoteclip_jax.data.convert_beam`; the same output).
+        beam_options: Beam pipeline options as shell words (default: DirectRunner, `workers`
+            processes).
 
     Raises:
         DataError: when no image was kept (summary.json is still written).
@@ -147,20 +172,30 @@ def convert_items(items: Iterable[AnnotatedImage], out_dir: str | pathlib.Path,
     Image.MAX_IMAGE_PIXELS = _MAX_IMAGE_PIXELS
     try:
         with records.RecordWriter(out_dir, shard_size=shard_size, overwrite=overwrite) as writer:
-            bar = tqdm(items, total=total, desc=f"converting {summary.kind}", unit="img",
+            kwargs = dict(source=summary.source, box_captions=box_captions, options=options,
+                          dataset=dataset, image_size=image_size, seed=seed, quality=quality)
+            if runner == "beam":
+                from remoteclip_jax.data import convert_beam
+
+                results = convert_beam.converted(items, kwargs, workers=workers,
+                                                 temp_root=str(out_dir), beam_options=beam_options)
+            else:
+                results = _converted(items, workers, kwargs)
+            bar = tqdm(results, total=total, desc=f"converting {summary.kind}", unit="img",
                        disable=not progress, file=sys.stderr)
-            for item in bar:
-                summary.read += 1
-                record = _convert_one(item, summary, box_captions=box_captions, options=options,
-                                      dataset=dataset, image_size=image_size, seed=seed,
-                                      quality=quality)
-                if record is None:
-                    continue
-                writer.write(record)
-                summary.kept += 1
-                summary.captions += len(record["captions"])
-                if max_images and summary.kept >= max_images:
-                    break
+            try:
+                for record, skipped in bar:
+                    summary.read += 1
+                    if record is None:
+                        summary.skip_for(*skipped)
+                        continue
+                    writer.write(record)
+                    summary.kept += 1
+                    summary.captions += len(record["captions"])
+                    if max_images and summary.kept >= max_images:
+                        break
+            finally:
+                results.close()
             summary.elapsed_s = round(time.perf_counter() - start, 3)
             _save_summary(out_dir, summary)
             if summary.kept == 0:
@@ -176,31 +211,27 @@ def _save_summary(out_dir: pathlib.Path, summary: ConversionSummary) -> None:
     write_json(out_dir / "summary.json", summary.to_json(), indent=2)
 
 
-def _convert_one(item: AnnotatedImage, summary: ConversionSummary, *, box_captions: bool,
+def _convert_one(item: AnnotatedImage, *, source: str, box_captions: bool,
                  options: b2c.B2COptions, dataset: str, image_size: int, seed: int,
-                 quality: int) -> dict[str, Any] | None:
-    """One record, or None after counting why the item was skipped."""
+                 quality: int) -> tuple[dict[str, Any] | None, tuple[str, Any] | None]:
+    """(record, None), or (None, (skip reason, what to list)): a pure function of the item, so
+    it runs in any process and the output does not depend on which."""
     if box_captions:
         kept_boxes = b2c.captioned_boxes(item.boxes, options, dataset)
         if not kept_boxes:
-            summary.skip("no_objects", summary.no_objects, item.image_id or item.path)
-            return None
+            return None, ("no_objects", item.image_id or item.path)
     elif not item.captions:
-        summary.skip("no_captions", summary.no_captions, item.image_id or item.path)
-        return None
+        return None, ("no_captions", item.image_id or item.path)
     if not item.data and not pathlib.Path(item.path).is_file():
-        summary.skip("missing_image", summary.missing_images, item.path)
-        return None
+        return None, ("missing_image", item.path)
     try:
         image = open_rgb(item.data or item.path, item.path)
         width, height = image.size
         jpeg = records.encode_jpeg(image, image_size, quality=quality)
     except Exception as e:  # PIL raises many unrelated types for broken or exotic files.
-        summary.skip("corrupt_image", summary.corrupt_images,
-                     {"path": item.path, "reason": f"{type(e).__name__}: {e}"})
-        return None
+        return None, ("corrupt_image", {"path": item.path, "reason": f"{type(e).__name__}: {e}"})
     stored_w, stored_h = records.resized_size(width, height, image_size)
-    record: dict[str, Any] = {"image": jpeg, "source": item.source or summary.source,
+    record: dict[str, Any] = {"image": jpeg, "source": item.source or source,
                               "image_id": item.image_id or pathlib.Path(item.path).stem,
                               "width": stored_w, "height": stored_h}
     if box_captions:
@@ -218,7 +249,53 @@ def _convert_one(item: AnnotatedImage, summary: ConversionSummary, *, box_captio
         record["label"] = item.label
     if item.split:
         record["split"] = item.split
-    return record
+    return record, None
+
+
+def _set_pixel_limit() -> None:
+    Image.MAX_IMAGE_PIXELS = _MAX_IMAGE_PIXELS
+
+
+def _chunks(items: Iterable, size: int):
+    it = iter(items)
+    while chunk := list(itertools.islice(it, size)):
+        yield chunk
+
+
+def _convert_chunk(items: list[AnnotatedImage], kwargs: dict[str, Any]) -> list:
+    return [_convert_one(item, **kwargs) for item in items]
+
+
+def _converted(items: Iterable[AnnotatedImage], workers: int, kwargs: dict[str, Any]):
+    """`_convert_one` of each item, in input order; with `workers` > 1 in that many processes.
+
+    The reader stays in this process and feeds the workers in chunks, at most `_IN_FLIGHT`
+    per worker ahead; results are taken in submission order, so the records (and their shards)
+    are the same bytes for any number of workers.
+    """
+    if workers <= 1:
+        for item in items:
+            yield _convert_one(item, **kwargs)
+        return
+    import collections
+    import concurrent.futures
+    import multiprocessing
+
+    # spawn: forking a process that may hold threads (tqdm, a reader's) is unsafe.
+    with concurrent.futures.ProcessPoolExecutor(
+            workers, mp_context=multiprocessing.get_context("spawn"),
+            initializer=_set_pixel_limit) as pool:
+        pending: collections.deque = collections.deque()
+        try:
+            for chunk in _chunks(items, _CHUNK):
+                pending.append(pool.submit(_convert_chunk, chunk, kwargs))
+                if len(pending) >= workers * _IN_FLIGHT:
+                    yield from pending.popleft().result()
+            while pending:
+                yield from pending.popleft().result()
+        finally:
+            for future in pending:  # stopped early (max_images, an error): drop queued work
+                future.cancel()
 
 
 def convert_dataset(kind: str, input_path: str, out_dir: str, *, images: str | None = None,
@@ -228,7 +305,8 @@ def convert_dataset(kind: str, input_path: str, out_dir: str, *, images: str | N
                     split: str | None = None, mask_suffix: str = "", image_suffix: str = "",
                     quality: int = 90, shard_size: int = 2000, max_images: int = 0,
                     overwrite: bool = False, progress: bool = True,
-                    csv_options: dict[str, Any] | None = None) -> ConversionSummary:
+                    csv_options: dict[str, Any] | None = None, workers: int = 1,
+                    runner: str = "local", beam_options: str = "") -> ConversionSummary:
     """Reads a dataset of `kind` and writes it as records in `out_dir` (the CLI's work).
 
     Args:
@@ -252,12 +330,22 @@ def convert_dataset(kind: str, input_path: str, out_dir: str, *, images: str | N
         overwrite: replace a dataset already in `out_dir`.
         progress: show a progress bar.
         csv_options: for `csv`, keyword arguments of `readers.read_caption_csv`.
+        workers: processes converting images (same output for any number).
+        runner: "local" or "beam" (same output); see `convert_items`.
+        beam_options: Beam pipeline options (shell words) for `runner="beam"`.
 
     Returns:
         The filled-in summary.
     """
     if kind not in KINDS:
         raise ConfigError(f"unknown kind {kind!r}; expected one of {', '.join(KINDS)}")
+    if workers < 1:
+        raise ConfigError(f"--workers {workers}: must be >= 1 (processes converting images)")
+    check_choice("--runner", runner, RUNNERS)
+    if runner == "beam":
+        from remoteclip_jax.data import convert_beam
+
+        convert_beam._import_beam()  # refused before reading anything
     default_source = kind if kind in BOX_KINDS and kind != "coco" else ""
     if kind == "masks":
         default_source = readers.load_class_table(table).dataset
@@ -266,7 +354,7 @@ def convert_dataset(kind: str, input_path: str, out_dir: str, *, images: str | N
                                 out=str(out_dir), image_size=image_size, seed=seed)
 
     def on_error(error: AnnotationError) -> None:
-        summary.skip("bad_annotation", summary.bad_annotations, str(error))
+        summary.skip_for("bad_annotation", str(error))
 
     csv = {"csv_" + {"image_column": "image_key", "caption_column": "caption_key",
                      "separator": "separator"}.get(k, k): v for k, v in (csv_options or {}).items()}
@@ -281,7 +369,8 @@ def convert_dataset(kind: str, input_path: str, out_dir: str, *, images: str | N
     return convert_items(items, out_dir, summary, box_captions=kind in BOX_KINDS,
                          options=options, dataset=dataset, image_size=image_size, seed=seed,
                          quality=quality, shard_size=shard_size, total=total,
-                         max_images=max_images, overwrite=overwrite, progress=progress)
+                         max_images=max_images, overwrite=overwrite, progress=progress,
+                         workers=workers, runner=runner, beam_options=beam_options)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -351,6 +440,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--overwrite", action="store_true",
                         help="replace a converted dataset already in --out")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="local processes decoding, captioning and encoding images; the "
+                             "records are the same bytes for any number (default 1)")
+    parser.add_argument("--runner", choices=RUNNERS, default="local",
+                        help="local: --workers processes on this machine; beam: an Apache Beam "
+                             "pipeline (DirectRunner with --workers processes unless "
+                             "--beam-options names a runner); the same records either way")
+    parser.add_argument("--beam-options", default="",
+                        help="Beam pipeline options, e.g. '--runner=FlinkRunner "
+                             "--flink_master=host:8081' (with --runner beam)")
     return parser
 
 
@@ -368,7 +467,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         table=args.table, min_area=args.min_area, source=args.source, split=args.split,
         mask_suffix=args.mask_suffix, image_suffix=args.image_suffix, quality=args.quality,
         shard_size=args.shard_size, max_images=args.max_images, overwrite=args.overwrite,
-        progress=not args.no_progress, csv_options=_csv_options(args))
+        progress=not args.no_progress, csv_options=_csv_options(args), workers=args.workers,
+        runner=args.runner, beam_options=args.beam_options)
     print(summary.text())
     print(f"summary: {pathlib.Path(args.out) / 'summary.json'}")
     return 0

@@ -6,7 +6,8 @@ continuation is exact), logs metrics every ``train.log_every`` steps, checkpoint
 ``train.checkpoint_every`` steps and at the end, evaluates every ``train.eval_every`` steps and
 at the end (evaluators built once, run on the training mesh), and exports the weights. With
 ``ema.decay > 0`` it also keeps an EMA of the weights (`remoteclip_jax.train.ema`), checkpointed
-with the state, evaluated (``ema.evaluate``) and exported (``ema.export``) on request.
+with the state, evaluated (``ema.evaluate``) and exported (``ema.export``) on request. With
+``train.profile_steps`` it writes a `jax.profiler` trace of those steps (`remoteclip_jax.train.profile`).
 """
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from remoteclip_jax.files import atomic_write
 from remoteclip_jax.models import flops as flops_lib
 from remoteclip_jax.train import ema as ema_lib
 from remoteclip_jax.train import metrics as metrics_lib
+from remoteclip_jax.train import profile as profile_lib
 from remoteclip_jax.train import setup as setup_lib
 from remoteclip_jax.train import sharding as sharding_lib
 
@@ -102,11 +104,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
     workdir = pathlib.Path(workdir)
     primary = jax.process_index() == 0
+    profile_lib.parse_steps(config.train.profile_steps)  # a bad value is refused before setup
     run, iterator = setup_lib.setup(config, workdir, for_training=True)
     config, state, checkpointer = run.config, run.state, run.checkpointer
     total = int(config.train.steps)
     start = int(run.resumed_step or 0)
-    logger = progress = None
+    logger = progress = profiler = None
     try:
         # Built before the first step: a broken eval entry is refused before any training.
         evaluator = (Evaluator(run.model, config, run.mesh, workdir, raise_on_error=False,
@@ -116,7 +119,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
             workdir.mkdir(parents=True, exist_ok=True)
             with atomic_write(workdir / "config.json") as f:
                 f.write(config.to_json_best_effort(indent=2))
-        logger = metrics_lib.MetricsLogger(workdir, enabled=primary)
+        logger = metrics_lib.MetricsLogger(workdir, enabled=primary,
+                                           wandb_project=config.train.wandb_project,
+                                           config=config.to_dict())
         train_step = step_lib.make_train_step(run.model, config, run.mesh,
                                               optimizer=run.optimizer)
         ema = ema_update = None
@@ -137,6 +142,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         last_log: dict = {}
         eval_metrics: dict = {}
         progress = _progress(total, start, primary)
+        profiler = profile_lib.StepProfiler(config.train.profile_steps, workdir, start + 1, total)
         step = start
         for step in range(start + 1, total + 1):
             try:
@@ -149,9 +155,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
             if compiled is None:
                 compiled = _compile_step(train_step, state, batch, step_rng)
                 window_t0 = time.perf_counter()
-            state, raw = compiled(state, batch, step_rng)
-            if ema is not None:  # update `step - 1`, 0-based
-                ema = ema_update(ema, state_lib.model_variables(state), np.int32(step - 1))
+            profiler.before(step)  # after compiling: the trace holds steps, not compilation
+            with profiler.annotate(step):
+                state, raw = compiled(state, batch, step_rng)
+                if ema is not None:  # update `step - 1`, 0-based
+                    ema = ema_update(ema, state_lib.model_variables(state), np.int32(step - 1))
+            profiler.after(step, (state, raw, ema))
             update = metrics_lib.step_metrics(raw)
             window = update if window is None else window.merge(update)
             progress.update(1)
@@ -201,6 +210,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
                 export_lib.export_openclip(ema, config, workdir / "export_ema", steps=step,
                                            workdir=workdir, ema=True)
     finally:
+        if profiler is not None:
+            profiler.close()
         if progress is not None:
             progress.close()
         if logger is not None:

@@ -1,25 +1,24 @@
-"""Training metrics: aggregation, `metrics.jsonl`, TensorBoard event files, the loss-curve plot.
+"""Training metrics: aggregation, `metrics.jsonl`, TensorBoard event files, optional Weights &
+Biases, the loss-curve plot.
 
-Only `clu.metrics` is used from clu: the rest of it imports TensorFlow, and
-its PyPI release predates jax's removal of `clip(a_min=)`. The
-TensorBoard writer here writes the tfevents record format itself (length + CRC32C-framed `Event`
-protocol buffers holding scalar summaries), so TensorBoard can read the run without TensorFlow or
-tensorboardX being installed.
+Only `clu.metrics` is used from clu: the rest of it imports TensorFlow (clu's metric writers
+too), and its PyPI release predates jax's removal of `clip(a_min=)`.
 """
 # No `from __future__ import annotations`: clu.metrics reads the Collection annotations as objects.
 
 import json
 import math
 import pathlib
-import socket
-import struct
 import time
+import uuid
 from typing import Iterable, Mapping
 
 import flax
 import jax
 import jax.numpy as jnp
 from clu import metrics as clu_metrics
+
+from remoteclip_jax.errors import ConfigError
 
 # --- aggregation ------------------------------------------------------------------------------
 
@@ -90,118 +89,98 @@ def peak_flops_per_device(device: jax.Device | None = None, override_tflops: flo
     return None
 
 
-# --- TensorBoard event files without TensorFlow ---------------------------------------------
-
-
-def _crc32c_table():
-    table = []
-    for byte in range(256):
-        crc = byte
-        for _ in range(8):
-            crc = (crc >> 1) ^ (0x82F63B78 if crc & 1 else 0)
-        table.append(crc)
-    return table
-
-
-_CRC32C_TABLE = _crc32c_table()
-
-
-def crc32c(data: bytes) -> int:
-    """CRC-32C (Castagnoli), the checksum TFRecord framing uses."""
-    crc = 0xFFFFFFFF
-    for byte in data:
-        crc = _CRC32C_TABLE[(crc ^ byte) & 0xFF] ^ (crc >> 8)
-    return crc ^ 0xFFFFFFFF
-
-
-def _masked_crc(data: bytes) -> int:
-    crc = crc32c(data)
-    return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
-
-
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    value &= (1 << 64) - 1
-    while True:
-        bits = value & 0x7F
-        value >>= 7
-        if value:
-            out.append(bits | 0x80)
-        else:
-            out.append(bits)
-            return bytes(out)
-
-
-def _field(number: int, wire_type: int) -> bytes:
-    return _varint((number << 3) | wire_type)
-
-
-def _length_delimited(number: int, payload: bytes) -> bytes:
-    return _field(number, 2) + _varint(len(payload)) + payload
-
-
-def _event(wall_time: float, step: int, *, file_version: str | None = None,
-           scalars: Mapping[str, float] | None = None) -> bytes:
-    """Serialises a `tensorflow.Event` (fields: 1 wall_time, 2 step, 3 file_version, 5 summary)."""
-    out = _field(1, 1) + struct.pack("<d", wall_time) + _field(2, 0) + _varint(step)
-    if file_version is not None:
-        out += _length_delimited(3, file_version.encode())
-    if scalars:
-        summary = b""
-        for tag, value in scalars.items():
-            # Summary.Value: 1 tag, 2 simple_value (float).
-            val = _length_delimited(1, tag.encode()) + _field(2, 5) + struct.pack("<f", value)
-            summary += _length_delimited(1, val)
-        out += _length_delimited(5, summary)
-    return out
+# --- TensorBoard event files -----------------------------------------------------------------
 
 
 class TensorBoardWriter:
-    """Appends scalar summaries to ``LOGDIR/events.out.tfevents.<time>.<host>``."""
+    """Appends scalar summaries to ``LOGDIR/events.out.tfevents.<time>.<host>.<pid>.<n>``.
+
+    Through the `tensorboard` package's own event-file writer (the one torch's SummaryWriter uses),
+    which needs no TensorFlow; tensorboardX would do the same but imports torch when present.
+    """
 
     def __init__(self, logdir: str | pathlib.Path):
-        logdir = pathlib.Path(logdir)
-        logdir.mkdir(parents=True, exist_ok=True)
-        now = time.time()
-        self.path = logdir / f"events.out.tfevents.{int(now)}.{socket.gethostname()}"
-        self._file = open(self.path, "ab")
-        self._write_record(_event(now, 0, file_version="brain.Event:2"))
+        from tensorboard.summary.writer.event_file_writer import EventFileWriter
 
-    def _write_record(self, data: bytes):
-        header = struct.pack("<Q", len(data))
-        self._file.write(header + struct.pack("<I", _masked_crc(header)) + data
-                         + struct.pack("<I", _masked_crc(data)))
+        logdir = pathlib.Path(logdir)
+        before = set(logdir.glob("events.out.tfevents.*"))
+        self._writer = EventFileWriter(str(logdir))
+        new = sorted(set(logdir.glob("events.out.tfevents.*")) - before)
+        self.path = new[-1] if new else None
 
     def scalars(self, step: int, values: Mapping[str, float]):
         """Writes finite scalar values for `step` (None/NaN values are skipped)."""
+        from tensorboard.compat.proto import event_pb2, summary_pb2
+
+        finite = [summary_pb2.Summary.Value(tag=k, simple_value=float(v))
+                  for k, v in values.items() if v is not None and math.isfinite(float(v))]
+        if finite:
+            self._writer.add_event(event_pb2.Event(
+                wall_time=time.time(), step=int(step), summary=summary_pb2.Summary(value=finite)))
+            self._writer.flush()  # a killed run keeps what it logged
+
+    def close(self):
+        self._writer.close()
+
+
+# --- Weights & Biases (optional) ----------------------------------------------------------------
+
+WANDB_HINT = "install wandb (pip install 'remoteclip_jax[wandb]')"
+
+
+class WandbWriter:
+    """Logs the same scalars to a Weights & Biases run of `project` (``train.wandb_project``).
+
+    The run id is kept in ``WORKDIR/wandb_run_id``, so a resumed training continues the same run.
+    """
+
+    def __init__(self, project: str, workdir: pathlib.Path, config: Mapping | None = None):
+        try:
+            import wandb
+        except ImportError:
+            raise ConfigError(f"config.train.wandb_project={project!r} logs to Weights & Biases: "
+                              f"{WANDB_HINT}, or set it to ''") from None
+        id_file = workdir / "wandb_run_id"
+        if id_file.exists():
+            run_id = id_file.read_text().strip()
+        else:
+            run_id = uuid.uuid4().hex[:12]
+            id_file.write_text(run_id + "\n")
+        self._run = wandb.init(project=project, id=run_id, resume="allow", dir=str(workdir),
+                               name=workdir.name, config=dict(config or {}))
+
+    def scalars(self, step: int, values: Mapping[str, float]):
         finite = {k: float(v) for k, v in values.items()
                   if v is not None and math.isfinite(float(v))}
         if finite:
-            self._write_record(_event(time.time(), int(step), scalars=finite))
-            self._file.flush()
+            self._run.log(finite, step=int(step))
 
     def close(self):
-        self._file.close()
+        self._run.finish()
 
 
 # --- the run's metric log -----------------------------------------------------------------------
 
 
 class MetricsLogger:
-    """Writes ``WORKDIR/metrics.jsonl`` (one JSON object per logged step) and TensorBoard events.
+    """Writes ``WORKDIR/metrics.jsonl`` (one JSON object per logged step), TensorBoard events in
+    ``WORKDIR/tensorboard`` and, given `wandb_project`, the same scalars to Weights & Biases.
 
     Only the primary process writes (every process computes the same global metrics). Appends, so
     a resumed run continues the same files; `read_metrics` keeps the last record of each step.
     """
 
-    def __init__(self, workdir: str | pathlib.Path, *, enabled: bool = True):
+    def __init__(self, workdir: str | pathlib.Path, *, enabled: bool = True,
+                 wandb_project: str = "", config: Mapping | None = None):
         self.workdir = pathlib.Path(workdir)
         self.enabled = enabled
         self.path = self.workdir / "metrics.jsonl"
-        self._tb = None
+        self._writers = []
         if enabled:
             self.workdir.mkdir(parents=True, exist_ok=True)
-            self._tb = TensorBoardWriter(self.workdir / "tensorboard")
+            if wandb_project:
+                self._writers.append(WandbWriter(wandb_project, self.workdir, config))
+            self._writers.insert(0, TensorBoardWriter(self.workdir / "tensorboard"))
 
     def write(self, step: int, values: Mapping[str, float | None]):
         """Logs `values` (metric paths such as ``train/loss``) for `step`."""
@@ -213,11 +192,13 @@ class MetricsLogger:
             record[key] = value if value is None or math.isfinite(value) else None
         with open(self.path, "a") as f:
             f.write(json.dumps(record) + "\n")
-        self._tb.scalars(step, values)
+        for writer in self._writers:
+            writer.scalars(step, values)
 
     def close(self):
-        if self._tb is not None:
-            self._tb.close()
+        for writer in self._writers:
+            writer.close()
+        self._writers = []
 
 
 def read_metrics(path: str | pathlib.Path) -> list[dict]:
