@@ -80,7 +80,7 @@ class TfdsSource:
         self.name = where = f"tfds:{name}" + (f" (split {split!r})" if split else "")
         try:
             builder = tfds.builder(name, data_dir=data_dir or None)
-        except Exception as e:  # DatasetNotFoundError, a bad config or version: all ValueErrors
+        except (ValueError, KeyError, OSError) as e:  # DatasetNotFoundError is a ValueError
             raise DataError(f"{where}: {_first_line(e)}") from None
         if not builder.is_prepared():
             raise DataError(
@@ -110,8 +110,8 @@ class TfdsSource:
         self._image_key = image_key
         split = split or "+".join(builder.info.splits)  # "" = every split, in TFDS's order
         # Encoded images stay bytes: the pipeline decodes them as it decodes image files.
-        decoders = {image_key.split("/")[0]: tfds.decode.SkipDecoding()} \
-            if self._image_is_encoded and "/" not in image_key else None
+        decoders = ({image_key: tfds.decode.SkipDecoding()}
+                    if self._image_is_encoded and "/" not in image_key else None)
         try:
             self._source = builder.as_data_source(split=split, decoders=decoders)
         except NotImplementedError:
