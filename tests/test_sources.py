@@ -12,8 +12,8 @@ from remoteclip_jax.errors import ConfigError, DataError
 
 
 def test_bad_specs_name_the_key_and_the_nearest_valid_one(tmp_path):
-    with pytest.raises(ConfigError, match=r"kind='tfds': unknown source kind"):
-        sources.build_source({"kind": "tfds", "path": "x"})
+    with pytest.raises(ConfigError, match=r"kind='parquet': unknown source kind"):
+        sources.build_source({"kind": "parquet", "path": "x"})
     with pytest.raises(ConfigError, match=r"did you mean 'records'"):
         sources.build_source({"kind": "record", "path": "x"})
     with pytest.raises(ConfigError, match=r"kind 'records' needs a path; set "

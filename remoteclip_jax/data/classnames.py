@@ -220,7 +220,7 @@ CLASS_NAMES: dict[str, dict[str, str]] = {
 
 # Other spellings of a dataset's name -> its key in CLASS_NAMES.
 DATASET_ALIASES = {"whuearth": "siriwhu", "nwpuresisc45": "resisc45", "ucm": "ucmerced",
-                   "ucmercedlanduse": "ucmerced"}
+                   "ucmercedlanduse": "ucmerced", "eurosatrgb": "eurosat"}  # TFDS: eurosat/rgb
 
 # Folder names some copies of a dataset use -> the folder name CLASS_NAMES knows. RS2800 ships with
 # letter-prefixed folders in some copies: ITRA's RS2800.py lines 10-18 (commented out) list them.

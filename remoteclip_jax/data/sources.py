@@ -32,6 +32,8 @@ Kinds and the keys each one reads (every key and its default: `SOURCE_DEFAULTS`)
                                              label folder); items carry object ``counts``
     masks          path, image_root, table, min_area, mask_suffix, image_suffix   segmentation
     geotiff        (registered by `remoteclip_jax.geo.source`) chips tiled from GeoTIFF scenes
+    tfds           path (TFDS name, e.g. eurosat/rgb), split, data_dir, image_key, label_key,
+                   caption_key, id_key   a prepared TensorFlow Datasets dataset (`tfds_source`)
 
 plus ``weight`` (training only: uses of each item per epoch), ``pairs`` (training only, kinds
 with captions: "image" = an epoch is each image once, "caption" = each (image, caption) pair
@@ -428,3 +430,16 @@ register_kind("rsod", {"path": "", "skip_missing": False},
               read=_detection(readers.read_rsod, with_images=False))
 register_kind("masks", {**_DETECTION_KEYS, "table": "loveda", "min_area": 0, "mask_suffix": "",
                         "image_suffix": ""}, read=_masks)
+
+
+def _tfds(spec):
+    from remoteclip_jax.data import tfds_source  # needs tensorflow-datasets only when used
+
+    return tfds_source.build(spec)
+
+
+# path is TFDS's name (NAME[/CONFIG][:VERSION]), so `tfds:eurosat/rgb` works as a command-line
+# word; split "" = every split; data_dir "" = TFDS's default; the *_key are feature names.
+register_kind("tfds", {"path": "", "split": "", "data_dir": "", "image_key": "image",
+                       "label_key": "label", "caption_key": "", "id_key": "filename",
+                       "pairs": "image"}, build=_tfds)
