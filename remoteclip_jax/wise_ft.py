@@ -22,15 +22,11 @@ import json
 import pathlib
 import sys
 
-from remoteclip_jax.errors import UserError
+from remoteclip_jax.errors import ConfigError
 
 # The metric a dataset's column shows, first one present (retrieval, zero-shot / count, probes).
 HEADLINE = ("mean_recall", "top1", "linear_probe_top1", "knn_top1")
 FORMATS = ("orbax", "open_clip", "hf")
-
-
-class WiseFtError(UserError, ValueError):
-    """Arguments that do not fit together, or two models that cannot be averaged."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -59,11 +55,11 @@ def _alphas(args) -> list[float]:
     try:
         alphas = [args.alpha] if args.sweep is None else [float(a) for a in args.sweep.split(",")]
     except ValueError:
-        raise WiseFtError(f"--sweep {args.sweep}: expected numbers separated by commas, e.g. "
+        raise ConfigError(f"--sweep {args.sweep}: expected numbers separated by commas, e.g. "
                           "0,0.25,0.5,0.75,1") from None
     bad = [a for a in alphas if not 0.0 <= a <= 1.0]
     if bad:
-        raise WiseFtError(f"alpha {bad[0]}: must lie in [0, 1] (0 = zero-shot, 1 = fine-tuned)")
+        raise ConfigError(f"alpha {bad[0]}: must lie in [0, 1] (0 = zero-shot, 1 = fine-tuned)")
     return alphas
 
 
@@ -75,7 +71,7 @@ def read_pair(zero_shot: str, finetuned: str, model=None):
     file = model_dir.detect_layout(finetuned) == "file"
     v1, info1 = model_dir.read_model_dir(finetuned, model or (info0.model if file else None))
     if info1.config != info0.config:
-        raise WiseFtError(f"{finetuned} holds {info1.display_name} ({info1.activation}) but "
+        raise ConfigError(f"{finetuned} holds {info1.display_name} ({info1.activation}) but "
                           f"{zero_shot} holds {info0.display_name} ({info0.activation}); WiSE-FT "
                           "averages two models of one architecture and activation")
     return v0, v1, info0
@@ -87,7 +83,7 @@ def _config(argv: list[str]):
     from ml_collections import config_flags
 
     if not any(a.startswith("--config=") or a == "--config" for a in argv):
-        raise WiseFtError("--sweep evaluates a recipe's evals: pass --config=configs/<recipe>.py")
+        raise ConfigError("--sweep evaluates a recipe's evals: pass --config=configs/<recipe>.py")
     argv = ["remoteclip-jax wise-ft", *argv]
     values = flags.FlagValues()
     # The override flags (--config.a.b=v) are declared from the arguments at definition time.
@@ -96,7 +92,7 @@ def _config(argv: list[str]):
     try:
         values(argv)
     except (flags.Error, KeyError, AttributeError, TypeError, ValueError) as e:
-        raise WiseFtError(f"config: {str(e).splitlines()[0]}") from None
+        raise ConfigError(f"config: {str(e).splitlines()[0]}") from None
     return values.config
 
 
@@ -129,7 +125,7 @@ def sweep(v0, v1, info, alphas, config, out: pathlib.Path) -> list[tuple[float, 
 
     schema.validate(config, jax.device_count(), jax.process_count(), for_training=False)
     if not len(config.evals):
-        raise WiseFtError("the recipe has no evals to sweep; use one with config.evals entries")
+        raise ConfigError("the recipe has no evals to sweep; use one with config.evals entries")
     mesh = sharding.make_mesh(config.mesh)
     evaluator = Evaluator(create_model(info.model), config, mesh, out)
     rows = []
@@ -158,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args([a for a in argv if not a.startswith("--config")])
     alphas = _alphas(args)
     if args.sweep is None and config_args:
-        raise WiseFtError("--config is for --sweep; --alpha only writes the averaged model")
+        raise ConfigError("--config is for --sweep; --alpha only writes the averaged model")
     config = _config(config_args) if args.sweep is not None else None
     v0, v1, info = read_pair(args.zero_shot, args.finetuned, args.model)
     out = pathlib.Path(args.out)

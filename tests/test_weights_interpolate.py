@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 
 import remoteclip_jax as rc
-from remoteclip_jax.weights.interpolate import InterpolationError, interpolate
+from remoteclip_jax.errors import WeightsError
+from remoteclip_jax.weights.interpolate import interpolate
 from tests.helpers.openclip import build_openclip
 
 torch = pytest.importorskip("torch")
@@ -42,7 +43,7 @@ def test_interpolation_equals_the_weighted_average_of_open_clip_state_dicts(cfg)
 
 def test_models_of_two_architectures_are_refused():
     a = {"params": {"w": np.zeros((2, 3)), "b": np.zeros(3)}}
-    with pytest.raises(InterpolationError, match=r"different shapes: \['params'\]\['w'\]"):
+    with pytest.raises(WeightsError, match=r"different shapes: \['params'\]\['w'\]"):
         interpolate(a, {"params": {"w": np.zeros((3, 3)), "b": np.zeros(3)}}, 0.5)
-    with pytest.raises(InterpolationError, match=r"only in the zero-shot model: \[\"\['params'\]\['b'\]\"\]"):
+    with pytest.raises(WeightsError, match=r"only in the zero-shot model: \[\"\['params'\]\['b'\]\"\]"):
         interpolate(a, {"params": {"w": np.zeros((2, 3))}}, 0.5)

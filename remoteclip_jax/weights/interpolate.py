@@ -12,11 +12,7 @@ from typing import Any, Mapping
 import jax
 import numpy as np
 
-from remoteclip_jax.errors import UserError
-
-
-class InterpolationError(UserError, ValueError):
-    """Two weight trees that cannot be averaged entry by entry."""
+from remoteclip_jax.errors import WeightsError
 
 
 def _flat(variables: Mapping) -> dict[str, Any]:
@@ -36,7 +32,7 @@ def interpolate(zero_shot: Mapping, finetuned: Mapping, alpha: float) -> Any:
         zero-shot entry's dtype.
 
     Raises:
-        InterpolationError: the trees differ in entries or shapes (naming the first few).
+        WeightsError: the trees differ in entries or shapes (naming the first few).
     """
     a, b = _flat(zero_shot), _flat(finetuned)
     missing, extra = sorted(set(a) - set(b)), sorted(set(b) - set(a))
@@ -46,7 +42,7 @@ def interpolate(zero_shot: Mapping, finetuned: Mapping, alpha: float) -> Any:
                  f"only in the fine-tuned model: {extra[:3]}" if extra else "",
                  "different shapes: " + ", ".join(f"{k} {np.shape(a[k])} vs {np.shape(b[k])}"
                                                   for k in shapes[:3]) if shapes else ""]
-        raise InterpolationError("the two models' weights do not match entry by entry ("
+        raise WeightsError("the two models' weights do not match entry by entry ("
                                  + "; ".join(p for p in parts if p) + "); WiSE-FT needs one "
                                  "architecture")
 
