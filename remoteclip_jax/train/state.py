@@ -18,7 +18,6 @@ import optax
 from jax.sharding import Mesh
 
 from remoteclip_jax.errors import ConfigError, WeightsError
-
 from remoteclip_jax.models import clip as clip_lib
 from remoteclip_jax.train import optim as optim_lib
 from remoteclip_jax.train import sharding as sharding_lib

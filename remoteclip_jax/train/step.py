@@ -27,7 +27,6 @@ gradient cut, so no backward pass is built for it.
 """
 from __future__ import annotations
 
-from remoteclip_jax.errors import ConfigError
 from typing import Any, Callable
 
 import jax
@@ -35,6 +34,7 @@ import jax.numpy as jnp
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from remoteclip_jax.errors import ConfigError
 from remoteclip_jax.train import loss as loss_lib
 from remoteclip_jax.train import optim as optim_lib
 from remoteclip_jax.train import sharding as sharding_lib
