@@ -10,7 +10,7 @@ Public API (imported lazily, so data workers that only need numpy/PIL never impo
   image_transform(image_size=224, train=False) -> callable(PIL.Image) -> (H, W, 3) float32
   classify / embed / search: the inference commands as functions (see remoteclip_jax.inference)
 """
-import importlib
+from remoteclip_jax.lazy import lazy_attributes
 
 __version__ = "0.1.0"
 
@@ -41,10 +41,4 @@ _SUBMODULES = {"models", "weights", "tokenizer", "transforms", "data", "train", 
 
 __all__ = sorted(_EXPORTS) + sorted(_SUBMODULES)
 
-
-def __getattr__(name):
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    if name in _SUBMODULES:
-        return importlib.import_module(f"remoteclip_jax.{name}")
-    raise AttributeError(f"module 'remoteclip_jax' has no attribute {name!r}")
+__getattr__ = lazy_attributes("remoteclip_jax", _EXPORTS, _SUBMODULES)

@@ -22,6 +22,7 @@ from typing import Any
 import msgpack
 
 from remoteclip_jax.errors import ConfigError
+from remoteclip_jax.lazy import optional_module
 
 INSTALL_HINT = "install Apache Beam (pip install 'remoteclip_jax[beam]')"
 # Images per Beam element: large enough to amortise a file per chunk, small enough to spread
@@ -30,11 +31,8 @@ CHUNK = 64
 
 
 def _import_beam():
-    try:
-        import apache_beam
-    except ImportError:
-        raise ConfigError(f"--runner beam needs Apache Beam: {INSTALL_HINT}") from None
-    return apache_beam
+    return optional_module("apache_beam", f"--runner beam needs Apache Beam: {INSTALL_HINT}",
+                           ConfigError)
 
 
 def _chunk_path(temp_dir: str, index: int) -> str:

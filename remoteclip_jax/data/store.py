@@ -37,7 +37,8 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
-from remoteclip_jax.errors import ConfigError, DataError, UserError
+from remoteclip_jax.errors import ConfigError, DataError
+from remoteclip_jax.lazy import optional_module
 from remoteclip_jax.files import atomic_write, write_json
 
 FOLDERS = {"image": ("img_emb", "img_emb_"), "text": ("text_emb", "text_emb_")}
@@ -50,12 +51,9 @@ STORE_VERSION = 2
 
 def pyarrow():
     """pyarrow with its parquet module, or a one-line `UserError` saying how to get it."""
-    try:
-        import pyarrow
-        import pyarrow.parquet
-    except ImportError:
-        raise UserError("Parquet metadata needs pyarrow: install pyarrow (pip install pyarrow), "
-                        "or write JSON Lines metadata instead (--metadata jsonl)") from None
+    optional_module("pyarrow.parquet", "Parquet metadata needs pyarrow: install pyarrow (pip "
+                    "install pyarrow), or write JSON Lines metadata instead (--metadata jsonl)")
+    import pyarrow
     return pyarrow
 
 

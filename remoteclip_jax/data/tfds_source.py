@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from remoteclip_jax.errors import ConfigError, DataError
+from remoteclip_jax.lazy import optional_module
 
 INSTALL_HINT = "install tensorflow-datasets (pip install 'remoteclip_jax[tfds]')"
 # label_key and id_key at these defaults may name no feature (datasets without labels or file
@@ -31,11 +32,8 @@ OPTIONAL_DEFAULTS = {"label_key": "label", "id_key": "filename"}
 
 def import_tfds():
     """The ``tensorflow_datasets`` module, or a one-line ConfigError saying how to install it."""
-    try:
-        import tensorflow_datasets as tfds
-    except ImportError:
-        raise ConfigError(f"source kind 'tfds' needs TensorFlow Datasets: {INSTALL_HINT}") from None
-    return tfds
+    return optional_module("tensorflow_datasets",
+                           f"source kind 'tfds' needs TensorFlow Datasets: {INSTALL_HINT}", ConfigError)
 
 
 def _first_line(error: BaseException) -> str:

@@ -14,7 +14,7 @@ Needs the optional extra ``pip install remoteclip_jax[geo]`` (rasterio). Entry p
 image embeddings; it does its own preprocessing (resize to the model's input size).
 Modules are imported on first use, so importing this package does not import rasterio.
 """
-import importlib
+from remoteclip_jax.lazy import lazy_attributes
 
 _EXPORTS = {
     "classify_scene": "remoteclip_jax.geo.workflows",
@@ -27,8 +27,4 @@ _EXPORTS = {
 
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name):
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'remoteclip_jax.geo' has no attribute {name!r}")
+__getattr__ = lazy_attributes("remoteclip_jax.geo", _EXPORTS)

@@ -28,7 +28,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from remoteclip_jax.errors import ConfigError, DataError, UserError
+from remoteclip_jax.errors import ConfigError, DataError
+from remoteclip_jax.lazy import optional_module
 
 INSTALL_HINT = "install rasterio (pip install remoteclip_jax[geo])"
 # GDAL caches decoded blocks in a process-wide cache that defaults to 5% of RAM; that alone would
@@ -42,11 +43,7 @@ _SUPPORTED_KINDS = "uib"  # unsigned, signed integers and booleans; floats are h
 
 def require_rasterio():
     """Imports rasterio, or raises a `UserError` saying how to install it."""
-    try:
-        import rasterio
-    except ImportError:
-        raise UserError(f"reading GeoTIFF scenes needs rasterio: {INSTALL_HINT}") from None
-    return rasterio
+    return optional_module("rasterio", f"reading GeoTIFF scenes needs rasterio: {INSTALL_HINT}")
 
 
 def _configure_gdal(cache_mb: int) -> None:

@@ -19,7 +19,7 @@ Python API (each mirrors a `remoteclip-jax` command; all accept `model=` a model
 
 Submodules are imported on first use, so `import remoteclip_jax.inference` stays light.
 """
-import importlib
+from remoteclip_jax.lazy import lazy_attributes
 
 _EXPORTS = {
     "classify": "remoteclip_jax.inference.zero_shot",
@@ -38,8 +38,4 @@ _EXPORTS = {
 
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name):
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'remoteclip_jax.inference' has no attribute {name!r}")
+__getattr__ = lazy_attributes("remoteclip_jax.inference", _EXPORTS)

@@ -18,7 +18,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from remoteclip_jax.errors import ConfigError, DataError, UserError
+from remoteclip_jax.errors import ConfigError, DataError
+from remoteclip_jax.lazy import optional_module
 from remoteclip_jax.files import atomic_write, write_json
 
 METHODS = ("exact", "approx")
@@ -94,12 +95,8 @@ def top_k(queries, shards: Iterable[np.ndarray], k: int, *, num_rows: int | None
 
 
 def _faiss():
-    try:
-        import faiss
-    except ImportError:
-        raise UserError("faiss search needs faiss: install faiss-cpu (pip install faiss-cpu), or "
-                        "search without --faiss-index (exact search on the device)") from None
-    return faiss
+    return optional_module("faiss", "faiss search needs faiss: install faiss-cpu (pip install "
+                           "faiss-cpu), or search without --faiss-index (exact search on the device)")
 
 
 def build_faiss_index(store, path: str, index_key: str = "Flat", train_rows: int = 100_000) -> str:

@@ -19,6 +19,7 @@ import jax.numpy as jnp
 from clu import metrics as clu_metrics
 
 from remoteclip_jax.errors import ConfigError
+from remoteclip_jax.lazy import optional_module
 
 # --- aggregation ------------------------------------------------------------------------------
 
@@ -135,11 +136,8 @@ class WandbWriter:
     """
 
     def __init__(self, project: str, workdir: pathlib.Path, config: Mapping | None = None):
-        try:
-            import wandb
-        except ImportError:
-            raise ConfigError(f"config.train.wandb_project={project!r} logs to Weights & Biases: "
-                              f"{WANDB_HINT}, or set it to ''") from None
+        wandb = optional_module("wandb", f"config.train.wandb_project={project!r} logs to Weights & "
+                                f"Biases: {WANDB_HINT}, or set it to ''", ConfigError)
         id_file = workdir / "wandb_run_id"
         if id_file.exists():
             run_id = id_file.read_text().strip()
