@@ -122,3 +122,19 @@ def test_segment_command_writes_a_map_and_refuses_a_bad_recipe(tmp_path):
                          capture_output=True, text=True, cwd=ROOT, env=cli_env())
     assert bad.returncode == 2 and "multiple of the patch size" in bad.stderr
     assert "Traceback" not in bad.stderr
+
+
+def test_a_resnet_image_tower_is_one_line(tmp_path):
+    import jax
+
+    import remoteclip_jax as rc
+
+    model = rc.create_model(rc.models.TINY_RESNET)
+    s = model.image_size
+    shapes = jax.eval_shape(model.init, jax.random.PRNGKey(0), jnp.zeros((1, s, s, 3)),
+                            jnp.zeros((1, model.context_length), jnp.int32))
+    variables = jax.tree.map(lambda x: np.zeros(x.shape, x.dtype), shapes)
+    random_images(tmp_path / "imgs", 1)
+    with pytest.raises(ConfigError, match="need a ViT image tower"):
+        segment(str(tmp_path / "imgs"), CLASSES, model=(model, variables), templates=TEMPLATE,
+                progress=False)

@@ -40,7 +40,8 @@ from remoteclip_jax.models.vit import DENSE_RECIPES
 NODATA = 255  # class-map cells without a label (as `classify`'s class map)
 
 
-def patch_labels(patch_features: np.ndarray, classifier: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def patch_labels(patch_features: np.ndarray, classifier: np.ndarray
+                 ) -> tuple[np.ndarray, np.ndarray]:
     """(labels, cosine) of every patch: the class of highest cosine similarity and that similarity.
 
     Args:
@@ -176,7 +177,7 @@ def _coverage(labels: np.ndarray, names: Sequence[str]) -> dict[str, float]:
     """Share of labelled cells per class."""
     labels = np.asarray(labels)
     known = labels[labels != NODATA]
-    counts = np.bincount(known.ravel(), minlength=len(names)) if known.size else np.zeros(len(names))
+    counts = np.bincount(known.ravel(), minlength=len(names))
     return {n: round(float(c) / max(known.size, 1), 6) for n, c in zip(names, counts)}
 
 

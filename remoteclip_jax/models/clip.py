@@ -106,7 +106,8 @@ class CLIP(nn.Module):
         """
         if tokens:
             if not isinstance(self.visual, VisionTransformer):
-                raise ValueError("patch tokens need a ViT image tower")
+                raise ConfigError("patch tokens (dense labels) need a ViT image tower; this "
+                                  "model's is a ResNet")
             return self.visual(images, train, dense=dense).astype(jnp.float32)
         return self.visual(images, train).astype(jnp.float32)
 
@@ -193,7 +194,8 @@ def at_image_size(model: CLIP, variables: dict, image_size: int) -> tuple[CLIP, 
                           f"size {vision['patch_size']}")
     from remoteclip_jax.models.vit import resize_pos_embed
 
-    config = {**flax.core.unfreeze(model.config), "vision_cfg": {**vision, "image_size": int(image_size)}}
+    config = {**flax.core.unfreeze(model.config),
+              "vision_cfg": {**vision, "image_size": int(image_size)}}
     params = flax.core.unfreeze(variables["params"])
     visual = dict(params["visual"])
     visual["positional_embedding"] = jnp.asarray(resize_pos_embed(
