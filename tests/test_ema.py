@@ -183,7 +183,9 @@ def test_ema_run_resumes_exactly_and_is_evaluated_and_exported_on_request(tmp_pa
     assert (workdir / "export_ema" / "open_clip_model.safetensors").read_bytes() == first
 
     # The eval and export modes read the EMA from the checkpoint.
-    metrics = loop.evaluate(config, workdir)
+    from remoteclip_jax import main as main_lib
+
+    metrics = main_lib.evaluate(config, str(workdir))
     assert metrics["eval_ema/r/mean_recall"] == pytest.approx(out["eval_ema/r/mean_recall"])
     export.export(config, workdir, str(tmp_path / "exported"))
     assert (tmp_path / "exported_ema" / "open_clip_model.safetensors").read_bytes() == first
