@@ -166,7 +166,9 @@ class Checkpointer:
     def __init__(self, workdir: str | pathlib.Path, signature: dict, *, keep: int = 3,
                  async_save: bool = True):
         workdir = files.as_path(workdir)  # a local folder or a bucket (gs://...)
-        self.directory = (workdir if files.is_remote(workdir) else workdir.absolute()) / "checkpoints"
+        if not files.is_remote(workdir):
+            workdir = workdir.absolute()
+        self.directory = workdir / "checkpoints"
         self.damaged_directory = self.directory.parent / DAMAGED_DIRNAME
         self.signature = signature
         self._async = async_save

@@ -31,6 +31,27 @@ def as_path(path: str | os.PathLike):
     return pathlib.Path(path)
 
 
+# The URL schemes `etils.epath` serves (through fsspec), with the package each one needs.
+_SCHEMES = {"gs": "gcsfs", "s3": "s3fs", "az": "adlfs", "hf": "huggingface_hub"}
+
+
+def remote_problem(path: str | os.PathLike) -> str | None:
+    """Why URL `path` cannot be used here (unknown scheme, missing package), or None."""
+    if not is_remote(path):
+        return None
+    scheme = os.fspath(path).split("://", 1)[0]
+    if scheme not in _SCHEMES:
+        return (f"{scheme}:// is not a supported location (local paths and "
+                f"{', '.join(s + '://' for s in _SCHEMES)} are)")
+    import importlib.util
+    if scheme == "gs" and importlib.util.find_spec("tensorflow"):
+        return None  # epath then goes through tf.io.gfile
+    if importlib.util.find_spec(_SCHEMES[scheme]) is None:
+        extra = " ('remoteclip_jax[gcs]')" if scheme == "gs" else ""
+        return f"{scheme}:// paths need {_SCHEMES[scheme]}: pip install {_SCHEMES[scheme]}{extra}"
+    return None
+
+
 @contextlib.contextmanager
 def _remote_write(path: str | os.PathLike, mode: str | None, **open_kwargs):
     """`atomic_write` for a URL: a local temporary file, uploaded in one put once the block ends."""

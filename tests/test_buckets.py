@@ -62,8 +62,8 @@ STEPS, CHECKPOINT_EVERY, KILL_AFTER = 10, 2, 3
 OVERRIDES = [f"--config.train.steps={STEPS}", f"--config.train.checkpoint_every={CHECKPOINT_EVERY}"]
 
 
-def _command(workdir):
-    return main_command("--config=configs/demo.py:smoke", f"--workdir={workdir}", *OVERRIDES)
+def _command(workdir, *more):
+    return main_command("--config=configs/demo.py:smoke", f"--workdir={workdir}", *OVERRIDES, *more)
 
 
 def _records(workdir):
@@ -121,8 +121,9 @@ def test_run_in_a_bucket_survives_sigkill_and_equals_a_local_run(bucket, tmp_pat
     killed_at = max(_losses(first))
     assert KILL_AFTER <= killed_at < STEPS, "the run ended before the kill"
 
-    out = subprocess.run(_command(workdir), cwd=ROOT, env=env, capture_output=True, text=True,
-                         timeout=400)
+    # Resumed with a profile: the trace is written locally and uploaded into WORKDIR/profile.
+    out = subprocess.run(_command(workdir, "--profile"), cwd=ROOT, env=env, capture_output=True,
+                         text=True, timeout=400)
     assert out.returncode == 0, out.stderr[-3000:]
     assert f"resuming from {workdir}/checkpoints step" in out.stdout, out.stdout[-2000:]
     resumed_from = int(out.stdout.split("resuming from")[1].split("step")[1].split()[0])
@@ -141,8 +142,10 @@ def test_run_in_a_bucket_survives_sigkill_and_equals_a_local_run(bucket, tmp_pat
         np.testing.assert_allclose(got[step], expected[step], rtol=1e-6, err_msg=f"step {step}")
 
     # Every file of the local run (checkpoints with their manifests, config, metrics,
-    # tensorboard, plots, export, eval results) is in the bucket, and nothing else.
-    assert _layout(workdir) == _layout(local)
+    # tensorboard, plots, export, eval results) is in the bucket, and nothing else but the profile.
+    traces = {n for n in _layout(workdir) if n.startswith("profile/")}
+    assert any(n.endswith(".xplane.pb") for n in traces), traces
+    assert _layout(workdir) - traces == _layout(local)
     assert (json.loads(files.as_path(f"{workdir}/eval/results.json").read_text())
             == pytest.approx(json.loads((local / "eval/results.json").read_text()), rel=1e-5))
     assert (files.as_path(f"{workdir}/export/open_clip_config.json").read_text()

@@ -12,7 +12,6 @@ with the state, evaluated (``ema.evaluate``) and exported (``ema.export``) on re
 from __future__ import annotations
 
 import math
-import pathlib
 import time
 
 import jax

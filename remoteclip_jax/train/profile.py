@@ -59,8 +59,7 @@ class StepProfiler:
         window = parse_steps(value, first_step)
         self.directory = files.as_path(workdir) / "profile"
         # The profiler writes local files; for a bucket they are traced locally and uploaded.
-        self._local = (pathlib.Path(tempfile.mkdtemp(prefix="remoteclip-profile-"))
-                       if files.is_remote(self.directory) else self.directory)
+        self._local = self.directory
         self.first = self.last = None
         self.active = False
         self.trace_dir: pathlib.Path | None = None
@@ -76,6 +75,8 @@ class StepProfiler:
 
     def before(self, step: int):
         if step == self.first:
+            if files.is_remote(self.directory):
+                self._local = pathlib.Path(tempfile.mkdtemp(prefix="remoteclip-profile-"))
             self._local.mkdir(parents=True, exist_ok=True)
             self._known = set(self._runs())
             jax.profiler.start_trace(str(self._local))
