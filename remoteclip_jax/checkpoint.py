@@ -26,6 +26,7 @@ from absl import logging
 from etils import epath
 
 from remoteclip_jax import checkpoint_manifest as manifest_lib
+from remoteclip_jax import files
 from remoteclip_jax.errors import UserError, WeightsError, one_line
 
 STATE_ITEM = "state"
@@ -164,7 +165,10 @@ class Checkpointer:
 
     def __init__(self, workdir: str | pathlib.Path, signature: dict, *, keep: int = 3,
                  async_save: bool = True):
-        self.directory = pathlib.Path(workdir).absolute() / "checkpoints"
+        workdir = files.as_path(workdir)  # a local folder or a bucket (gs://...)
+        if not files.is_remote(workdir):
+            workdir = workdir.absolute()
+        self.directory = workdir / "checkpoints"
         self.damaged_directory = self.directory.parent / DAMAGED_DIRNAME
         self.signature = signature
         self._async = async_save
@@ -264,7 +268,10 @@ class Checkpointer:
             target, n = self.damaged_directory / f"{step}-{n}", n + 1
         if jax.process_index() == 0:
             self.damaged_directory.mkdir(parents=True, exist_ok=True)
-            shutil.move(str(self._step_dir(step)), str(target))
+            if files.is_remote(target):  # gcsfs moves a prefix object by object
+                self._step_dir(step).rename(target)
+            else:
+                shutil.move(str(self._step_dir(step)), str(target))
         if jax.process_count() > 1:
             ocp.multihost.sync_global_processes(f"remoteclip_set_aside_step_{step}")
         self._integrity.pop(step, None)

@@ -21,7 +21,7 @@ import os
 import pathlib
 import zlib
 
-from remoteclip_jax.files import atomic_write
+from remoteclip_jax import files
 
 MANIFEST_NAME = "remoteclip_manifest.json"
 FORMAT_VERSION = 1
@@ -55,7 +55,7 @@ def _crc32(path: pathlib.Path) -> int:
     # CRC-32 (as zip and gzip use) finds accidental damage; it reads ~3x faster than SHA-256
     # here, which matters because a resume checks every byte of a multi-GB train state.
     crc = 0
-    with open(path, "rb") as f:
+    with path.open("rb") as f:
         while chunk := f.read(_CHUNK):
             crc = zlib.crc32(chunk, crc)
     return crc
@@ -63,12 +63,8 @@ def _crc32(path: pathlib.Path) -> int:
 
 def _recorded_files(step_dir: pathlib.Path) -> list[str]:
     """Relative POSIX paths of the files the manifest covers, sorted."""
-    names = []
-    for path in step_dir.rglob("*"):
-        relative = path.relative_to(step_dir).as_posix()
-        if path.is_file() and relative not in (*_COMMIT_FILES, MANIFEST_NAME):
-            names.append(relative)
-    return sorted(names)
+    return [name for name in files.relative_files(step_dir)
+            if name not in (*_COMMIT_FILES, MANIFEST_NAME)]
 
 
 def write_manifest(step_dir: str | os.PathLike) -> pathlib.Path:
@@ -82,18 +78,18 @@ def write_manifest(step_dir: str | os.PathLike) -> pathlib.Path:
     Returns:
         The manifest's path.
     """
-    step_dir = pathlib.Path(step_dir)
-    files = {name: {"size": (step_dir / name).stat().st_size, "crc32": _crc32(step_dir / name)}
-             for name in _recorded_files(step_dir)}
-    payload = json.dumps({"format": FORMAT_VERSION, "files": files}, indent=1, sort_keys=True)
+    step_dir = files.as_path(step_dir)
+    recorded = {name: {"size": files.size(step_dir / name), "crc32": _crc32(step_dir / name)}
+                for name in _recorded_files(step_dir)}
+    payload = json.dumps({"format": FORMAT_VERSION, "files": recorded}, indent=1, sort_keys=True)
     target = step_dir / MANIFEST_NAME
-    with atomic_write(target) as f:  # a reader sees no manifest or the whole one
+    with files.atomic_write(target) as f:  # a reader sees no manifest or the whole one
         f.write(payload)
     return target
 
 
 def has_manifest(step_dir: str | os.PathLike) -> bool:
-    return (pathlib.Path(step_dir) / MANIFEST_NAME).is_file()
+    return (files.as_path(step_dir) / MANIFEST_NAME).is_file()
 
 
 def inspect_step(step_dir: str | os.PathLike, items: tuple[str, ...] = ()) -> StepIntegrity:
@@ -106,7 +102,7 @@ def inspect_step(step_dir: str | os.PathLike, items: tuple[str, ...] = ()) -> St
     Returns:
         The `StepIntegrity` verdict; reads every recorded file once when there is a manifest.
     """
-    step_dir = pathlib.Path(step_dir)
+    step_dir = files.as_path(step_dir)
     if not step_dir.is_dir():
         return StepIntegrity(DAMAGED, f"{step_dir} is not a directory")
     metadata = step_dir / STEP_METADATA
@@ -123,19 +119,19 @@ def inspect_step(step_dir: str | os.PathLike, items: tuple[str, ...] = ()) -> St
         return StepIntegrity(UNVERIFIED)
     try:
         manifest = json.loads(manifest_path.read_text())
-        files = dict(manifest["files"])
+        recorded = dict(manifest["files"])
     except (OSError, ValueError, KeyError, TypeError) as e:
         return StepIntegrity(DAMAGED, f"{manifest_path} is unreadable: {type(e).__name__}")
-    for name, expected in sorted(files.items()):
+    for name, expected in sorted(recorded.items()):
         path = step_dir / name
         if not path.is_file():
             return StepIntegrity(DAMAGED, f"{path} is missing")
-        size = path.stat().st_size
+        size = files.size(path)
         if size != expected["size"]:
             return StepIntegrity(DAMAGED, f"{path} has {size} bytes, {expected['size']} were "
                                           f"written")
     # Sizes first (cheap), then contents.
-    for name, expected in sorted(files.items()):
+    for name, expected in sorted(recorded.items()):
         path = step_dir / name
         if _crc32(path) != expected["crc32"]:
             return StepIntegrity(DAMAGED, f"{path} differs from what was written (CRC-32)")

@@ -2,13 +2,70 @@
 
 A reader (or a rerun after a crash) sees the old file or the whole new one, never half of one,
 and the result gets the mode the user's umask gives (a temporary file starts owner-only).
+
+A path may also be a bucket (``gs://...``, or any scheme `etils.epath` knows): `as_path` gives an
+`epath.Path` for it and a plain `pathlib.Path` for a local path, so local behaviour is unchanged.
+An object store has no rename, but an object's upload is all or nothing, so there the file is
+written locally first and sent in one put.
 """
 from __future__ import annotations
 
 import contextlib
 import json
 import os
+import pathlib
 import tempfile
+
+
+def is_remote(path: str | os.PathLike) -> bool:
+    """Whether `path` names an object store or other URL (``scheme://...``), not a local file."""
+    return "://" in os.fspath(path)
+
+
+def as_path(path: str | os.PathLike):
+    """`path` as a path object: `epath.Path` for a URL such as ``gs://bucket/run``, else
+    `pathlib.Path` (both have the same `/`, `exists`, `read_text`, `mkdir`, `glob`, ...)."""
+    if is_remote(path):
+        from etils import epath  # orbax's dependency; imported only for a URL
+        return epath.Path(os.fspath(path))
+    return pathlib.Path(path)
+
+
+# The URL schemes `etils.epath` serves (through fsspec), with the package each one needs.
+_SCHEMES = {"gs": "gcsfs", "s3": "s3fs", "az": "adlfs", "hf": "huggingface_hub"}
+
+
+def remote_problem(path: str | os.PathLike) -> str | None:
+    """Why URL `path` cannot be used here (unknown scheme, missing package), or None."""
+    if not is_remote(path):
+        return None
+    scheme = os.fspath(path).split("://", 1)[0]
+    if scheme not in _SCHEMES:
+        return (f"{scheme}:// is not a supported location (local paths and "
+                f"{', '.join(s + '://' for s in _SCHEMES)} are)")
+    import importlib.util
+    if scheme == "gs" and importlib.util.find_spec("tensorflow"):
+        return None  # epath then goes through tf.io.gfile
+    if importlib.util.find_spec(_SCHEMES[scheme]) is None:
+        extra = " ('remoteclip_jax[gcs]')" if scheme == "gs" else ""
+        return f"{scheme}:// paths need {_SCHEMES[scheme]}: pip install {_SCHEMES[scheme]}{extra}"
+    return None
+
+
+@contextlib.contextmanager
+def _remote_write(path: str | os.PathLike, mode: str | None, **open_kwargs):
+    """`atomic_write` for a URL: a local temporary file, uploaded in one put once the block ends."""
+    target = as_path(path)
+    with tempfile.TemporaryDirectory(prefix="remoteclip-upload-") as folder:
+        tmp = os.path.join(folder, target.name)
+        if mode is None:
+            yield tmp
+        else:
+            with open(tmp, mode, **open_kwargs) as f:
+                yield f
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "rb") as f:
+            target.write_bytes(f.read())
 
 
 @contextlib.contextmanager
@@ -24,6 +81,10 @@ def atomic_write(path: str | os.PathLike, mode: str | None = "w", **open_kwargs)
     Yields:
         The open temporary file, or its path. Nothing is left behind if the block raises.
     """
+    if is_remote(path):
+        with _remote_write(path, mode, **open_kwargs) as handle:
+            yield handle
+        return
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
@@ -51,3 +112,82 @@ def write_json(path: str | os.PathLike, obj, **dump_kwargs) -> None:
     """`obj` as JSON in `path`, atomically (`dump_kwargs` go to `json.dump`, e.g. indent)."""
     with atomic_write(path, encoding="utf-8") as f:
         json.dump(obj, f, **dump_kwargs)
+
+
+def append_text(path: str | os.PathLike, text: str) -> None:
+    """Appends `text` to `path` (created with its folder when missing).
+
+    An object cannot be appended to, so for a URL the object is read and rewritten whole (in one
+    put): fine for the small logs this serves (metrics.jsonl, eval history).
+    """
+    if not is_remote(path):
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(text)
+        return
+    target = as_path(path)
+    old = target.read_text(encoding="utf-8") if target.exists() else ""
+    with atomic_write(target, encoding="utf-8") as f:
+        f.write(old + text)
+
+
+def size(path: str | os.PathLike) -> int:
+    """The size of file `path` in bytes (an epath `stat` calls it `length`)."""
+    if not is_remote(path):
+        return os.stat(path).st_size
+    return int(as_path(path).stat().length)
+
+
+@contextlib.contextmanager
+def local_folder(path: str | os.PathLike):
+    """A local folder to write a directory tree into (for writers that only know local files:
+    safetensors, torch, matplotlib): `path` itself when local; for a URL a temporary folder whose
+    files are uploaded under `path` (each in one put) when the block ends without error."""
+    if not is_remote(path):
+        os.makedirs(path, exist_ok=True)
+        yield str(path)
+        return
+    with tempfile.TemporaryDirectory(prefix="remoteclip-upload-") as folder:
+        yield folder
+        upload_tree(folder, path)
+
+
+def upload_tree(local: str | os.PathLike, remote: str | os.PathLike) -> None:
+    """Copies every file under local folder `local` to the same relative path under `remote`."""
+    root = as_path(remote)
+    for source in sorted(pathlib.Path(local).rglob("*")):
+        if source.is_file():
+            target = root / source.relative_to(local).as_posix()
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(source.read_bytes())
+
+
+@contextlib.contextmanager
+def local_copy(path: str | os.PathLike):
+    """A local file name holding `path`'s bytes, for readers that only open local files:
+    `path` itself when local, else a temporary download removed when the block ends."""
+    if not is_remote(path):
+        yield os.fspath(path)
+        return
+    source = as_path(path)
+    with tempfile.TemporaryDirectory(prefix="remoteclip-download-") as folder:
+        tmp = os.path.join(folder, source.name)
+        with open(tmp, "wb") as f:
+            f.write(source.read_bytes())
+        yield tmp
+
+
+def relative_files(root) -> list[str]:
+    """The relative POSIX paths of every file under folder `root`, sorted (epath's bucket paths
+    refuse `rglob`, so a bucket is walked one listing per folder)."""
+    root = as_path(root)
+    if not is_remote(root):
+        return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
+    names, folders = [], [root]
+    while folders:
+        for child in folders.pop().iterdir():
+            if child.is_dir():
+                folders.append(child)
+            else:
+                names.append(child.relative_to(root).as_posix())
+    return sorted(names)

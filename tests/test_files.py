@@ -26,3 +26,19 @@ def test_files_get_the_umask_mode_not_owner_only(tmp_path):
     finally:
         os.umask(umask)
     assert stat.S_IMODE((tmp_path / "sub" / "w.bin").stat().st_mode) == 0o644
+
+
+def test_remote_problem_names_the_unknown_scheme_or_the_missing_package(tmp_path, monkeypatch):
+    import importlib.util
+
+    from remoteclip_jax.files import as_path, is_remote, remote_problem
+
+    assert remote_problem(tmp_path) is None and not is_remote(tmp_path)
+    assert type(as_path(str(tmp_path))) is type(tmp_path)  # local paths stay pathlib
+    assert "memory:// is not a supported location" in remote_problem("memory://run")
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name in ("gcsfs", "tensorflow")
+                        else real(name, *a))
+    assert remote_problem("gs://bucket/run") == (
+        "gs:// paths need gcsfs: pip install gcsfs ('remoteclip_jax[gcs]')")

@@ -29,7 +29,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import pathlib
 import time
 from typing import Any
 
@@ -42,7 +41,7 @@ from remoteclip_jax.data import pipeline, sources as source_registry
 from remoteclip_jax.errors import DataError, UserError, one_line
 from remoteclip_jax.evaluate import report
 from remoteclip_jax.evaluate.task import Dataset, check_entries, registry
-from remoteclip_jax.files import atomic_write
+from remoteclip_jax.files import as_path, atomic_write
 from remoteclip_jax.sharding import shard_batch
 from remoteclip_jax.weights.fingerprint import weights_fingerprint
 
@@ -71,7 +70,7 @@ class Evaluator:
 
         self.model, self.mesh = model, mesh
         self.entries = check_entries(config.evals)
-        self.out_dir = pathlib.Path(workdir) / "eval"
+        self.out_dir = as_path(workdir) / "eval"
         self.raise_on_error = raise_on_error
         self.model_name = str(config.eval.model_name)
         self.cache = (config.eval.cache_features if cache_features is None
@@ -210,7 +209,8 @@ class Evaluator:
         digest = hashlib.sha1(f"{fingerprint}{key}{self.model.image_size}".encode()).hexdigest()[:20]
         path = self.out_dir / "cache" / f"p{jax.process_index()}" / f"{digest}.npy"
         if path.exists():
-            return np.load(path)
+            with path.open("rb") as f:
+                return np.load(f)
         feats = compute()
         with atomic_write(path, "wb") as f:
             np.save(f, feats)

@@ -2,9 +2,9 @@
 RemoteCount top-k curve and metrics against WiSE-FT's alpha."""
 from __future__ import annotations
 
-import pathlib
-
 import numpy as np
+
+from remoteclip_jax.files import atomic_write
 
 
 def _plt():
@@ -20,8 +20,8 @@ def _save_line_plot(plt, fig, ax, path, title):
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    pathlib.Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
+    with atomic_write(path, None) as tmp:  # makes the folder; a bucket gets one put
+        fig.savefig(tmp, dpi=100, format="png")
     plt.close(fig)
 
 
@@ -42,8 +42,8 @@ def plot_confusion(confusion, labels, path, title: str = ""):
     ax.set_title(title)
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
     fig.tight_layout()
-    pathlib.Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
+    with atomic_write(path, None) as tmp:  # makes the folder; a bucket gets one put
+        fig.savefig(tmp, dpi=100, format="png")
     plt.close(fig)
 
 

@@ -19,7 +19,7 @@ import time
 import numpy as np
 
 from remoteclip_jax.evaluate import plots
-from remoteclip_jax.files import atomic_write, write_json
+from remoteclip_jax.files import append_text, atomic_write, write_json
 
 
 def is_writer() -> bool:
@@ -29,8 +29,8 @@ def is_writer() -> bool:
 
 def append_history(out_dir: pathlib.Path, step, results: dict) -> None:
     if is_writer():
-        with open(out_dir / "history.jsonl", "a", encoding="utf-8") as f:
-            f.write(json.dumps({"step": step, "time": time.time(), "metrics": results}) + "\n")
+        append_text(out_dir / "history.jsonl",
+                    json.dumps({"step": step, "time": time.time(), "metrics": results}) + "\n")
 
 
 def write_results(out_dir, results, details, fewshot_curves, model_name="model"):

@@ -1,11 +1,13 @@
 """Writing a run's weights for other tools: the ``export`` mode and the end of training."""
 from __future__ import annotations
 
+import contextlib
 import pathlib
 
 import jax
 import numpy as np
 
+from remoteclip_jax import files
 from remoteclip_jax.train import setup as setup_lib
 
 
@@ -39,7 +41,7 @@ def export_openclip(variables, config, out_dir, *, steps: int | None = None,
     if jax.process_index() != 0:
         return None
     spec = setup_lib.model_spec(config)
-    results = (pathlib.Path(workdir) / ("eval_ema" if ema else "eval") / "results.json"
+    results = (files.as_path(workdir) / ("eval_ema" if ema else "eval") / "results.json"
                if workdir else None)
     training = {"data": ", ".join(f"{name} ({s['kind']}: {s['path'] or s['seed']})"
                                   for name, s in schema.source_entries(config).items()),
@@ -48,15 +50,21 @@ def export_openclip(variables, config, out_dir, *, steps: int | None = None,
         training["weights"] = (f"exponential moving average, decay {config.ema.decay}"
                                + (f", warmup power {config.ema.warmup_power}"
                                   if config.ema.warmup_power else ""))
-    model_dir.save_pretrained(host, spec, str(out_dir), format="open_clip", training=training,
-                              eval_results=str(results) if results and results.exists() else None)
-    try:
-        import torch  # noqa: F401
-    except ImportError:
-        pass
-    else:
-        openclip.save_state_dict(openclip.to_openclip(host, spec),
-                                 str(pathlib.Path(out_dir) / "open_clip_model.pt"))
+    # The writers below know local files only: for a bucket they write a local folder that is
+    # uploaded when it is complete.
+    with contextlib.ExitStack() as stack:
+        local = stack.enter_context(files.local_folder(out_dir))
+        card_results = (stack.enter_context(files.local_copy(results))
+                        if results and results.exists() else None)
+        model_dir.save_pretrained(host, spec, local, format="open_clip", training=training,
+                                  eval_results=card_results)
+        try:
+            import torch  # noqa: F401
+        except ImportError:
+            pass
+        else:
+            openclip.save_state_dict(openclip.to_openclip(host, spec),
+                                     str(pathlib.Path(local) / "open_clip_model.pt"))
     setup_lib.say(f"exported OpenCLIP weights to {out_dir}")
     return str(out_dir)
 
@@ -68,7 +76,7 @@ def export(config, workdir, export_dir: str | None = None) -> str | None:
 
     from remoteclip_jax.train import ema as ema_lib
 
-    workdir = pathlib.Path(workdir)
+    workdir = files.as_path(workdir)
     run, _ = setup_lib.setup(config, workdir, for_training=False,
                              need_checkpoint=f"{workdir}: holds no checkpoint to export; train first")
     try:
@@ -77,7 +85,7 @@ def export(config, workdir, export_dir: str | None = None) -> str | None:
                if config.ema.export else None)
     finally:
         run.checkpointer.close()
-    out = pathlib.Path(export_dir) if export_dir else workdir / "export"
+    out = files.as_path(export_dir) if export_dir else workdir / "export"
     written = export_openclip(variables, run.config, out, steps=run.resumed_step, workdir=workdir)
     if ema is not None:  # beside it: WORKDIR/export_ema, or <export_dir>_ema
         export_openclip(ema, run.config, out.with_name(out.name + "_ema"), steps=run.resumed_step,

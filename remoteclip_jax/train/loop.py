@@ -12,7 +12,6 @@ with the state, evaluated (``ema.evaluate``) and exported (``ema.export``) on re
 from __future__ import annotations
 
 import math
-import pathlib
 import time
 
 import jax
@@ -21,7 +20,7 @@ import numpy as np
 from absl import logging
 
 from remoteclip_jax import config as schema
-from remoteclip_jax.files import atomic_write
+from remoteclip_jax.files import as_path, atomic_write
 from remoteclip_jax.models import flops as flops_lib
 from remoteclip_jax.train import ema as ema_lib
 from remoteclip_jax.train import metrics as metrics_lib
@@ -102,7 +101,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     from remoteclip_jax.train import state as state_lib
     from remoteclip_jax.train import step as step_lib
 
-    workdir = pathlib.Path(workdir)
+    workdir = as_path(workdir)  # a local folder or a bucket (gs://...)
     primary = jax.process_index() == 0
     profile_lib.parse_steps(config.train.profile_steps)  # a bad value is refused before setup
     run, iterator = setup_lib.setup(config, workdir, for_training=True)

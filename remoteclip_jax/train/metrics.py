@@ -9,6 +9,8 @@ too), and its PyPI release predates jax's removal of `clip(a_min=)`.
 import json
 import math
 import pathlib
+import shutil
+import tempfile
 import time
 import uuid
 from typing import Iterable, Mapping
@@ -18,6 +20,7 @@ import jax
 import jax.numpy as jnp
 from clu import metrics as clu_metrics
 
+from remoteclip_jax import files
 from remoteclip_jax.errors import ConfigError
 from remoteclip_jax.lazy import optional_module
 
@@ -103,11 +106,24 @@ class TensorBoardWriter:
     def __init__(self, logdir: str | pathlib.Path):
         from tensorboard.summary.writer.event_file_writer import EventFileWriter
 
-        logdir = pathlib.Path(logdir)
+        logdir = files.as_path(logdir)
+        # tensorboard's writer appends to its file, which an object store cannot do: for a
+        # bucket it writes a local file, and each flush uploads the whole file (one put).
+        self._remote, self._local_dir = None, None
+        if files.is_remote(logdir):
+            self._remote = logdir
+            self._local_dir = tempfile.mkdtemp(prefix="remoteclip-tensorboard-")
+            logdir = pathlib.Path(self._local_dir)
         before = set(logdir.glob("events.out.tfevents.*"))
         self._writer = EventFileWriter(str(logdir))
         new = sorted(set(logdir.glob("events.out.tfevents.*")) - before)
         self.path = new[-1] if new else None
+        self._upload()
+
+    def _upload(self):
+        if self._remote is not None and self.path is not None:
+            with files.atomic_write(self._remote / self.path.name, "wb") as f:
+                f.write(self.path.read_bytes())
 
     def scalars(self, step: int, values: Mapping[str, float]):
         """Writes finite scalar values for `step` (None/NaN values are skipped)."""
@@ -119,9 +135,13 @@ class TensorBoardWriter:
             self._writer.add_event(event_pb2.Event(
                 wall_time=time.time(), step=int(step), summary=summary_pb2.Summary(value=finite)))
             self._writer.flush()  # a killed run keeps what it logged
+            self._upload()
 
     def close(self):
         self._writer.close()
+        self._upload()
+        if self._local_dir is not None:
+            shutil.rmtree(self._local_dir, ignore_errors=True)
 
 
 # --- Weights & Biases (optional) ----------------------------------------------------------------
@@ -170,7 +190,7 @@ class MetricsLogger:
 
     def __init__(self, workdir: str | pathlib.Path, *, enabled: bool = True,
                  wandb_project: str = "", config: Mapping | None = None):
-        self.workdir = pathlib.Path(workdir)
+        self.workdir = files.as_path(workdir)
         self.enabled = enabled
         self.path = self.workdir / "metrics.jsonl"
         self._writers = []
@@ -188,8 +208,7 @@ class MetricsLogger:
         for key, value in values.items():
             value = None if value is None else float(value)
             record[key] = value if value is None or math.isfinite(value) else None
-        with open(self.path, "a") as f:
-            f.write(json.dumps(record) + "\n")
+        files.append_text(self.path, json.dumps(record) + "\n")
         for writer in self._writers:
             writer.scalars(step, values)
 
@@ -202,7 +221,7 @@ class MetricsLogger:
 def read_metrics(path: str | pathlib.Path) -> list[dict]:
     """Reads a metrics.jsonl, keeping the last record written for each step, sorted by step."""
     by_step = {}
-    with open(path) as f:
+    with files.as_path(path).open() as f:
         for line in f:
             if line.strip():
                 record = json.loads(line)
@@ -228,7 +247,8 @@ def plot_loss_curve(records: Iterable[Mapping], path: str | pathlib.Path,
     ax.set_title(f"{key} ({len(points)} logged steps)")
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    path = pathlib.Path(path)
-    fig.savefig(path)
+    path = files.as_path(path)
+    with files.atomic_write(path, None) as tmp:
+        fig.savefig(tmp, format="png")
     plt.close(fig)
     return path

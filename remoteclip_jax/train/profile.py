@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import contextlib
 import pathlib
+import shutil
+import tempfile
 
 import jax
 from absl import logging
 
+from remoteclip_jax import files
 from remoteclip_jax.errors import ConfigError
 from remoteclip_jax.train.setup import say
 
@@ -54,7 +57,9 @@ class StepProfiler:
 
     def __init__(self, value, workdir, first_step: int, last_step: int):
         window = parse_steps(value, first_step)
-        self.directory = pathlib.Path(workdir) / "profile"
+        self.directory = files.as_path(workdir) / "profile"
+        # The profiler writes local files; for a bucket they are traced locally and uploaded.
+        self._local = self.directory
         self.first = self.last = None
         self.active = False
         self.trace_dir: pathlib.Path | None = None
@@ -70,9 +75,11 @@ class StepProfiler:
 
     def before(self, step: int):
         if step == self.first:
-            self.directory.mkdir(parents=True, exist_ok=True)
+            if files.is_remote(self.directory):
+                self._local = pathlib.Path(tempfile.mkdtemp(prefix="remoteclip-profile-"))
+            self._local.mkdir(parents=True, exist_ok=True)
             self._known = set(self._runs())
-            jax.profiler.start_trace(str(self.directory))
+            jax.profiler.start_trace(str(self._local))
             self.active = True
 
     def annotate(self, step: int):
@@ -90,12 +97,16 @@ class StepProfiler:
             self._stop()
 
     def _runs(self):
-        return (self.directory / "plugins" / "profile").glob("*")
+        return (self._local / "plugins" / "profile").glob("*")
 
     def _stop(self):
         jax.profiler.stop_trace()
         self.active = False
         new = sorted(set(self._runs()) - self._known)
-        self.trace_dir = new[-1] if new else self.directory
+        self.trace_dir = new[-1] if new else self._local
+        if self._local != self.directory:
+            files.upload_tree(self._local, self.directory)
+            self.trace_dir = self.directory / self.trace_dir.relative_to(self._local).as_posix()
+            shutil.rmtree(self._local, ignore_errors=True)
         say(f"profile of steps {self.first}..{self.last}: {self.trace_dir} "
             f"(view: tensorboard --logdir {self.directory}, or xprof)")

@@ -17,6 +17,7 @@ from absl import flags
 
 from remoteclip_jax import checkpoint as ckpt_lib
 from remoteclip_jax import config as schema
+from remoteclip_jax import files
 from remoteclip_jax.config import ConfigError
 from remoteclip_jax.train import sharding as sharding_lib
 
@@ -129,6 +130,8 @@ def setup(config, workdir, *, for_training: bool, need_checkpoint: str = "") -> 
         # grain reads absl flags even outside absl.app.run.
         flags.FLAGS.mark_as_parsed()
     schema.validate(config, jax.device_count(), jax.process_count(), for_training=for_training)
+    if problem := files.remote_problem(workdir):
+        raise ConfigError(f"workdir {workdir}: {problem}")
     mesh = sharding_lib.make_mesh(config.mesh)
     model = build_model(config)
     checkpointer = ckpt_lib.Checkpointer(workdir, model_signature(config),

@@ -1,0 +1,173 @@
+"""gs:// workdirs: every file a run writes lands in the bucket, and a run there equals one on disk.
+
+The bucket is a local GCS emulator (tests/helpers/fake_gcs.py); the tests skip without it.
+"""
+import json
+import os
+import signal
+import subprocess
+import time
+import uuid
+
+import numpy as np
+import pytest
+
+from remoteclip_jax import files
+from tests.helpers import fake_gcs
+from tests.helpers.cli import ROOT, cli_env, main_command, run_main
+
+
+@pytest.fixture(scope="module")
+def bucket():
+    with fake_gcs.start() as env:
+        yield env
+
+
+def _fresh(prefix: str) -> str:
+    return f"gs://{fake_gcs.BUCKET}/{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def test_files_write_append_and_copy_folders_in_a_bucket(bucket, tmp_path):
+    root = _fresh("files")
+    with files.atomic_write(f"{root}/a/b.json") as f:
+        f.write('{"x": 1}')
+    assert files.as_path(f"{root}/a/b.json").read_text() == '{"x": 1}'
+    assert files.size(f"{root}/a/b.json") == 8
+    with pytest.raises(RuntimeError):  # a failed write leaves the old object as it was
+        with files.atomic_write(f"{root}/a/b.json") as f:
+            f.write("half")
+            raise RuntimeError("interrupted")
+    assert files.as_path(f"{root}/a/b.json").read_text() == '{"x": 1}'
+    with files.atomic_write(f"{root}/w.bin", None) as tmp:  # writers that open files themselves
+        with open(tmp, "wb") as f:
+            f.write(b"\x00\x01")
+    files.append_text(f"{root}/log.jsonl", "1\n")
+    files.append_text(f"{root}/log.jsonl", "2\n")
+    assert files.as_path(f"{root}/log.jsonl").read_text() == "1\n2\n"
+    with files.local_folder(f"{root}/tree") as local:
+        os.makedirs(os.path.join(local, "sub"))
+        for name in ("top.txt", "sub/deep.txt"):
+            with open(os.path.join(local, name), "w") as f:
+                f.write(name)
+    assert files.relative_files(root) == ["a/b.json", "log.jsonl", "tree/sub/deep.txt",
+                                          "tree/top.txt", "w.bin"]
+    with files.local_copy(f"{root}/w.bin") as local:
+        assert open(local, "rb").read() == b"\x00\x01"
+    # Local paths keep plain pathlib.
+    assert type(files.as_path(tmp_path)) is type(tmp_path) and not files.is_remote(tmp_path)
+
+
+# The demo model's smoke run, long enough that a SIGKILL lands between checkpoints.
+STEPS, CHECKPOINT_EVERY, KILL_AFTER = 10, 2, 3
+OVERRIDES = [f"--config.train.steps={STEPS}", f"--config.train.checkpoint_every={CHECKPOINT_EVERY}"]
+
+
+def _command(workdir, *more):
+    return main_command("--config=configs/demo.py:smoke", f"--workdir={workdir}", *OVERRIDES, *more)
+
+
+def _records(workdir):
+    text = files.as_path(f"{workdir}/metrics.jsonl").read_text()
+    return [json.loads(x) for x in text.splitlines() if x.endswith("}")]
+
+
+def _losses(records):
+    return {r["step"]: r["train/loss"] for r in records if "train/loss" in r}
+
+
+def _last_step(workdir) -> int:
+    if not files.as_path(f"{workdir}/metrics.jsonl").exists():
+        return 0
+    return max(_losses(_records(workdir)), default=0)
+
+
+def _layout(workdir):
+    """The run's files, with the names that differ between any two runs (random OCDBT data
+    files, tensorboard's time/host/pid) generalised."""
+    names = set()
+    for name in files.relative_files(workdir):
+        parts = name.split("/")
+        if "d" in parts[:-1]:
+            name = "/".join(parts[:parts.index("d") + 1]) + "/*"
+        elif name.startswith("tensorboard/events.out.tfevents."):
+            name = "tensorboard/events.out.tfevents.*"
+        names.add(name)
+    return names
+
+
+@pytest.mark.slow
+def test_run_in_a_bucket_survives_sigkill_and_equals_a_local_run(bucket, tmp_path):
+    workdir = _fresh("run")
+    env = cli_env(**bucket)
+    log = tmp_path / "stderr.txt"
+    with open(log, "w") as stderr:
+        proc = subprocess.Popen(_command(workdir), cwd=ROOT, stderr=stderr,
+                                stdout=subprocess.DEVNULL, env=env)
+        try:
+            deadline = time.time() + 300
+            # After step KILL_AFTER is logged and the first checkpoint is committed (on GCS,
+            # orbax commits a step by writing its commit_success.txt).
+            commit = files.as_path(f"{workdir}/checkpoints/{CHECKPOINT_EVERY}/commit_success.txt")
+            while _last_step(workdir) < KILL_AFTER or not commit.exists():
+                assert proc.poll() is None, log.read_text()[-3000:]
+                assert time.time() < deadline, "the run never reached the kill point"
+                time.sleep(0.2)
+            os.kill(proc.pid, signal.SIGKILL)
+            assert proc.wait(timeout=60) == -signal.SIGKILL
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    first = _records(workdir)
+    killed_at = max(_losses(first))
+    assert KILL_AFTER <= killed_at < STEPS, "the run ended before the kill"
+
+    # Resumed with a profile: the trace is written locally and uploaded into WORKDIR/profile.
+    out = subprocess.run(_command(workdir, "--profile"), cwd=ROOT, env=env, capture_output=True,
+                         text=True, timeout=400)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert f"resuming from {workdir}/checkpoints step" in out.stdout, out.stdout[-2000:]
+    resumed_from = int(out.stdout.split("resuming from")[1].split("step")[1].split()[0])
+    assert resumed_from % CHECKPOINT_EVERY == 0 and resumed_from <= killed_at
+
+    # The same run, uninterrupted, on a local path.
+    local = tmp_path / "local"
+    ref = run_main("--config=configs/demo.py:smoke", f"--workdir={local}", *OVERRIDES)
+    assert ref.returncode == 0, ref.stderr[-3000:]
+    expected = _losses(_records(local))
+    assert sorted(expected) == list(range(1, STEPS + 1))
+    got = _losses(first)
+    got.update(_losses(_records(workdir)[len(first):]))
+    assert sorted(got) == sorted(expected)
+    for step in expected:
+        np.testing.assert_allclose(got[step], expected[step], rtol=1e-6, err_msg=f"step {step}")
+
+    # Every file of the local run (checkpoints with their manifests, config, metrics,
+    # tensorboard, plots, export, eval results) is in the bucket, and nothing else but the profile.
+    traces = {n for n in _layout(workdir) if n.startswith("profile/")}
+    assert any(n.endswith(".xplane.pb") for n in traces), traces
+    assert _layout(workdir) - traces == _layout(local)
+    assert (json.loads(files.as_path(f"{workdir}/eval/results.json").read_text())
+            == pytest.approx(json.loads((local / "eval/results.json").read_text()), rel=1e-5))
+    assert (files.as_path(f"{workdir}/export/open_clip_config.json").read_text()
+            == (local / "export/open_clip_config.json").read_text())
+    from safetensors.numpy import load
+    remote_weights = load(files.as_path(f"{workdir}/export/open_clip_model.safetensors")
+                          .read_bytes())
+    local_weights = load((local / "export/open_clip_model.safetensors").read_bytes())
+    assert remote_weights.keys() == local_weights.keys()
+    for key in local_weights:
+        np.testing.assert_allclose(remote_weights[key], local_weights[key], rtol=1e-5,
+                                   atol=1e-6, err_msg=key)
+
+    # Eval and export modes read the bucket's checkpoint and write there too.
+    files.as_path(f"{workdir}/eval/results.json").unlink()
+    again = run_main("--config=configs/demo.py:smoke", f"--workdir={workdir}", *OVERRIDES,
+                     "--mode=eval", **bucket)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert (json.loads(files.as_path(f"{workdir}/eval/results.json").read_text())
+            == pytest.approx(json.loads((local / "eval/results.json").read_text()), rel=1e-5))
+    exported = f"{workdir}/exported_again"
+    out = run_main("--config=configs/demo.py:smoke", f"--workdir={workdir}", *OVERRIDES,
+                   "--mode=export", f"--export_dir={exported}", **bucket)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "open_clip_model.safetensors" in files.relative_files(exported)
