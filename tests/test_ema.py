@@ -122,6 +122,7 @@ def _exported(directory):
     return load_file(str(directory / "open_clip_model.safetensors"))
 
 
+@pytest.mark.slow  # moved out of the default suite to keep it under CI's budget
 def test_ema_in_a_run_averages_the_weights_after_every_step_and_is_exported(tmp_path,
                                                                             monkeypatch):
     from remoteclip_jax.weights import openclip

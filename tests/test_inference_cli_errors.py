@@ -151,6 +151,7 @@ def test_a_plain_image_as_a_scene_says_so_in_one_line_and_in_the_output(f, tmp_p
     assert "pixel units" in tiles["properties"]["warning"]
 
 
+@pytest.mark.slow  # moved out of the default suite to keep it under CI's budget
 def test_ctrl_c_is_one_line_exit_130_and_the_rerun_resumes(f, tmp_path):
     """SIGINT while `embed` works: one line, exit 130, no traceback; the same command then
     finishes the store."""

@@ -108,6 +108,7 @@ def test_at_image_size_resamples_the_position_embedding_as_open_clip():
         at_image_size(model, variables, 60)
 
 
+@pytest.mark.slow  # moved out of the default suite to keep it under CI's budget
 def test_segment_command_writes_a_map_and_refuses_a_bad_recipe(tmp_path):
     model_dir = save_model_dir(tiny_model()[1], tmp_path / "tiny")
     random_images(tmp_path / "imgs", 1)

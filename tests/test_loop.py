@@ -54,6 +54,7 @@ def test_global_batch_defaults_to_per_device_times_devices():
     assert schema.global_batch_size(config, 8) == 24
 
 
+@pytest.mark.slow  # moved out of the default suite to keep it under CI's budget
 def test_mfu_is_model_flops_of_the_logged_pairs_over_the_devices_peak(tmp_path):
     """MFU from the towers' FLOP formula (the same on every backend), not XLA's cost analysis."""
     import jax

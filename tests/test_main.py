@@ -103,6 +103,7 @@ def test_cli_refuses_a_workdir_of_another_model_in_one_line(trained):
     assert "Traceback" not in out.stderr
 
 
+@pytest.mark.slow  # moved out of the default suite to keep it under CI's budget
 def test_sigmoid_loss_run_exports_and_reimports_its_logit_bias(tmp_path):
     """A SigLIP run's logit_bias is a model parameter: trained, exported, read back."""
     from remoteclip_jax.weights import model_dir

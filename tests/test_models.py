@@ -37,7 +37,11 @@ def test_tiny_towers_match_open_clip(config):
     _embeddings_match(config, 1e-5)
 
 
-@pytest.mark.parametrize("name", ["RN50", "ViT-B-32", "ViT-B-32-quickgelu", "ViT-B-16"])
+# Tiny towers of both kinds are checked in the default suite (test_tiny_towers_match_open_clip);
+# of the full-size ones it keeps ViT-B-32, the rest are slow.
+@pytest.mark.parametrize("name", [pytest.param("RN50", marks=pytest.mark.slow), "ViT-B-32",
+                                  pytest.param("ViT-B-32-quickgelu", marks=pytest.mark.slow),
+                                  pytest.param("ViT-B-16", marks=pytest.mark.slow)])
 def test_full_size_towers_match_open_clip(name):
     _embeddings_match(name, 1e-5)
 
@@ -133,7 +137,8 @@ def test_bfloat16_compute_keeps_float32_params_and_tracks_float32():
         assert max_relative_error(got, want) < 5e-2
 
 
-@pytest.mark.parametrize("config", [TINY_VIT, TINY_RESNET], ids=["vit", "resnet"])
+@pytest.mark.parametrize("config", [TINY_VIT, pytest.param(TINY_RESNET, marks=pytest.mark.slow)],
+                         ids=["vit", "resnet"])
 def test_remat_gives_identical_loss_and_gradients(config):
     reference = build_openclip(config)
     variables = rc.load_openclip(reference.state_dict(), config)

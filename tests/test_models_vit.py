@@ -89,7 +89,8 @@ def test_plain_tokens_equal_open_clips_output_tokens():
     assert max_relative_error(got, want) < 1e-5
 
 
-@pytest.mark.parametrize("image_size", [48, 24, 64])
+@pytest.mark.parametrize("image_size", [48, pytest.param(24, marks=pytest.mark.slow),
+                                        pytest.param(64, marks=pytest.mark.slow)])
 def test_checkpoint_for_another_input_size_gets_open_clips_resampled_position_embedding(image_size):
     reference = build_openclip(TINY_VIT)  # 32 px, 8-px patches: a 4 x 4 grid
     other = {**TINY_VIT, "vision_cfg": {**TINY_VIT["vision_cfg"], "image_size": image_size}}

@@ -41,6 +41,7 @@ def test_a_bad_window_is_refused_before_training(tmp_path):
     assert not (tmp_path / "checkpoints").exists()
 
 
+@pytest.mark.slow  # moved out of the default suite to keep it under CI's budget
 def test_train_profile_flag_says_where_the_trace_went(tmp_path):
     out = run_main("--config=configs/vitb32.py:smoke", f"--workdir={tmp_path}", "--profile",
                    "--config.train.export=false")
