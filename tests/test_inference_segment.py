@@ -41,7 +41,7 @@ def _agree(labels, reference, sorted_sims, margin=1e-5):
     np.testing.assert_array_equal(np.asarray(labels)[clear], reference[clear])
 
 
-@pytest.mark.parametrize("recipe", ["value", "plain"])
+@pytest.mark.parametrize("recipe", ["value", pytest.param("plain", marks=pytest.mark.slow)])
 def test_image_patch_labels_equal_a_direct_computation(tmp_path, recipe):
     model, variables = tiny_model()
     paths = random_images(tmp_path / "imgs", 3, size=48)

@@ -97,29 +97,30 @@ def test_resnet_train_mode_batchnorm_matches_torch():
         assert max_relative_error(stats[key], state[key].numpy()) < 1e-5, key
 
 
-def test_fresh_init_exports_to_open_clip_strictly():
+@pytest.mark.parametrize("config", [TINY_VIT, pytest.param(TINY_RESNET, marks=pytest.mark.slow)],
+                         ids=["vit", "resnet"])
+def test_fresh_init_exports_to_open_clip_strictly(config):
     """A from-scratch init (the scanned one training uses) has exactly open_clip's tree and init
     conventions, and model.init's tree."""
-    for config in (TINY_VIT, TINY_RESNET):
-        model = rc.create_model(config)
-        s = model.image_size
-        variables = init_variables(model, jax.random.PRNGKey(0))
-        unrolled = jax.eval_shape(model.init, jax.random.PRNGKey(0), jnp.zeros((1, s, s, 3)),
-                                  jnp.zeros((1, 77), jnp.int32))
-        assert jax.tree.structure(variables) == jax.tree.structure(unrolled)
-        assert jax.tree.map(jnp.shape, variables) == jax.tree.map(jnp.shape, unrolled)
-        state_dict = rc.to_openclip(variables, config)
-        reference = build_openclip(config, randomize_batchnorm=False)
-        reference.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in state_dict.items()},
-                                  strict=True)
-        np.testing.assert_allclose(state_dict["logit_scale"], np.log(1 / 0.07), rtol=1e-6)
-        np.testing.assert_allclose(state_dict["positional_embedding"].std(), 0.01, rtol=0.2)
-        if config is TINY_RESNET:
-            assert not np.any(state_dict["visual.layer1.0.bn3.weight"])
-        # Every block its own draw, at open_clip's text-tower std (width^-0.5 for in_proj).
-        first, second = (state_dict[f"transformer.resblocks.{i}.attn.in_proj_weight"] for i in (0, 1))
-        assert not np.allclose(first, second)
-        np.testing.assert_allclose(np.std(np.stack([first, second])), 64 ** -0.5, rtol=0.05)
+    model = rc.create_model(config)
+    s = model.image_size
+    variables = init_variables(model, jax.random.PRNGKey(0))
+    unrolled = jax.eval_shape(model.init, jax.random.PRNGKey(0), jnp.zeros((1, s, s, 3)),
+                              jnp.zeros((1, 77), jnp.int32))
+    assert jax.tree.structure(variables) == jax.tree.structure(unrolled)
+    assert jax.tree.map(jnp.shape, variables) == jax.tree.map(jnp.shape, unrolled)
+    state_dict = rc.to_openclip(variables, config)
+    reference = build_openclip(config, randomize_batchnorm=False)
+    reference.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in state_dict.items()},
+                              strict=True)
+    np.testing.assert_allclose(state_dict["logit_scale"], np.log(1 / 0.07), rtol=1e-6)
+    np.testing.assert_allclose(state_dict["positional_embedding"].std(), 0.01, rtol=0.2)
+    if config is TINY_RESNET:
+        assert not np.any(state_dict["visual.layer1.0.bn3.weight"])
+    # Every block its own draw, at open_clip's text-tower std (width^-0.5 for in_proj).
+    first, second = (state_dict[f"transformer.resblocks.{i}.attn.in_proj_weight"] for i in (0, 1))
+    assert not np.allclose(first, second)
+    np.testing.assert_allclose(np.std(np.stack([first, second])), 64 ** -0.5, rtol=0.05)
 
 
 def test_bfloat16_compute_keeps_float32_params_and_tracks_float32():

@@ -406,6 +406,4 @@ def test_patch_dropout_accumulation_recomputes_each_micro_batch_with_its_own_key
     ref_value, ref_grads = jax.jit(jax.value_and_grad(reference), device=jax.devices()[0])(vit_state)
     assert abs(float(value) - float(ref_value)) / float(ref_value) < 1e-6
     assert _tree_rel(grads, ref_grads) < 1e-5
-    plain = step_lib.make_grad_fn(rc.create_model(MICRO_VIT), _config(accum_steps=accum), mesh)(
-        vit_state, {}, sharding.shard_batch(batch, mesh), rng)
-    assert abs(float(plain[0]) - float(value)) > 1e-4  # the patches were dropped
+    # (That training drops patches at all is test_models_vit's.)
