@@ -4,9 +4,7 @@ The bucket is a local GCS emulator (tests/helpers/fake_gcs.py); the tests skip w
 """
 import json
 import os
-import signal
 import subprocess
-import time
 import uuid
 
 import numpy as np
@@ -14,7 +12,7 @@ import pytest
 
 from remoteclip_jax import files
 from tests.helpers import fake_gcs
-from tests.helpers.cli import ROOT, cli_env, main_command, run_main
+from tests.helpers.cli import ROOT, cli_env, main_command, run_main, run_then_kill
 
 
 @pytest.fixture(scope="module")
@@ -100,23 +98,11 @@ def test_run_in_a_bucket_survives_sigkill_and_equals_a_local_run(bucket, tmp_pat
     workdir = _fresh("run")
     env = cli_env(**bucket)
     log = tmp_path / "stderr.txt"
-    with open(log, "w") as stderr:
-        proc = subprocess.Popen(_command(workdir), cwd=ROOT, stderr=stderr,
-                                stdout=subprocess.DEVNULL, env=env)
-        try:
-            deadline = time.time() + 300
-            # After step KILL_AFTER is logged and the first checkpoint is committed (on GCS,
-            # orbax commits a step by writing its commit_success.txt).
-            commit = files.as_path(f"{workdir}/checkpoints/{CHECKPOINT_EVERY}/commit_success.txt")
-            while _last_step(workdir) < KILL_AFTER or not commit.exists():
-                assert proc.poll() is None, log.read_text()[-3000:]
-                assert time.time() < deadline, "the run never reached the kill point"
-                time.sleep(0.2)
-            os.kill(proc.pid, signal.SIGKILL)
-            assert proc.wait(timeout=60) == -signal.SIGKILL
-        finally:
-            if proc.poll() is None:
-                proc.kill()
+    # After step KILL_AFTER is logged and the first checkpoint is committed (on GCS, orbax
+    # commits a step by writing its commit_success.txt).
+    commit = files.as_path(f"{workdir}/checkpoints/{CHECKPOINT_EVERY}/commit_success.txt")
+    run_then_kill(_command(workdir), env, log,
+                  lambda: _last_step(workdir) >= KILL_AFTER and commit.exists(), poll=0.2)
     first = _records(workdir)
     killed_at = max(_losses(first))
     assert KILL_AFTER <= killed_at < STEPS, "the run ended before the kill"

@@ -1,15 +1,12 @@
 """Exact resume: a run SIGKILLed mid-training and restarted continues with the same losses."""
 import importlib.util
 import json
-import os
-import signal
 import subprocess
-import time
 
 import numpy as np
 
 from remoteclip_jax.train import loop
-from tests.helpers.cli import ROOT, cli_env, main_command, run_main
+from tests.helpers.cli import ROOT, cli_env, main_command, run_main, run_then_kill
 
 # Many steps, so that the kill (as soon as step KILL_AFTER is logged) lands mid-run.
 STEPS, CHECKPOINT_EVERY, KILL_AFTER = 40, 4, 6
@@ -55,23 +52,11 @@ def _logged_steps(workdir):
 def test_sigkilled_run_resumes_with_identical_losses_and_data_order(tmp_path):
     # A run SIGKILLed from outside at an arbitrary moment after step KILL_AFTER was logged.
     workdir, log = tmp_path / "killed", tmp_path / "stderr.txt"
-    with open(log, "w") as stderr:
-        proc = subprocess.Popen(_command(workdir), cwd=ROOT, stderr=stderr,
-                                stdout=subprocess.DEVNULL, env=cli_env(DEVICES))
-        try:
-            deadline = time.time() + 300
-            # After step KILL_AFTER is logged and the first checkpoint is committed (orbax
-            # renames a finished step directory into place).
-            while (max(_logged_steps(workdir), default=0) < KILL_AFTER
-                   or not (workdir / "checkpoints" / str(CHECKPOINT_EVERY)).is_dir()):
-                assert proc.poll() is None, log.read_text()[-3000:]
-                assert time.time() < deadline, "the run never reached the kill point"
-                time.sleep(0.02)
-            os.kill(proc.pid, signal.SIGKILL)
-            assert proc.wait(timeout=60) == -signal.SIGKILL
-        finally:
-            if proc.poll() is None:
-                proc.kill()
+    # After step KILL_AFTER is logged and the first checkpoint is committed (orbax renames a
+    # finished step directory into place).
+    run_then_kill(_command(workdir), cli_env(DEVICES), log, lambda: (
+        max(_logged_steps(workdir), default=0) >= KILL_AFTER
+        and (workdir / "checkpoints" / str(CHECKPOINT_EVERY)).is_dir()))
     first = _lines(workdir)
     killed_at = max(r["step"] for r in first)
     assert KILL_AFTER <= killed_at < STEPS, "the run ended before the kill"

@@ -3,9 +3,11 @@ import atexit
 import os
 import pathlib
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import time
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 # One persistent XLA compilation cache for every CLI subprocess of the session: the second run of
@@ -30,3 +32,23 @@ def run_main(*args, devices: int = 2, timeout: int = 400, **env):
     """Runs the CLI to completion; returns the CompletedProcess (text stdout/stderr)."""
     return subprocess.run(main_command(*args), cwd=ROOT, env=cli_env(devices, **env),
                           capture_output=True, text=True, timeout=timeout)
+
+
+def run_then_kill(command, env, log: pathlib.Path, ready, timeout: float = 300,
+                  poll: float = 0.02) -> None:
+    """Starts `command` (stderr to `log`) and SIGKILLs it from outside once `ready()` holds,
+    as a preempted machine would; fails if the process ends first or `timeout` passes."""
+    with open(log, "w") as stderr:
+        proc = subprocess.Popen(command, cwd=ROOT, stderr=stderr, stdout=subprocess.DEVNULL,
+                                env=env)
+        try:
+            deadline = time.time() + timeout
+            while not ready():
+                assert proc.poll() is None, log.read_text()[-3000:]
+                assert time.time() < deadline, "the run never reached the kill point"
+                time.sleep(poll)
+            os.kill(proc.pid, signal.SIGKILL)
+            assert proc.wait(timeout=60) == -signal.SIGKILL
+        finally:
+            if proc.poll() is None:
+                proc.kill()
