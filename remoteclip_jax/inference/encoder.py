@@ -168,8 +168,7 @@ class Encoder:
         items = list(batch)
 
         def load(i):
-            item = items[i] if isinstance(items[i], Image.Image) else np.asarray(items[i])
-            return self._preprocess(open_rgb(item, name=f"array {i}"))
+            return self._preprocess_item(items[i], i)
 
         out = []
         for _, values, skipped in self._stream(len(items), load, self._encode_image, "arrays",
@@ -202,10 +201,7 @@ class Encoder:
         items = [os.fspath(i) if isinstance(i, (str, os.PathLike)) else i for i in items]
 
         def load(i):
-            item = items[i]
-            if not isinstance(item, (str, Image.Image)):
-                item = np.asarray(item)
-            return self._preprocess(open_rgb(item, name=item if isinstance(item, str) else f"array {i}"))
+            return self._preprocess_item(items[i], i)
 
         out = []
         for _, values, skipped in self._stream(len(items), load, self._patch_encoders[recipe],
@@ -234,6 +230,14 @@ class Encoder:
     # -- internals ---------------------------------------------------------------------------
     def _preprocess(self, image) -> np.ndarray:
         return np.asarray(self.transform(image), np.float32)
+
+    def _preprocess_item(self, item, index: int) -> np.ndarray:
+        """A file path, PIL image or uint8 array, decoded and preprocessed (errors name it)."""
+        if isinstance(item, str):
+            return self._preprocess(open_rgb(item))
+        if not isinstance(item, Image.Image):
+            item = np.asarray(item)
+        return self._preprocess(open_rgb(item, name=f"array {index}"))
 
     def _stack(self, parts: list[np.ndarray]) -> np.ndarray:
         return np.concatenate(parts) if parts else np.zeros((0, self.embed_dim), np.float32)

@@ -137,8 +137,7 @@ def segment_scene(scene_path: str, classes=None, *, model, tile: int, dataset: s
         grid = labels.shape[1]
         cell = tile / grid
         # A cell is labelled when most of its pixels hold data.
-        covered = np.stack([v.reshape(grid, tile // grid, grid, tile // grid).mean((1, 3))
-                            if tile % grid == 0 else _cell_means(v, grid) for v in valid])
+        covered = _cell_means(np.stack(valid), grid)
         labels = np.where(covered >= 0.5, labels, NODATA).astype(np.uint8)
         classmap = labels.reshape(rows, cols, grid, grid).transpose(0, 2, 1, 3).reshape(
             rows * grid, cols * grid)
@@ -168,9 +167,11 @@ def _check_recipe(dense: str) -> None:
 
 
 def _cell_means(valid: np.ndarray, grid: int) -> np.ndarray:
-    edges = np.linspace(0, valid.shape[0], grid + 1).round().astype(int)
-    return np.array([[valid[edges[i]:edges[i + 1], edges[j]:edges[j + 1]].mean()
-                      for j in range(grid)] for i in range(grid)])
+    """(N, grid, grid) share of valid pixels in each patch cell of (N, tile, tile) masks."""
+    edges = np.linspace(0, valid.shape[1], grid + 1).round().astype(int)
+    sums = np.add.reduceat(np.add.reduceat(valid.astype(np.float64), edges[:-1], axis=1),
+                           edges[:-1], axis=2)
+    return sums / np.outer(np.diff(edges), np.diff(edges))
 
 
 def _coverage(labels: np.ndarray, names: Sequence[str]) -> dict[str, float]:
