@@ -11,10 +11,13 @@ written locally first and sent in one put.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import pathlib
 import tempfile
+
+from remoteclip_jax.errors import ConfigError
 
 
 def is_remote(path: str | os.PathLike) -> bool:
@@ -24,8 +27,14 @@ def is_remote(path: str | os.PathLike) -> bool:
 
 def as_path(path: str | os.PathLike):
     """`path` as a path object: `epath.Path` for a URL such as ``gs://bucket/run``, else
-    `pathlib.Path` (both have the same `/`, `exists`, `read_text`, `mkdir`, `glob`, ...)."""
+    `pathlib.Path` (both have the same `/`, `exists`, `read_text`, `mkdir`, `glob`, ...).
+
+    Raises:
+        ConfigError: a URL of a scheme we do not serve, or whose package is not installed.
+    """
     if is_remote(path):
+        if problem := _scheme_problem(os.fspath(path).split("://", 1)[0]):
+            raise ConfigError(f"{os.fspath(path)}: {problem}")
         from etils import epath  # orbax's dependency; imported only for a URL
         return epath.Path(os.fspath(path))
     return pathlib.Path(path)
@@ -39,7 +48,11 @@ def remote_problem(path: str | os.PathLike) -> str | None:
     """Why URL `path` cannot be used here (unknown scheme, missing package), or None."""
     if not is_remote(path):
         return None
-    scheme = os.fspath(path).split("://", 1)[0]
+    return _scheme_problem(os.fspath(path).split("://", 1)[0])
+
+
+@functools.lru_cache(maxsize=None)
+def _scheme_problem(scheme: str) -> str | None:
     if scheme not in _SCHEMES:
         return (f"{scheme}:// is not a supported location (local paths and "
                 f"{', '.join(s + '://' for s in _SCHEMES)} are)")
@@ -164,16 +177,31 @@ def upload_tree(local: str | os.PathLike, remote: str | os.PathLike) -> None:
 
 @contextlib.contextmanager
 def local_copy(path: str | os.PathLike):
-    """A local file name holding `path`'s bytes, for readers that only open local files:
-    `path` itself when local, else a temporary download removed when the block ends."""
+    """A local path holding what `path` holds, for readers that only open local files (PIL's
+    formats, torch, safetensors, orbax restores of model folders): `path` itself when local,
+    else a temporary download (of the file, or of every file under the folder) removed when the
+    block ends.
+
+    Raises:
+        FileNotFoundError: `path` does not exist.
+    """
     if not is_remote(path):
         yield os.fspath(path)
         return
     source = as_path(path)
     with tempfile.TemporaryDirectory(prefix="remoteclip-download-") as folder:
         tmp = os.path.join(folder, source.name)
-        with open(tmp, "wb") as f:
-            f.write(source.read_bytes())
+        if source.is_dir():
+            for name in relative_files(source):
+                target = os.path.join(tmp, *name.split("/"))
+                os.makedirs(os.path.dirname(target), exist_ok=True)
+                with open(target, "wb") as f:
+                    f.write((source / name).read_bytes())
+        elif source.exists():
+            with open(tmp, "wb") as f:
+                f.write(source.read_bytes())
+        else:
+            raise FileNotFoundError(f"{path}: no such file or folder")
         yield tmp
 
 

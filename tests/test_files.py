@@ -31,7 +31,11 @@ def test_files_get_the_umask_mode_not_owner_only(tmp_path):
 def test_remote_problem_names_the_unknown_scheme_or_the_missing_package(tmp_path, monkeypatch):
     import importlib.util
 
+    from remoteclip_jax import files
+    from remoteclip_jax.data import images, sources
+    from remoteclip_jax.errors import ConfigError
     from remoteclip_jax.files import as_path, is_remote, remote_problem
+    from remoteclip_jax.weights import model_dir
 
     assert remote_problem(tmp_path) is None and not is_remote(tmp_path)
     assert type(as_path(str(tmp_path))) is type(tmp_path)  # local paths stay pathlib
@@ -40,5 +44,17 @@ def test_remote_problem_names_the_unknown_scheme_or_the_missing_package(tmp_path
     monkeypatch.setattr(importlib.util, "find_spec",
                         lambda name, *a: None if name in ("gcsfs", "tensorflow")
                         else real(name, *a))
-    assert remote_problem("gs://bucket/run") == (
-        "gs:// paths need gcsfs: pip install gcsfs ('remoteclip_jax[gcs]')")
+    files._scheme_problem.cache_clear()  # answers are kept per scheme
+    try:
+        assert remote_problem("gs://bucket/run") == (
+            "gs:// paths need gcsfs: pip install gcsfs ('remoteclip_jax[gcs]')")
+        # Every path that may be a bucket goes through as_path, so each command says it in one
+        # line: a data source, an init_from, a model.
+        with pytest.raises(ConfigError, match=r"^gs://b/x.jsonl: gs:// paths need gcsfs"):
+            sources.parse_spec("gs://b/x.jsonl")
+        with pytest.raises(ConfigError, match=r"^gs://b/m: gs:// paths need gcsfs"):
+            model_dir.read_model_dir("gs://b/m")
+        with pytest.raises(ConfigError, match=r"^memory://x: memory:// is not a supported"):
+            images.open_rgb("memory://x")
+    finally:
+        files._scheme_problem.cache_clear()

@@ -11,7 +11,8 @@ import remoteclip_jax
 
 # Low to high. A unit is a sub-package or a top-level module of remoteclip_jax.
 FLOORS = [
-    {"errors", "files", "compilation_cache"},
+    {"errors"},
+    {"files", "compilation_cache"},
     {"tokenizer", "transforms", "models", "sharding", "checkpoint_manifest", "lazy"},
     {"encode", "weights", "checkpoint"},
     {"data"},
