@@ -14,6 +14,7 @@ import os
 import shutil
 import sys
 
+from remoteclip_jax import files
 from remoteclip_jax.errors import ConfigError, WeightsError
 
 
@@ -64,6 +65,9 @@ def load_model(path: str | os.PathLike, arch: str | None = None):
     from remoteclip_jax.weights.model_dir import load_pretrained, read_model_dir, save_orbax
 
     path = os.fspath(path)
+    if files.is_remote(path) and files.as_path(path).exists():  # gs://...: a downloaded copy
+        with files.local_copy(path) as local:
+            return load_model(local, arch)
     if not os.path.exists(path):
         raise WeightsError(f"{path}: model directory or weights file not found (--model takes a "
                            "directory written by `remoteclip-jax import-weights`, an open_clip hub "

@@ -7,7 +7,6 @@ sharded, and restores the newest checkpoint when there is one.
 from __future__ import annotations
 
 import dataclasses
-import pathlib
 from typing import Any
 
 import jax
@@ -72,7 +71,7 @@ def load_init_variables(config):
         return None
     from remoteclip_jax.weights import model_dir
 
-    if not pathlib.Path(config.init_from).exists():
+    if not files.as_path(config.init_from).exists():  # a local path or gs://...
         raise ConfigError(f"config.init_from={config.init_from!r}: no such file or directory")
     # A file or any model directory (ours, open_clip's, Hugging Face's); a directory of another
     # architecture or activation than config.model is refused.

@@ -244,10 +244,6 @@ def _mlp_ratio(tower: Mapping) -> float:
 # ---------------------------------------------------------------------------------------------
 # Directories.
 
-def is_hf_dir(directory: str) -> bool:
-    return os.path.isfile(os.path.join(directory, CONFIG_NAME))
-
-
 def read_hf_dir(directory: str) -> tuple[dict, ModelInfo]:
     """Reads a transformers CLIPModel directory into (Flax variables, ModelInfo).
 

@@ -34,10 +34,6 @@ _WEIGHT_FILES = ("open_clip_model.safetensors", "open_clip_pytorch_model.safeten
                  "pytorch_model.bin", "pytorch_model.pth", "model.pth")
 
 
-def is_hub_dir(directory: str) -> bool:
-    return os.path.isfile(os.path.join(directory, CONFIG_NAME))
-
-
 def open_clip_model_cfg(config: Mapping) -> dict[str, Any]:
     """Our complete config as open_clip's `model_cfg` (unset options, such as a ResNet's
     `patch_size`, left out so open_clip applies its own defaults)."""

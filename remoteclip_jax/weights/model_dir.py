@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 from typing import Mapping
 
+from remoteclip_jax import files
 from remoteclip_jax.errors import WeightsError
 from remoteclip_jax.weights import hf, hub
 from remoteclip_jax.weights.model_info import FILE_NAME as INFO_NAME
@@ -33,17 +34,18 @@ def detect_layout(path: str) -> str:
       WeightsError: the path does not exist, or is a directory of no known layout (the message
         lists what it holds).
     """
-    if os.path.isfile(path):
+    root = files.as_path(path)  # a local path or a bucket's (gs://...), told apart by names
+    if root.is_file():
         return "file"
-    if not os.path.isdir(path):
+    if not root.is_dir():
         raise WeightsError(f"{path}: no such file or directory")
-    if os.path.isfile(os.path.join(path, INFO_NAME)) and os.path.isdir(os.path.join(path, VARIABLES_DIR)):
+    found = sorted(child.name for child in root.iterdir())
+    if INFO_NAME in found and VARIABLES_DIR in found:
         return "orbax"
-    if hub.is_hub_dir(path):
+    if hub.CONFIG_NAME in found:
         return "open_clip"
-    if hf.is_hf_dir(path):
+    if hf.CONFIG_NAME in found:
         return "hf"
-    found = sorted(os.listdir(path))
     listing = ", ".join(found[:12]) + (" ..." if len(found) > 12 else "") if found else "nothing"
     raise WeightsError(
         f"{path}: unknown model directory layout (found: {listing}); expected model.json + "
@@ -118,6 +120,10 @@ def read_model_dir(path: str, model: str | Mapping | None = None) -> tuple[dict,
       model: required for a file (it fixes the activation); for a directory, optional, and then
         it must describe the same architecture and activation as the directory's config.
     """
+    if files.is_remote(path):  # the readers below open local files: read a downloaded copy
+        detect_layout(path)
+        with files.local_copy(path) as local:
+            return read_model_dir(local, model)
     layout = detect_layout(path)
     if layout == "file":
         if model is None:
