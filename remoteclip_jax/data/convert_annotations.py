@@ -41,6 +41,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from remoteclip_jax import files
 from remoteclip_jax.data import b2c, m2b, records, readers, sources
 from remoteclip_jax.data.images import open_rgb
 from remoteclip_jax.errors import AnnotationError, ConfigError, DataError, check_choice
@@ -166,19 +167,20 @@ def convert_items(items: Iterable[AnnotatedImage], out_dir: str | pathlib.Path,
     from tqdm import tqdm
 
     options = options or b2c.B2COptions()
-    out_dir = pathlib.Path(out_dir)
+    out_dir = files.as_path(out_dir)  # a local folder or a bucket's (gs://...)
     start = time.perf_counter()
     previous_limit = Image.MAX_IMAGE_PIXELS
     Image.MAX_IMAGE_PIXELS = _MAX_IMAGE_PIXELS
     try:
-        with records.RecordWriter(out_dir, shard_size=shard_size, overwrite=overwrite) as writer:
+        with records.output_folder(out_dir, overwrite) as folder, \
+                records.RecordWriter(folder, shard_size=shard_size, overwrite=overwrite) as writer:
             kwargs = dict(source=summary.source, box_captions=box_captions, options=options,
                           dataset=dataset, image_size=image_size, seed=seed, quality=quality)
             if runner == "beam":
                 from remoteclip_jax.data import convert_beam
 
                 results = convert_beam.converted(items, kwargs, workers=workers,
-                                                 temp_root=str(out_dir), beam_options=beam_options)
+                                                 temp_root=str(folder), beam_options=beam_options)
             else:
                 results = _converted(items, workers, kwargs)
             bar = tqdm(results, total=total, desc=f"converting {summary.kind}", unit="img",
@@ -222,7 +224,7 @@ def _convert_one(item: AnnotatedImage, *, source: str, box_captions: bool,
             return None, ("no_objects", item.image_id or item.path)
     elif not item.captions:
         return None, ("no_captions", item.image_id or item.path)
-    if not item.data and not pathlib.Path(item.path).is_file():
+    if not item.data and not files.as_path(item.path).is_file():
         return None, ("missing_image", item.path)
     try:
         image = open_rgb(item.data or item.path, item.path)
@@ -470,7 +472,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         progress=not args.no_progress, csv_options=_csv_options(args), workers=args.workers,
         runner=args.runner, beam_options=args.beam_options)
     print(summary.text())
-    print(f"summary: {pathlib.Path(args.out) / 'summary.json'}")
+    print(f"summary: {files.as_path(args.out) / 'summary.json'}")
     return 0
 
 

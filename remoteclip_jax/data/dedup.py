@@ -41,7 +41,7 @@ from remoteclip_jax.data import sources
 from remoteclip_jax.data.images import ImageInput, ImageReadError, open_rgb
 from remoteclip_jax.data.types import AnnotatedImage
 from remoteclip_jax.errors import DataError
-from remoteclip_jax.files import write_json
+from remoteclip_jax.files import as_path, write_json
 
 HASH_SIZE = 8
 _IMAGE_SIDE = HASH_SIZE * 4
@@ -292,7 +292,7 @@ def load_exclusions(path: str | os.PathLike) -> set[str]:
     Raises:
         DataError: unreadable file, or JSON of another shape.
     """
-    path = pathlib.Path(path)
+    path = as_path(path)  # local or in a bucket
     if not path.is_file():
         raise DataError(f"{path}: no such exclusion list; write one with `remoteclip-jax dedup "
                          f"--train ... --eval ... --out {path}`, or set the source's exclude to ''")

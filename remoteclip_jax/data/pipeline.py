@@ -59,6 +59,7 @@ from PIL import Image
 from remoteclip_jax.data import sources as source_registry
 from remoteclip_jax.data.images import open_rgb
 from remoteclip_jax.errors import ConfigError, DataError
+from remoteclip_jax.files import is_remote
 
 # Stream ids for np.random.default_rng seeds, so caption and augmentation draws never collide.
 _CAPTION_STREAM = 1
@@ -67,6 +68,8 @@ _WEIGHT_STREAM = 3
 _MAX_SKIPS_KEPT = 1000
 # This many unreadable inputs in a row means the data is broken, not a few bad files.
 _MAX_CONSECUTIVE_SKIPS = 1000
+# Reader threads per process when a training source is in a bucket (gs://...).
+REMOTE_READ_THREADS = 16
 
 
 # --- stats of skipped inputs ---------------------------------------------------------------------
@@ -414,7 +417,7 @@ def _add_position(position: int, triple) -> tuple[int, int, int, int]:
 def make_train_dataset(sources: Sequence[dict[str, Any]], *, batch_size_per_process: int,
                        image_size: int, seed: int, context_length: int = 77,
                        num_workers: int = 0, process_index: int = 0, process_count: int = 1,
-                       epochs: int | None = None, num_threads: int = 2,
+                       epochs: int | None = None, num_threads: int | None = None,
                        per_worker_buffer_size: int = 2, mean: Sequence[float] | None = None,
                        std: Sequence[float] | None = None,
                        with_metadata: bool = False,
@@ -469,6 +472,10 @@ def make_train_dataset(sources: Sequence[dict[str, Any]], *, batch_size_per_proc
                           image_size=image_size, context_length=context_length, mean=mean,
                           std=std, with_metadata=with_metadata)
     stream = stream.map(loader)
+    if num_threads is None:
+        # A record in a bucket is one ranged GET (tens of ms): more reads in flight hide that.
+        remote = any(is_remote(s.get("path", "")) for s in sources if s.get("kind") != "tfds")
+        num_threads = REMOTE_READ_THREADS if remote else 2
     ds = stream.to_iter_dataset(grain.ReadOptions(
         num_threads=num_threads, prefetch_buffer_size=max(2 * batch_size_per_process, 8)))
     ds = _BatchValid(ds, batch_size_per_process)
@@ -499,7 +506,8 @@ def make_train_iterator(sources: Sequence[dict[str, Any]], *, batch_size_per_pro
         epochs: stop after this many epochs (rounded down to whole global batches), or None to
             repeat forever (recommended for training by steps: then a skipped image never makes
             processes disagree on the number of batches).
-        **kwargs: ``num_threads`` (reader threads per process, default 2),
+        **kwargs: ``num_threads`` (reader threads per process; default 2, or
+            `REMOTE_READ_THREADS` when a source is in a bucket),
             ``per_worker_buffer_size`` (batches, default 2), ``mean``/``std`` (normalisation),
             ``with_metadata`` (add ``source_id``, ``index``, ``epoch`` and ``caption``).
 

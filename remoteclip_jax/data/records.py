@@ -38,12 +38,14 @@ from __future__ import annotations
 
 from remoteclip_jax.errors import DataError
 import collections
+import contextlib
 import dataclasses
 import io
 import json
 import os
 import pathlib
 import re
+import tempfile
 import threading
 from typing import Any, Iterable, Sequence
 
@@ -52,7 +54,7 @@ import numpy as np
 from PIL import Image
 
 from remoteclip_jax.data.types import Box
-from remoteclip_jax.files import write_json
+from remoteclip_jax.files import as_path, is_remote, relative_files, write_json
 
 FORMAT_VERSION = 1
 MANIFEST_NAME = "manifest.json"
@@ -211,15 +213,8 @@ class RecordWriter:
 
     def __enter__(self) -> "RecordWriter":
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        stale = [p for p in self.out_dir.iterdir()
-                 if _SHARD_RE.match(p.name) or p.name == MANIFEST_NAME
-                 or (p.name.startswith("split-") and p.name.endswith(".npy"))]
-        if stale and self.overwrite:
-            for p in stale:
-                p.unlink()
-        elif stale:
-            raise DataError(f"{self.out_dir}: already holds a dataset ({stale[0].name}, "
-                                    "...); choose an empty directory or pass overwrite=True")
+        for p in _dataset_files(self.out_dir, self.overwrite):
+            p.unlink()
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
@@ -303,13 +298,48 @@ class RecordWriter:
         self._tmp_paths = []
 
 
+def _dataset_files(directory, overwrite: bool) -> list:
+    """The files of a dataset already in `directory` (shards, split indices, manifest), to be
+    replaced; refused unless `overwrite`.
+
+    Raises:
+        DataError: `directory` holds a dataset and overwrite is False.
+    """
+    found = [p for p in directory.iterdir()
+             if _SHARD_RE.match(p.name) or p.name == MANIFEST_NAME
+             or (p.name.startswith("split-") and p.name.endswith(".npy"))]
+    if found and not overwrite:
+        raise DataError(f"{directory}: already holds a dataset ({found[0].name}, ...); choose an "
+                        "empty directory or pass overwrite=True (--overwrite)")
+    return found
+
+
+@contextlib.contextmanager
+def output_folder(out_dir: str | os.PathLike, overwrite: bool = False):
+    """Where to write a dataset bound for `out_dir`: `out_dir` itself when local; for a bucket
+    (``gs://...``) a local folder whose files are uploaded when the block ends without error,
+    the manifest last (a bucket folder with a manifest holds the whole dataset), after the old
+    dataset there is deleted (only with `overwrite`; refused before any work otherwise)."""
+    if not is_remote(out_dir):
+        yield out_dir
+        return
+    target = as_path(out_dir)
+    stale = _dataset_files(target, overwrite) if target.is_dir() else []
+    with tempfile.TemporaryDirectory(prefix="remoteclip-records-") as local:
+        yield local
+        for p in stale:
+            p.unlink()
+        for name in sorted(relative_files(local), key=lambda n: n == MANIFEST_NAME):
+            (target / name).write_bytes(pathlib.Path(local, name).read_bytes())
+
+
 def read_manifest(directory: str | os.PathLike) -> dict[str, Any]:
     """Loads ``directory/manifest.json``.
 
     Raises:
         DataError: naming the file when it is missing or malformed.
     """
-    path = pathlib.Path(directory) / MANIFEST_NAME
+    path = as_path(directory) / MANIFEST_NAME
     if not path.is_file():
         raise DataError(f"{path}: manifest not found (not a converted dataset directory, "
                                 "or its conversion did not finish)")
@@ -322,7 +352,7 @@ def read_manifest(directory: str | os.PathLike) -> dict[str, Any]:
     return manifest
 
 
-def _split_indices(directory: pathlib.Path, manifest: dict[str, Any], split: str) -> np.ndarray:
+def _split_indices(directory, manifest: dict[str, Any], split: str) -> np.ndarray:
     splits = manifest.get("splits") or {}
     if split not in splits:
         available = ", ".join(sorted(splits)) or "none (records carry no 'split')"
@@ -330,7 +360,7 @@ def _split_indices(directory: pathlib.Path, manifest: dict[str, Any], split: str
                                 f"splits: {available}")
     path = directory / splits[split]["file"]
     try:
-        indices = np.load(path)
+        indices = np.load(io.BytesIO(path.read_bytes()))
     except (OSError, ValueError) as e:
         raise DataError(f"{path}: missing or unreadable split index ({e})") from None
     if indices.ndim != 1 or len(indices) != splits[split]["count"] or (
@@ -339,7 +369,7 @@ def _split_indices(directory: pathlib.Path, manifest: dict[str, Any], split: str
     return indices.astype(np.int64)
 
 
-def _open_reader(path: pathlib.Path):
+def _open_reader(path):
     from array_record.python import array_record_module
 
     if not path.is_file():
@@ -366,6 +396,10 @@ class RecordSource:
         paths: a directory, a shard file, or a sequence of them.
         split: keep only the records of this split (directories only; uses the split index the
             writer stored, so no record is read).
+
+    The paths may be in a bucket (``gs://...``): the manifest and split indices are read
+    through `etils.epath`, the shards by array_record itself, which speaks GCS with the
+    environment's credentials (a TPU VM's service account), so nothing is copied to local disk.
     """
 
     def __init__(self, paths: str | os.PathLike | Sequence[str | os.PathLike],
@@ -373,11 +407,11 @@ class RecordSource:
         if isinstance(paths, (str, os.PathLike)):
             paths = [paths]
         selected: list[np.ndarray] = []
-        self._files: list[pathlib.Path] = []
+        self._files: list = []  # pathlib or, in a bucket, epath paths
         self._counts: list[int] = []
         self.sources: collections.Counter[str] = collections.Counter()
         for p in paths:
-            p = pathlib.Path(p)
+            p = as_path(p)
             if p.is_dir():
                 manifest = read_manifest(p)
                 self.sources.update(manifest.get("sources", {}))
@@ -450,7 +484,7 @@ class RecordSource:
         return deserialize_record(self.read_raw(index), where=f"{self._files[shard]}[{pos}]")
 
     @property
-    def files(self) -> list[pathlib.Path]:
+    def files(self) -> list:
         """The shard files, in index order."""
         return list(self._files)
 

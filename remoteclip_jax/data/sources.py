@@ -48,7 +48,6 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import os
-import pathlib
 import urllib.parse
 from typing import Any, Callable, Iterable, Sequence
 
@@ -56,6 +55,7 @@ from remoteclip_jax.data import readers
 from remoteclip_jax.data.records import RecordSource
 from remoteclip_jax.data.types import AnnotatedImage
 from remoteclip_jax.errors import ConfigError, DataError
+from remoteclip_jax.files import as_path
 
 # Every key a source spec may hold, with its default; a spec in a config holds all of them.
 SOURCE_DEFAULTS: dict[str, Any] = {
@@ -177,18 +177,19 @@ def parse_spec(text: str, **keys) -> dict[str, Any]:
             raise ConfigError(f"{text}?{query}: give each option a value (?split=NAME&image_root=DIR)")
         keys = {**options, **keys}
     kind, sep, rest = text.partition(":")
-    if sep and not os.path.exists(text) and len(kind) > 1:  # "C:\..." is a path, not a kind
+    # "C:\..." is a path, not a kind; so is a URL (gs://bucket/...).
+    if sep and not rest.startswith("//") and not os.path.exists(text) and len(kind) > 1:
         if kind not in KINDS:
             raise ConfigError(f"{text}: unknown source kind {kind!r}{nearest(kind, KINDS)} "
                               f"(kinds: {', '.join(KINDS)})")
         path = rest
     else:
         kind, path = "", str(text)
-        if not os.path.exists(path):
+        if not as_path(path).exists():
             raise DataError(f"{path}: no such file or folder (expected a folder of images, an "
                             "image, a .txt list of image paths, a caption file or KIND:PATH)")
         suffix = os.path.splitext(path)[1].lower()
-        kind = "captions" if os.path.isfile(path) and suffix in readers.CAPTION_SUFFIXES \
+        kind = "captions" if as_path(path).is_file() and suffix in readers.CAPTION_SUFFIXES \
             else "images"
     unread = sorted(set(keys) - set(KINDS[kind].keys)) if query else []
     if unread:
@@ -288,7 +289,7 @@ def build_source(spec: dict[str, Any], where: str = "source"):
     if spec["exclude"]:
         items = _excluded(items, spec["exclude"], name)
     if spec["skip_missing"]:
-        items = [it for it in items if "image" in it or os.path.isfile(it["path"])]
+        items = [it for it in items if "image" in it or as_path(it["path"]).is_file()]
     return ListSource(items, name + (f" (split {spec['split']!r})" if spec["split"] else ""))
 
 
@@ -312,7 +313,7 @@ def read_annotated(spec: dict[str, Any], where: str = "source", **options
     path = spec["path"]
     if kind.label_dir is not None:
         path = _label_dir(path, spec["kind"], *kind.label_dir)
-    elif path and "*" not in path and not os.path.exists(path):
+    elif path and "*" not in path and not as_path(path).exists():
         raise DataError(f"{path}: not found ({where}); put the {spec['kind']} data there or "
                         f"point {where}.path at it")
     return kind.read({**spec, "path": path}, **{k: v for k, v in options.items() if v})
@@ -320,7 +321,7 @@ def read_annotated(spec: dict[str, Any], where: str = "source", **options
 
 def _label_dir(path: str, kind: str, sub: str, suffix: str) -> str:
     """The folder of label files, given it or the dataset's root folder (which holds `sub`)."""
-    root = pathlib.Path(path)
+    root = as_path(path)
     if not root.is_dir() or any(root.glob(f"*{suffix}")):
         return path
     if (root / sub).is_dir():

@@ -39,7 +39,7 @@ import numpy as np
 
 from remoteclip_jax.errors import ConfigError, DataError
 from remoteclip_jax.lazy import optional_module
-from remoteclip_jax.files import atomic_write, write_json
+from remoteclip_jax.files import atomic_write, is_remote, write_json
 
 FOLDERS = {"image": ("img_emb", "img_emb_"), "text": ("text_emb", "text_emb_")}
 TABLES = {"image": "metadata", "text": "captions"}  # metadata/<table>_NNNN.<format>
@@ -76,6 +76,13 @@ def write_skipped(skipped: Sequence[tuple[str, str]], out_dir: str) -> str | Non
     return path
 
 
+def _local_only(root: str, advice: str) -> None:
+    """Stores are local folders: resumed shard by shard and memory-mapped when searched."""
+    if is_remote(root):
+        raise DataError(f"{root}: embedding stores live on local disk (resumed shard by shard, "
+                        f"memory-mapped for search); {advice}")
+
+
 class StoreWriter:
     """Writes the shards of one store; refuses to mix inputs or models into an existing one.
 
@@ -101,6 +108,7 @@ class StoreWriter:
             raise ConfigError(f"--metadata {metadata_format!r}: expected parquet or jsonl")
         if metadata_format == "parquet":
             pyarrow()
+        _local_only(root, "write it to a local folder, then copy that into the bucket")
         if os.path.exists(root) and not os.path.isdir(root):
             raise DataError(f"{root}: is a file, not a folder; give --out a folder to hold the store")
         self.root, self.num_shards = root, num_shards
@@ -218,6 +226,7 @@ class EmbeddingStore:
     """
 
     def __init__(self, root: str):
+        _local_only(root, "copy it to local disk first (gcloud storage cp -r URL DIR)")
         self.root = root
         self.manifest = _read_manifest(root) if os.path.exists(os.path.join(root, MANIFEST)) else {}
         if not self.manifest.get("complete", True):

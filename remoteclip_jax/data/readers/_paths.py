@@ -5,6 +5,7 @@ import pathlib
 from collections.abc import Iterable
 
 from remoteclip_jax.data.images import IMAGE_EXTENSIONS
+from remoteclip_jax.files import as_path
 
 
 def find_image(directory: pathlib.Path, stem: str) -> pathlib.Path | None:
@@ -29,7 +30,7 @@ def image_size(path: pathlib.Path) -> tuple[int, int]:
     from PIL import Image
 
     try:
-        with Image.open(path) as im:
+        with as_path(path).open("rb") as f, Image.open(f) as im:  # local or in a bucket
             return im.size
     except Exception:  # PIL raises many types; an unreadable image is counted later, not here.
         return 0, 0

@@ -6,13 +6,14 @@ import os
 import pathlib
 from collections.abc import Sequence
 
+from remoteclip_jax.files import as_path
 from remoteclip_jax.data.readers.errors import AnnotationError
 
 
 def read_lines(path: str | os.PathLike) -> list[str]:
     """The file's lines, split on "\\n" only (as editors number them); UTF-8 or raises."""
     try:
-        return pathlib.Path(path).read_bytes().decode("utf-8-sig").split("\n")
+        return as_path(path).read_bytes().decode("utf-8-sig").split("\n")
     except (OSError, UnicodeDecodeError) as e:
         raise AnnotationError(path, None, f"cannot read ({e})") from None
 
@@ -38,7 +39,7 @@ def check_box(x0: float, y0: float, x1: float, y1: float, path: str | os.PathLik
 
 def label_files(label_dir: str | os.PathLike, suffix: str, kind: str) -> list[pathlib.Path]:
     """Sorted `*<suffix>` files of a directory, or an AnnotationError naming the directory."""
-    label_dir = pathlib.Path(label_dir)
+    label_dir = as_path(label_dir)
     if not label_dir.is_dir():
         raise AnnotationError(label_dir, None, f"not a directory of {kind} annotation files")
     return sorted(p for p in label_dir.iterdir() if p.name.endswith(suffix) and p.is_file())
@@ -71,11 +72,11 @@ def read_per_image_txt(annotation_dir: str | os.PathLike, image_dir: str | os.Pa
     from remoteclip_jax.data.types import AnnotatedImage
 
     files = label_files(annotation_dir, ".txt", kind)
-    parent = pathlib.Path(annotation_dir).parent
+    parent = as_path(annotation_dir).parent
     if image_dir is None:
         image_dir = first_dir([parent / name for name in image_dir_names]) or \
-            pathlib.Path(annotation_dir)
-    image_dir = pathlib.Path(image_dir)
+            as_path(annotation_dir)
+    image_dir = as_path(image_dir)
     images = []
     for label_file in files:
         boxes = []

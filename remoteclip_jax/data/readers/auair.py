@@ -19,6 +19,7 @@ import os
 import pathlib
 from typing import Any
 
+from remoteclip_jax.files import as_path
 from remoteclip_jax.data.readers.captions import _load_json
 from remoteclip_jax.data.readers.errors import AnnotationError, OnError, report
 from remoteclip_jax.data.types import AnnotatedImage, Box
@@ -72,7 +73,7 @@ def read_auair(path: str | os.PathLike, image_dir: str | os.PathLike | None = No
         AnnotationError: invalid JSON, no `annotations` list, or (unless skipped) a malformed
             entry, named as `annotations[i]`.
     """
-    path = pathlib.Path(path)
+    path = as_path(path)
     data = _load_json(path)
     if not isinstance(data, dict) or not isinstance(data.get("annotations"), list):
         raise AnnotationError(path, None, "expected an object with an 'annotations' list "
@@ -82,7 +83,7 @@ def read_auair(path: str | os.PathLike, image_dir: str | os.PathLike | None = No
         raise AnnotationError(path, None, "'categories' must be a list of class names")
     if image_dir is None:
         image_dir = path.parent / "images" if (path.parent / "images").is_dir() else path.parent
-    image_dir = pathlib.Path(image_dir)
+    image_dir = as_path(image_dir)
     images = []
     for i, entry in enumerate(data["annotations"]):
         where = f"annotations[{i}]"

@@ -12,12 +12,14 @@ default: the retrieval protocol counts five captions per image, repeats included
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import json
 import os
 import pathlib
 from typing import Any
 
+from remoteclip_jax.files import as_path, is_remote
 from remoteclip_jax.data.readers.errors import AnnotationError, OnError, report
 from remoteclip_jax.data.types import AnnotatedImage
 
@@ -46,15 +48,27 @@ def _clean_captions(raw: list[Any], drop_blank: bool, dedupe: bool) -> list[str]
     return captions
 
 
-def _resolve(root: pathlib.Path, filepath: str, filename: str) -> pathlib.Path:
+def _resolve(root, filepath: str, filename: str, is_file) -> pathlib.Path:
     # Datasets disagree on where images live relative to the JSON: try the common layouts and
     # fall back to the first (the converter then reports the image as missing).
     candidates = [root / filepath / filename, root / "images" / filename, root / filename,
                   root.parent / filepath / filename]
     for candidate in candidates:
-        if candidate.is_file():
+        if is_file(candidate):
             return candidate
     return candidates[0]
+
+
+def _file_test(root):
+    """`path -> is it a file?`; in a bucket from one listing per folder (cached), not one
+    request per image and candidate place."""
+    if not is_remote(root):
+        return lambda path: path.is_file()
+
+    @functools.lru_cache(maxsize=None)
+    def names(folder) -> frozenset:
+        return frozenset(c.name for c in folder.iterdir()) if folder.is_dir() else frozenset()
+    return lambda path: path.name in names(path.parent)
 
 
 def read_caption_json(path: str | os.PathLike, split: str | None = None, *,
@@ -82,13 +96,14 @@ def read_caption_json(path: str | os.PathLike, split: str | None = None, *,
     Raises:
         AnnotationError: unreadable or invalid JSON, no `images` list, or a malformed entry.
     """
-    path = pathlib.Path(path)
+    path = as_path(path)
     data = _load_json(path)
     if not isinstance(data, dict) or not isinstance(data.get("images"), list):
         raise AnnotationError(path, None, "expected an object with an 'images' list "
                                           "(Karpathy-style caption JSON)")
-    root = pathlib.Path(image_root) if image_root is not None else path.parent
+    root = as_path(image_root) if image_root is not None else path.parent
     source = source or str(data.get("dataset", path.stem)).lower()
+    is_file = _file_test(root)
     images = []
     for i, entry in enumerate(data["images"]):
         where = f"images[{i}]"
@@ -107,7 +122,7 @@ def read_caption_json(path: str | os.PathLike, split: str | None = None, *,
         if split is not None and entry_split != split:
             continue
         images.append(AnnotatedImage(
-            path=str(_resolve(root, str(entry.get("filepath", "")), entry["filename"])),
+            path=str(_resolve(root, str(entry.get("filepath", "")), entry["filename"], is_file)),
             captions=_clean_captions([s["raw"] for s in sentences], drop_blank, dedupe),
             split=entry_split, source=source, image_id=entry["filename"],
             label=str(entry.get("aid_class", entry.get("class", ""))),
@@ -139,9 +154,9 @@ def read_caption_jsonl(path: str | os.PathLike, split: str | None = None, *,
         AnnotationError: `path:line: reason` for a line that is not a JSON object with an
             `image` string and a `captions` list of strings.
     """
-    path = pathlib.Path(path)
+    path = as_path(path)
     source = source or path.parent.name
-    root = pathlib.Path(image_root) if image_root is not None else None
+    root = as_path(image_root) if image_root is not None else None
     images = []
     try:
         # Split on "\n" only, as editors number lines (a stray "\r" is no line break).
@@ -288,8 +303,8 @@ def read_caption_csv(path: str | os.PathLike, split: str | None = None, *,
         AnnotationError: undecodable bytes, a header without the needed columns (the message
             lists the columns found), or `path:line` for a row without an image path or caption.
     """
-    path = pathlib.Path(path)
-    root = pathlib.Path(image_root) if image_root is not None else path.parent
+    path = as_path(path)
+    root = as_path(image_root) if image_root is not None else path.parent
     source = source or path.stem
     try:
         data = path.read_bytes()
@@ -347,7 +362,7 @@ def read_captions(path: str | os.PathLike, split: str | None = None, **kwargs
 
     Keyword arguments go to the chosen reader (CSV: see `read_caption_csv`).
     """
-    suffix = pathlib.Path(path).suffix.lower()
+    suffix = as_path(path).suffix.lower()
     if suffix == ".json":
         return read_caption_json(path, split, **kwargs)
     if suffix == ".jsonl":

@@ -12,6 +12,7 @@ import os
 import pathlib
 from typing import Any
 
+from remoteclip_jax.files import as_path
 from remoteclip_jax.data.readers.captions import _load_json
 from remoteclip_jax.data.readers.errors import AnnotationError, OnError, report
 from remoteclip_jax.data.types import AnnotatedImage, Box
@@ -47,12 +48,12 @@ def read_coco(json_path: str | os.PathLike, image_dir: str | os.PathLike | None 
         AnnotationError: invalid JSON (with its line), missing top-level lists, or a malformed
             image/annotation entry (named as `images[i]` / `annotations[i]`).
     """
-    json_path = pathlib.Path(json_path)
+    json_path = as_path(json_path)
     data = _load_json(json_path)
     for key in ("images", "annotations", "categories"):
         if not isinstance(data, dict) or not isinstance(data.get(key), list):
             raise AnnotationError(json_path, None, f"not COCO: no '{key}' list")
-    image_dir = pathlib.Path(image_dir) if image_dir is not None else json_path.parent
+    image_dir = as_path(image_dir) if image_dir is not None else json_path.parent
     source = source or json_path.stem
 
     categories: dict[Any, str] = {}

@@ -21,6 +21,7 @@ import os
 import pathlib
 from typing import Iterable, Sequence
 
+from remoteclip_jax.files import as_path
 from remoteclip_jax.errors import DataError
 from remoteclip_jax.files import atomic_write
 
@@ -39,11 +40,11 @@ def read_count_manifest(path: str) -> list[CountItem]:
         DataError: missing file, bad JSON, missing key, count outside 1..10, or no items.
     """
     path = str(path)
-    root = pathlib.Path(path).parent
-    if not os.path.isfile(path):
+    root = as_path(path).parent
+    if not as_path(path).is_file():
         raise DataError(f"{path}: counting manifest not found")
     items = []
-    with open(path, encoding="utf-8") as f:
+    with as_path(path).open(encoding="utf-8") as f:
         for lineno, line in enumerate(f, 1):
             if not line.strip():
                 continue
@@ -83,7 +84,7 @@ def manifest_rows(images: Iterable, min_count: int = 1, max_count: int = 10, dat
 def dota_images(root: str) -> list:
     """``AnnotatedImage`` per DOTA label file (``root/labelTxt``) whose image exists."""
     from remoteclip_jax.data.readers import read_dota
-    images = read_dota(pathlib.Path(root) / "labelTxt")
+    images = read_dota(as_path(root) / "labelTxt")
     return [im for im in images if os.path.isfile(im.path)]
 
 

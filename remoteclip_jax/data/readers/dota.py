@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import math
 import os
-import pathlib
 
+from remoteclip_jax.files import as_path
 from remoteclip_jax.data.readers._paths import find_image, first_dir, image_size
 from remoteclip_jax.data.readers.errors import AnnotationError, OnError, report
 from remoteclip_jax.data.types import AnnotatedImage, Box
@@ -69,7 +69,7 @@ def parse_dota_line(text: str, path: str | os.PathLike, number: int, ann_prefix:
 
 def read_dota_file(path: str | os.PathLike, *, on_error: OnError | None = None) -> list[Box]:
     """Boxes of one DOTA label file (header lines skipped; see `parse_dota_line`)."""
-    path = pathlib.Path(path)
+    path = as_path(path)
     try:
         # Split on "\n" only, as editors number lines (a stray "\r" is no line break).
         lines = path.read_bytes().decode("utf-8").split("\n")
@@ -105,13 +105,13 @@ def read_dota(label_dir: str | os.PathLike, image_dir: str | os.PathLike | None 
     Raises:
         AnnotationError: `file:line: reason` for a malformed line, or a missing directory.
     """
-    label_dir = pathlib.Path(label_dir)
+    label_dir = as_path(label_dir)
     if not label_dir.is_dir():
         raise AnnotationError(label_dir, None, "not a directory of DOTA label files")
     if image_dir is None:
         image_dir = first_dir([label_dir.parent / "images", label_dir.parent / "image"]) \
             or label_dir.parent / "images"
-    image_dir = pathlib.Path(image_dir)
+    image_dir = as_path(image_dir)
     images = []
     for label_file in sorted(label_dir.glob("*.txt")):
         stem = label_file.stem

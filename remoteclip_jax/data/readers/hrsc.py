@@ -24,6 +24,7 @@ import os
 import pathlib
 from collections.abc import Mapping
 
+from remoteclip_jax.files import as_path
 from remoteclip_jax.data.readers._paths import find_image, first_dir
 from remoteclip_jax.data.readers._text import check_box
 from remoteclip_jax.data.readers.errors import AnnotationError, OnError, report
@@ -56,7 +57,7 @@ def _value(node: XmlNode, tag: str, path: pathlib.Path) -> float:
 
 def load_hrsc_class_names(sysdata: str | os.PathLike) -> dict[str, str]:
     """Class_ID -> English type name from HRSC2016's `sysdata.xml`."""
-    path = pathlib.Path(sysdata)
+    path = as_path(sysdata)
     names = {}
 
     def visit(node: XmlNode) -> None:
@@ -96,7 +97,7 @@ def read_hrsc_file(path: str | os.PathLike, image_dir: str | os.PathLike | None 
                    class_names: Mapping[str, str] | None = None, source: str = "hrsc2016",
                    on_error: OnError | None = None) -> AnnotatedImage:
     """Reads one HRSC2016 XML file (see the module docstring)."""
-    path = pathlib.Path(path)
+    path = as_path(path)
     root = _read_xml(path)
     if root.tag != "HRSC_Image":
         raise AnnotationError(path, root.line, f"root element is <{root.tag}>, not <HRSC_Image>")
@@ -115,7 +116,7 @@ def read_hrsc_file(path: str | os.PathLike, image_dir: str | os.PathLike | None 
             boxes.append(_object_box(obj, path, stem, index, class_names))
         except AnnotationError as e:
             report(e, on_error)
-    image_dir = pathlib.Path(image_dir) if image_dir is not None else path.parent
+    image_dir = as_path(image_dir) if image_dir is not None else path.parent
     suffix = "." + (root.findtext("Img_FileFmt") or "bmp").lstrip(".")
     image_path = find_image(image_dir, stem) or image_dir / f"{stem}{suffix}"
     return AnnotatedImage(path=str(image_path), width=width, height=height, boxes=boxes,
@@ -136,7 +137,7 @@ def read_hrsc(annotation_dir: str | os.PathLike, image_dir: str | os.PathLike | 
         on_error: None raises on the first malformed object; a callable receives each error and
             the object is skipped.
     """
-    annotation_dir = pathlib.Path(annotation_dir)
+    annotation_dir = as_path(annotation_dir)
     if not annotation_dir.is_dir():
         raise AnnotationError(annotation_dir, None, "not a directory of HRSC2016 XML files")
     if isinstance(class_names, (str, os.PathLike)):

@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import os
-import pathlib
 
+from remoteclip_jax.files import as_path, is_remote, relative_files
 from remoteclip_jax.data.images import IMAGE_EXTENSIONS
 from remoteclip_jax.errors import AnnotationError, DataError
 from remoteclip_jax.data.types import AnnotatedImage
@@ -26,7 +26,7 @@ def read_image_folder(root: str | os.PathLike, *, source: str = "",
     Raises:
         AnnotationError: `root` is not a directory or holds no class folder with images.
     """
-    root = pathlib.Path(root)
+    root = as_path(root)
     if not root.is_dir():
         raise AnnotationError(root, None, "not a directory (expected one sub-folder per class)")
     source = source or root.name
@@ -49,7 +49,7 @@ LIST_SUFFIXES = (".txt", ".lst")
 def read_list_file(path: str | os.PathLike) -> list[str]:
     """The non-blank lines of a text file that are not `#` comments, stripped."""
     try:
-        lines = pathlib.Path(path).read_text(encoding="utf-8").splitlines()
+        lines = as_path(path).read_text(encoding="utf-8").splitlines()
     except UnicodeDecodeError as e:
         raise DataError(f"{path}: not a UTF-8 text file ({e.reason} at byte {e.start}); "
                         "a list file holds one path or name per line") from None
@@ -70,25 +70,41 @@ def read_images(path: str | os.PathLike) -> list[AnnotatedImage]:
         DataError: the path does not exist, or names no image at all.
     """
     path = os.fspath(path)
-    if os.path.isdir(path):
-        found = []
-        for folder, subdirs, files in os.walk(path, followlinks=True):
-            subdirs[:] = sorted(d for d in subdirs if not d.startswith("."))
-            found += [os.path.join(folder, f) for f in files if not f.startswith(".")
-                      and os.path.splitext(f)[1].lower() in IMAGE_EXTENSIONS]
-        if not found:
+    if as_path(path).is_dir():
+        paths = _image_files(path)
+        if not paths:
             raise DataError(f"{path}: no images found in this folder or below it (looked for "
                             f"{', '.join(IMAGE_EXTENSIONS)}); point the command at a folder of "
                             "images, an image file or a .txt list of image paths")
-        paths = sorted(found)
-    elif not os.path.exists(path):
+    elif not as_path(path).exists():
         raise DataError(f"{path}: no such file or folder (expected a folder of images, an image "
                         "file or a .txt list of image paths)")
     elif os.path.splitext(path)[1].lower() in LIST_SUFFIXES:
-        base = os.path.dirname(os.path.abspath(path))
-        paths = [os.path.normpath(os.path.join(base, line)) for line in read_list_file(path)]
+        lines = read_list_file(path)
+        if is_remote(path):  # a list in a bucket: its relative names are beside it there
+            base = path.rsplit("/", 1)[0]
+            paths = [line if is_remote(line) else f"{base}/{line}" for line in lines]
+        else:
+            base = os.path.dirname(os.path.abspath(path))
+            paths = [os.path.normpath(os.path.join(base, line)) for line in lines]
         if not paths:
             raise DataError(f"{path}: the list file names no image (expected one path per line)")
     else:
         paths = [path]
     return [AnnotatedImage(path=p, image_id=os.path.basename(p)) for p in paths]
+
+
+def _image_files(folder: str) -> list[str]:
+    """Every image file below `folder`, sorted by path; hidden files and folders skipped."""
+    def wanted(name: str) -> bool:
+        parts = name.split("/")
+        return not any(p.startswith(".") for p in parts) \
+            and os.path.splitext(parts[-1])[1].lower() in IMAGE_EXTENSIONS
+
+    if is_remote(folder):  # a bucket: one listing per folder
+        return [f"{folder.rstrip('/')}/{name}" for name in relative_files(folder) if wanted(name)]
+    found = []
+    for parent, subdirs, files in os.walk(folder, followlinks=True):
+        subdirs[:] = sorted(d for d in subdirs if not d.startswith("."))
+        found += [os.path.join(parent, f) for f in files if wanted(f)]
+    return sorted(found)

@@ -18,12 +18,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import pathlib
 from collections.abc import Iterator, Mapping, Sequence
 
 import numpy as np
 from PIL import Image
 
+from remoteclip_jax.files import as_path
 from remoteclip_jax.data import m2b
 from remoteclip_jax.data.readers._paths import IMAGE_EXTENSIONS, find_image, first_dir
 from remoteclip_jax.data.readers.errors import AnnotationError, OnError, report
@@ -77,7 +77,7 @@ def load_class_table(spec: str | os.PathLike | ClassTable) -> ClassTable:
         return spec
     if str(spec).lower() in CLASS_TABLES:
         return CLASS_TABLES[str(spec).lower()]
-    path = pathlib.Path(spec)
+    path = as_path(spec)
     if not path.is_file():
         raise AnnotationError(path, None, f"unknown class table (built-in: "
                                           f"{sorted(CLASS_TABLES)}; or a JSON file)")
@@ -104,9 +104,9 @@ def load_mask(path: str | os.PathLike, table: ClassTable) -> np.ndarray:
     Raises:
         AnnotationError: unreadable image, or an RGB mask with a colour not in the palette.
     """
-    path = pathlib.Path(path)
+    path = as_path(path)
     try:
-        with Image.open(path) as im:
+        with path.open("rb") as f, Image.open(f) as im:  # a local file or a bucket's
             im.load()
             mode = im.mode
             array = np.asarray(im.convert("RGB") if mode in ("RGBA", "LA") else im)
@@ -155,14 +155,14 @@ def iter_masks(mask_dir: str | os.PathLike, image_dir: str | os.PathLike | None 
         on_error: None raises on a bad mask; a callable receives the error and the mask is
             skipped.
     """
-    mask_dir = pathlib.Path(mask_dir)
+    mask_dir = as_path(mask_dir)
     if not mask_dir.is_dir():
         raise AnnotationError(mask_dir, None, "not a directory of mask images")
     table = load_class_table(table)
     if image_dir is None:
         image_dir = first_dir(mask_dir.parent / name for name in
                               ("img_dir", "images_png", "images", "img")) or mask_dir
-    image_dir = pathlib.Path(image_dir)
+    image_dir = as_path(image_dir)
     for mask_path in sorted(p for p in mask_dir.iterdir()
                             if p.suffix.lower() in IMAGE_EXTENSIONS):
         try:

@@ -11,8 +11,8 @@ VOC reader. Some folders name the image directory `JPEGImages`, others `JPEGimag
 from __future__ import annotations
 
 import os
-import pathlib
 
+from remoteclip_jax.files import as_path
 from remoteclip_jax.data.readers._paths import first_dir
 from remoteclip_jax.data.readers.errors import AnnotationError, OnError
 from remoteclip_jax.data.readers.voc import read_voc
@@ -31,7 +31,7 @@ def read_rsod(root: str | os.PathLike, *, source: str = "rsod",
     Raises:
         AnnotationError: `root` holds no folder with `Annotation/xml`.
     """
-    root = pathlib.Path(root)
+    root = as_path(root)
     folders = [root] if (root / "Annotation" / "xml").is_dir() else \
         sorted(p for p in root.iterdir() if (p / "Annotation" / "xml").is_dir()) \
         if root.is_dir() else []

@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import collections
 import os
-import pathlib
 import shlex
 
+from remoteclip_jax.files import as_path
 from remoteclip_jax.data.readers._paths import image_size
 from remoteclip_jax.data.readers._text import check_box, parse_numbers, read_lines
 from remoteclip_jax.data.readers.errors import AnnotationError, OnError, report
@@ -76,12 +76,12 @@ def read_stanford_drone(annotations: str | os.PathLike, frame_dir: str | os.Path
         Frames with at least one visible box, by frame number; `image_id` is
         "<scene>/<video>/<frame>".
     """
-    path = pathlib.Path(annotations)
+    path = as_path(annotations)
     if path.is_dir():
         path = path / "annotations.txt"
     if frame_step < 1:
         raise ValueError(f"frame_step must be >= 1, got {frame_step}")
-    frame_dir = pathlib.Path(frame_dir) if frame_dir is not None else path.parent / "frames"
+    frame_dir = as_path(frame_dir) if frame_dir is not None else path.parent / "frames"
     by_frame: dict[int, list[Box]] = collections.defaultdict(list)
     for number, text in enumerate(read_lines(path), start=1):
         try:

@@ -24,6 +24,7 @@ import pathlib
 from collections.abc import Sequence
 from xml.parsers import expat
 
+from remoteclip_jax.files import as_path
 from remoteclip_jax.data.readers._paths import find_image
 from remoteclip_jax.data.readers.errors import AnnotationError, OnError, report
 from remoteclip_jax.data.types import AnnotatedImage, Box
@@ -148,7 +149,7 @@ def read_voc_file(path: str | os.PathLike,
         The image with `boxes` (ann_id "<image id>:<object index>"), `width`/`height` from
         `<size>`, and any object `<description>`s as `captions`.
     """
-    path = pathlib.Path(path)
+    path = as_path(path)
     try:
         data = path.read_bytes()
     except OSError as e:
@@ -174,7 +175,7 @@ def read_voc_file(path: str | os.PathLike,
             continue
         if description := obj.findtext("description"):
             captions.append(description)
-    image_dirs = [pathlib.Path(d) for d in _as_list(image_dir)] or [path.parent]
+    image_dirs = [as_path(d) for d in _as_list(image_dir)] or [path.parent]
     image_path = None
     for directory in image_dirs:
         image_path = (find_image(directory, pathlib.Path(filename).stem) if filename else None) \
@@ -202,7 +203,7 @@ def read_voc(annotation_dir: str | os.PathLike,
     Returns:
         One AnnotatedImage per XML file, sorted by file name.
     """
-    annotation_dir = pathlib.Path(annotation_dir)
+    annotation_dir = as_path(annotation_dir)
     if not annotation_dir.is_dir():
         raise AnnotationError(annotation_dir, None, "not a directory of VOC XML files")
     if image_dir is None:

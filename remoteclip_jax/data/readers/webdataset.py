@@ -15,6 +15,7 @@ import tarfile
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
+from remoteclip_jax.files import as_path, is_remote
 from remoteclip_jax.data.readers.errors import AnnotationError, OnError, report
 from remoteclip_jax.errors import DataError
 from remoteclip_jax.data.types import AnnotatedImage
@@ -29,11 +30,12 @@ def _shard_paths(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> list
         paths = [paths]
     shards: list[pathlib.Path] = []
     for item in paths:
-        item = pathlib.Path(item)
+        item = as_path(item)
         if item.is_dir():
             shards.extend(sorted(item.glob("*.tar")))
         elif any(ch in str(item) for ch in "*?["):
-            shards.extend(pathlib.Path(p) for p in sorted(glob.glob(str(item))))
+            shards.extend(sorted(item.parent.glob(item.name)) if is_remote(item)  # last part only
+                          else [pathlib.Path(p) for p in sorted(glob.glob(str(item)))])
         else:
             shards.append(item)
     return shards
@@ -74,7 +76,7 @@ def sample_parts(key: str, parts: dict[str, bytes], shard: str | os.PathLike) ->
     Raises:
         AnnotationError: no image member, undecodable text, invalid JSON or no caption.
     """
-    shard = pathlib.Path(shard)
+    shard = as_path(shard)
     image_suffix = _find_part(parts, IMAGE_SUFFIXES)
     if image_suffix is None:
         raise AnnotationError(shard, None, f"sample '{key}' has no image "
@@ -108,7 +110,7 @@ def scan_shard(shard: str | os.PathLike) -> dict[str, dict[str, tuple[int, int]]
     """
     groups: dict[str, dict[str, tuple[int, int]]] = {}
     try:
-        with tarfile.open(shard, "r:") as tar:
+        with as_path(shard).open("rb") as f, tarfile.open(fileobj=f, mode="r:") as tar:
             for member in tar:
                 directory, _, filename = member.name.rpartition("/")
                 if not member.isfile() or filename.startswith("."):  # macOS "._" forks
@@ -126,7 +128,7 @@ def scan_shard(shard: str | os.PathLike) -> dict[str, dict[str, tuple[int, int]]
 def read_members(shard: str | os.PathLike, members: dict[str, tuple[int, int]]) -> dict[str, bytes]:
     """The bytes of a sample's members (extension -> bytes), read by offset."""
     parts = {}
-    with open(shard, "rb") as f:
+    with as_path(shard).open("rb") as f:
         for ext, (offset, size) in members.items():
             f.seek(offset)
             parts[ext] = f.read(size)
@@ -153,7 +155,7 @@ def iter_webdataset(paths: str | os.PathLike | Iterable[str | os.PathLike], *, s
     """
     shards = _shard_paths(paths)
     if not shards:
-        raise AnnotationError(pathlib.Path(str(paths)), None, "no .tar shards found")
+        raise AnnotationError(as_path(str(paths)), None, "no .tar shards found")
     for shard in shards:
         try:
             groups = scan_shard(shard)
@@ -189,7 +191,7 @@ class WebDatasetSource:
         self._samples: list[tuple[int, str, dict[str, tuple[int, int]]]] = []
         self.incomplete = 0
         for file_index, file in enumerate(self._files):
-            if not os.path.isfile(file):
+            if not as_path(file).is_file():
                 raise DataError(f"{file}: webdataset shard not found")
             for key, members in scan_shard(file).items():
                 ends = {ext.rsplit(".", 1)[-1] for ext in members}
