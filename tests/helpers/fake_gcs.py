@@ -1,8 +1,9 @@
 """A Google Cloud Storage stand-in on localhost for tests of ``gs://`` workdirs.
 
 `gcp-storage-emulator` serves the GCS JSON API from memory; gcsfs (behind `etils.epath`) finds it
-through ``STORAGE_EMULATOR_HOST`` and tensorstore (behind orbax's array writes) through
-``TENSORSTORE_GCS_HTTP_URL``, with a fixed test token instead of credentials. Both packages are
+through ``STORAGE_EMULATOR_HOST``, tensorstore (behind orbax's array writes) through
+``TENSORSTORE_GCS_HTTP_URL``, with a fixed test token instead of credentials, and array_record's
+GCS reader (google-cloud-cpp) through ``CLOUD_STORAGE_EMULATOR_ENDPOINT``. Both packages are
 test-only and optional: `start` skips the calling test when either is missing.
 """
 import contextlib
@@ -55,6 +56,7 @@ def start():
     server.start()
     url = f"http://127.0.0.1:{port}"
     env = {"STORAGE_EMULATOR_HOST": url, "TENSORSTORE_GCS_HTTP_URL": url,
+           "CLOUD_STORAGE_EMULATOR_ENDPOINT": url,
            "GOOGLE_AUTH_TOKEN_FOR_TESTING": "test-token"}
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
