@@ -249,3 +249,25 @@ def test_sources_models_and_conversions_read_and_write_a_bucket(bucket, data, tm
                     overwrite=True, progress=False)
     assert len(records.RecordSource(out)) == 16
     assert len(records.read_manifest(out)["shards"]) == 2
+
+
+def test_logs_in_a_bucket_are_sent_at_checkpoints_not_at_every_step(bucket, monkeypatch):
+    from remoteclip_jax.train import metrics
+
+    monkeypatch.setattr(metrics, "REMOTE_UPLOAD_SECONDS", 3600.0)
+    workdir = _fresh("logs")
+    steps = lambda: [r["step"] for r in metrics.read_metrics(f"{workdir}/metrics.jsonl")]
+    events = lambda: [n for n in files.relative_files(workdir) if n.startswith("tensorboard/")]
+    logger = metrics.MetricsLogger(workdir)
+    for step in range(1, 6):
+        logger.write(step, {"train/loss": 1.0 / step})
+    assert steps() == [1]  # the first record is sent at once, the rest when due
+    size = files.size(f"{workdir}/{events()[0]}")
+    logger.flush()  # what the loop calls at each checkpoint
+    assert steps() == [1, 2, 3, 4, 5]
+    assert files.size(f"{workdir}/{events()[0]}") > size
+    logger.close()
+    resumed = metrics.MetricsLogger(workdir)  # a resumed run continues the same log
+    resumed.write(6, {"train/loss": 0.1})
+    resumed.close()
+    assert steps() == [1, 2, 3, 4, 5, 6] and len(events()) == 2

@@ -182,6 +182,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
                     pending = {f"train/{k}": float(v) for k, v in window.compute().items()}
                     _check_finite(step, pending, checkpointer, window_start)
                 checkpointer.save(step, state, iterator.get_state(), ema=ema)
+                logger.flush()  # a bucket's logs are sent at least this often
 
             if evaluator and config.train.eval_every and step % config.train.eval_every == 0 \
                     and step != total:
@@ -198,6 +199,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
             logger.write(step, eval_metrics)
             print_metrics(eval_metrics)
         if primary:
+            logger.flush()
             curve = metrics_lib.plot_loss_curve(metrics_lib.read_metrics(logger.path),
                                                 workdir / "loss_curve.png")
             if curve:

@@ -96,6 +96,28 @@ def peak_flops_per_device(device: jax.Device | None = None, override_tflops: flo
 # --- TensorBoard event files -----------------------------------------------------------------
 
 
+# A bucket object cannot be appended to: a log in a bucket is written to a local file and sent
+# whole, at most this often and at each checkpoint (`MetricsLogger.flush`), so a long run uploads
+# O(length) bytes per minute rather than its whole log at every logged step. A crash loses only
+# records after the last checkpoint, which the resumed run writes again.
+REMOTE_UPLOAD_SECONDS = 60.0
+
+
+class _BucketCopy:
+    """The local file standing for bucket object `remote`; `send` uploads it in one put when
+    due (`REMOTE_UPLOAD_SECONDS` after the last send; the first send is due at once) or forced."""
+
+    def __init__(self, local: pathlib.Path, remote):
+        self.local, self.remote, self._sent = local, remote, -math.inf
+
+    def send(self, force: bool = False):
+        if force or time.monotonic() - self._sent >= REMOTE_UPLOAD_SECONDS:
+            if self.local.exists():
+                with files.atomic_write(self.remote, "wb") as f:
+                    f.write(self.local.read_bytes())
+            self._sent = time.monotonic()
+
+
 class TensorBoardWriter:
     """Appends scalar summaries to ``LOGDIR/events.out.tfevents.<time>.<host>.<pid>.<n>``.
 
@@ -107,23 +129,18 @@ class TensorBoardWriter:
         from tensorboard.summary.writer.event_file_writer import EventFileWriter
 
         logdir = files.as_path(logdir)
-        # tensorboard's writer appends to its file, which an object store cannot do: for a
-        # bucket it writes a local file, and each flush uploads the whole file (one put).
-        self._remote, self._local_dir = None, None
+        # tensorboard's writer appends to its file: for a bucket it writes a local one.
+        remote, self._local_dir = None, None
         if files.is_remote(logdir):
-            self._remote = logdir
-            self._local_dir = tempfile.mkdtemp(prefix="remoteclip-tensorboard-")
+            remote, self._local_dir = logdir, tempfile.mkdtemp(prefix="remoteclip-tensorboard-")
             logdir = pathlib.Path(self._local_dir)
         before = set(logdir.glob("events.out.tfevents.*"))
         self._writer = EventFileWriter(str(logdir))
         new = sorted(set(logdir.glob("events.out.tfevents.*")) - before)
         self.path = new[-1] if new else None
-        self._upload()
-
-    def _upload(self):
-        if self._remote is not None and self.path is not None:
-            with files.atomic_write(self._remote / self.path.name, "wb") as f:
-                f.write(self.path.read_bytes())
+        self._copy = _BucketCopy(self.path, remote / self.path.name) \
+            if remote is not None and self.path is not None else None
+        self.flush()
 
     def scalars(self, step: int, values: Mapping[str, float]):
         """Writes finite scalar values for `step` (None/NaN values are skipped)."""
@@ -135,11 +152,17 @@ class TensorBoardWriter:
             self._writer.add_event(event_pb2.Event(
                 wall_time=time.time(), step=int(step), summary=summary_pb2.Summary(value=finite)))
             self._writer.flush()  # a killed run keeps what it logged
-            self._upload()
+            if self._copy is not None:
+                self._copy.send()
+
+    def flush(self):
+        """Sends the event file to the bucket now (nothing to do for a local logdir)."""
+        if self._copy is not None:
+            self._copy.send(force=True)
 
     def close(self):
         self._writer.close()
-        self._upload()
+        self.flush()
         if self._local_dir is not None:
             shutil.rmtree(self._local_dir, ignore_errors=True)
 
@@ -173,6 +196,9 @@ class WandbWriter:
         if finite:
             self._run.log(finite, step=int(step))
 
+    def flush(self):
+        pass  # wandb sends on its own
+
     def close(self):
         self._run.finish()
 
@@ -186,6 +212,8 @@ class MetricsLogger:
 
     Only the primary process writes (every process computes the same global metrics). Appends, so
     a resumed run continues the same files; `read_metrics` keeps the last record of each step.
+    In a bucket the logs reach the workdir at `flush` (the loop calls it at each checkpoint) and
+    every `REMOTE_UPLOAD_SECONDS`.
     """
 
     def __init__(self, workdir: str | pathlib.Path, *, enabled: bool = True,
@@ -193,7 +221,12 @@ class MetricsLogger:
         self.workdir = files.as_path(workdir)
         self.enabled = enabled
         self.path = self.workdir / "metrics.jsonl"
-        self._writers = []
+        self._writers, self._copy, self._local_dir = [], None, None
+        if enabled and files.is_remote(self.workdir):  # appended locally, sent whole
+            self._local_dir = tempfile.mkdtemp(prefix="remoteclip-metrics-")
+            self._copy = _BucketCopy(pathlib.Path(self._local_dir, self.path.name), self.path)
+            if self.path.exists():  # a resumed run continues the log
+                self._copy.local.write_bytes(self.path.read_bytes())
         if enabled:
             self.workdir.mkdir(parents=True, exist_ok=True)
             if wandb_project:
@@ -208,14 +241,29 @@ class MetricsLogger:
         for key, value in values.items():
             value = None if value is None else float(value)
             record[key] = value if value is None or math.isfinite(value) else None
-        files.append_text(self.path, json.dumps(record) + "\n")
+        if self._copy is None:
+            files.append_text(self.path, json.dumps(record) + "\n")
+        else:
+            files.append_text(self._copy.local, json.dumps(record) + "\n")
+            self._copy.send()
         for writer in self._writers:
             writer.scalars(step, values)
 
+    def flush(self):
+        """Brings every log in a bucket workdir up to date (local logs always are)."""
+        if self._copy is not None:
+            self._copy.send(force=True)
+        for writer in self._writers:
+            writer.flush()
+
     def close(self):
+        self.flush()
         for writer in self._writers:
             writer.close()
         self._writers = []
+        if self._local_dir is not None:
+            shutil.rmtree(self._local_dir, ignore_errors=True)
+            self._local_dir = None
 
 
 def read_metrics(path: str | pathlib.Path) -> list[dict]:
