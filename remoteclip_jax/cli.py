@@ -65,8 +65,8 @@ RESUMABLE = ("train", "embed")
 
 
 def guarded(run, resumes: bool = True) -> int:
-    """Calls `run()`; returns its exit code, 2 after a `UserError` and 130 after Ctrl-C, each
-    reported in one line on stderr (`resumes`: whether the Ctrl-C line says a rerun resumes)."""
+    """Calls `run()`; returns its exit code, 2 after a `UserError` (or a cloud storage failure)
+    and 130 after Ctrl-C, each reported in one line on stderr (`resumes`: whether the Ctrl-C line says a rerun resumes)."""
     from remoteclip_jax.errors import UserError, one_line
 
     try:
@@ -78,6 +78,13 @@ def guarded(run, resumes: bool = True) -> int:
         print("interrupted; rerun the same command to resume (finished work is kept)" if resumes
               else "interrupted", file=sys.stderr)
         return 130
+    except Exception as e:  # a bucket that cannot be reached is the user's setup, not a bug
+        from remoteclip_jax.files import storage_failure
+
+        if (message := storage_failure(e)) is None:
+            raise
+        print(f"error: {message}", file=sys.stderr)
+        return 2
 
 
 def run_command(name: str, argv: list[str]) -> int:

@@ -65,6 +65,30 @@ def _scheme_problem(scheme: str) -> str | None:
     return None
 
 
+# Packages whose exceptions mean the storage service could not be reached or refused access.
+_STORAGE_STACK = ("aiohttp", "google.auth", "google.api_core", "google.cloud", "gcsfs", "fsspec",
+                  "s3fs", "botocore", "adlfs", "azure", "huggingface_hub")
+
+
+def storage_failure(error: BaseException) -> str | None:
+    """One line for an error of the cloud storage stack (no network, no credentials, access
+    denied) met while reading or writing a bucket path; None for any other error."""
+    def from_stack(module: str) -> bool:
+        return any(module == p or module.startswith(p + ".") for p in _STORAGE_STACK)
+
+    raised_in = []
+    tb = error.__traceback__
+    while tb is not None:
+        raised_in.append(tb.tb_frame.f_globals.get("__name__", ""))
+        tb = tb.tb_next
+    if not (from_stack(type(error).__module__) or any(map(from_stack, raised_in[-3:]))):
+        return None
+    text = " ".join(str(error).split()) or type(error).__name__
+    return (f"cloud storage could not be used ({type(error).__name__}: {text[:300]}); check the "
+            "network, the bucket's name and this machine's credentials (on a TPU/GCE VM its "
+            "service account; elsewhere `gcloud auth application-default login`)")
+
+
 @contextlib.contextmanager
 def _remote_write(path: str | os.PathLike, mode: str | None, **open_kwargs):
     """`atomic_write` for a URL: a local temporary file, uploaded in one put once the block ends."""

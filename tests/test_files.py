@@ -58,3 +58,25 @@ def test_remote_problem_names_the_unknown_scheme_or_the_missing_package(tmp_path
             images.open_rgb("memory://x")
     finally:
         files._scheme_problem.cache_clear()
+
+
+def test_a_cloud_storage_failure_ends_in_one_line_and_other_errors_keep_their_traceback(capsys):
+    from remoteclip_jax.cli import guarded
+
+    class ClientConnectorDNSError(OSError):  # what aiohttp raises under gcsfs without a network
+        pass
+    ClientConnectorDNSError.__module__ = "aiohttp.client_exceptions"
+
+    def unreachable():
+        raise ClientConnectorDNSError("Cannot connect to host storage.googleapis.com:443")
+
+    assert guarded(unreachable) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(
+        "error: cloud storage could not be used (ClientConnectorDNSError: Cannot connect to host")
+    assert "credentials" in err
+
+    def bug():
+        raise ValueError("a bug")
+    with pytest.raises(ValueError, match="a bug"):
+        guarded(bug)
