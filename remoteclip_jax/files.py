@@ -189,10 +189,12 @@ def local_folder(path: str | os.PathLike):
         upload_tree(folder, path)
 
 
-def upload_tree(local: str | os.PathLike, remote: str | os.PathLike) -> None:
-    """Copies every file under local folder `local` to the same relative path under `remote`."""
+def upload_tree(local: str | os.PathLike, remote: str | os.PathLike, last: str = "") -> None:
+    """Copies every file under local folder `local` to the same relative path under `remote`
+    (the file named `last`, relative to `local`, after all others: a marker of completeness)."""
     root = as_path(remote)
-    for source in sorted(pathlib.Path(local).rglob("*")):
+    for source in sorted(pathlib.Path(local).rglob("*"),
+                         key=lambda p: (p.relative_to(local).as_posix() == last, p)):
         if source.is_file():
             target = root / source.relative_to(local).as_posix()
             target.parent.mkdir(parents=True, exist_ok=True)

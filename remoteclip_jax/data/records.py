@@ -54,7 +54,7 @@ import numpy as np
 from PIL import Image
 
 from remoteclip_jax.data.types import Box
-from remoteclip_jax.files import as_path, is_remote, relative_files, write_json
+from remoteclip_jax.files import as_path, is_remote, upload_tree, write_json
 
 FORMAT_VERSION = 1
 MANIFEST_NAME = "manifest.json"
@@ -329,8 +329,7 @@ def output_folder(out_dir: str | os.PathLike, overwrite: bool = False):
         yield local
         for p in stale:
             p.unlink()
-        for name in sorted(relative_files(local), key=lambda n: n == MANIFEST_NAME):
-            (target / name).write_bytes(pathlib.Path(local, name).read_bytes())
+        upload_tree(local, target, last=MANIFEST_NAME)
 
 
 def read_manifest(directory: str | os.PathLike) -> dict[str, Any]:
