@@ -241,6 +241,21 @@ def _without_time_and_place(d):
     return d
 
 
+def _same_files(one, other) -> list[str]:
+    """Asserts two conversion folders hold the same files with the same bytes (JSON files less
+    time and place); returns the file names."""
+    files = sorted(p.name for p in one.iterdir())
+    assert files == sorted(p.name for p in other.iterdir())  # no temporary files left
+    for name in files:
+        a, b = (one / name).read_bytes(), (other / name).read_bytes()
+        if name.endswith(".json"):
+            assert _without_time_and_place(json.loads(a)) == \
+                _without_time_and_place(json.loads(b)), name
+        else:
+            assert a == b, name
+    return files
+
+
 def test_workers_write_the_same_bytes_as_one_process(tmp_path, monkeypatch):
     monkeypatch.setattr(convert, "_CHUNK", 3)  # several chunks per worker, out-of-order finishes
     _scenes(tmp_path / "dota", 30)
@@ -250,16 +265,8 @@ def test_workers_write_the_same_bytes_as_one_process(tmp_path, monkeypatch):
         convert.convert_dataset("dota", str(tmp_path / "dota/labelTxt"), str(out), image_size=48,
                                 shard_size=7, progress=False, workers=workers)
         outs[workers] = out
-    files = sorted(p.name for p in outs[1].iterdir())
-    assert files == sorted(p.name for p in outs[2].iterdir())
+    files = _same_files(outs[1], outs[2])
     assert sum(name.endswith(".array_record") for name in files) >= 3
-    for name in files:
-        a, b = (outs[1] / name).read_bytes(), (outs[2] / name).read_bytes()
-        if name.endswith(".json"):
-            assert _without_time_and_place(json.loads(a)) == \
-                _without_time_and_place(json.loads(b)), name
-        else:
-            assert a == b, name
     summary = json.loads((outs[2] / "summary.json").read_text())
     assert summary["skipped_counts"]["missing_image"] == 1
     assert summary["skipped_counts"]["corrupt_image"] == 1
@@ -301,15 +308,7 @@ def test_beam_direct_runner_writes_the_same_bytes_as_one_process(tmp_path, monke
         convert.convert_dataset("dota", str(tmp_path / "dota/labelTxt"), str(out), image_size=48,
                                 shard_size=6, progress=False, workers=workers, runner=runner)
         outs.append(out)
-    files = sorted(p.name for p in outs[0].iterdir())
-    assert files == sorted(p.name for p in outs[1].iterdir())  # no temporary files left
-    for name in files:
-        a, b = (outs[0] / name).read_bytes(), (outs[1] / name).read_bytes()
-        if name.endswith(".json"):
-            assert _without_time_and_place(json.loads(a)) == \
-                _without_time_and_place(json.loads(b)), name
-        else:
-            assert a == b, name
+    _same_files(outs[0], outs[1])
 
 
 def test_real_pairs_convert_to_the_same_bytes_with_two_workers(shared_data, tmp_path):
