@@ -39,7 +39,6 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
-from PIL import Image
 
 from remoteclip_jax import files
 from remoteclip_jax.data import b2c, m2b, records, readers, sources
@@ -64,9 +63,6 @@ _LISTINGS = {"missing_image": "missing_images", "corrupt_image": "corrupt_images
 # Items per task and tasks in flight per worker process (`--workers`): enough to keep the
 # workers busy, few enough that a 5-million-image reader is not read ahead into memory.
 _CHUNK, _IN_FLIGHT = 16, 4
-# Remote-sensing scenes are legitimately huge (DOTA up to 20,000 px a side); PIL's default
-# decompression-bomb guard (~179 Mpx) would reject them as attacks.
-_MAX_IMAGE_PIXELS = 1_000_000_000
 
 
 @dataclasses.dataclass
@@ -169,43 +165,39 @@ def convert_items(items: Iterable[AnnotatedImage], out_dir: str | pathlib.Path,
     options = options or b2c.B2COptions()
     out_dir = files.as_path(out_dir)  # a local folder or a bucket's (gs://...)
     start = time.perf_counter()
-    previous_limit = Image.MAX_IMAGE_PIXELS
-    Image.MAX_IMAGE_PIXELS = _MAX_IMAGE_PIXELS
-    try:
-        with records.output_folder(out_dir, overwrite) as folder, \
-                records.RecordWriter(folder, shard_size=shard_size, overwrite=overwrite) as writer:
-            kwargs = dict(source=summary.source, box_captions=box_captions, options=options,
-                          dataset=dataset, image_size=image_size, seed=seed, quality=quality)
-            if runner == "beam":
-                from remoteclip_jax.data import convert_beam
+    # (PIL's pixel limit for huge scenes is raised where images are opened: data.images.)
+    with records.output_folder(out_dir, overwrite) as folder, \
+            records.RecordWriter(folder, shard_size=shard_size, overwrite=overwrite) as writer:
+        kwargs = dict(source=summary.source, box_captions=box_captions, options=options,
+                      dataset=dataset, image_size=image_size, seed=seed, quality=quality)
+        if runner == "beam":
+            from remoteclip_jax.data import convert_beam
 
-                results = convert_beam.converted(items, kwargs, workers=workers,
-                                                 temp_root=str(folder), beam_options=beam_options)
-            else:
-                results = _converted(items, workers, kwargs)
-            bar = tqdm(results, total=total, desc=f"converting {summary.kind}", unit="img",
-                       disable=not progress, file=sys.stderr)
-            try:
-                for record, skipped in bar:
-                    summary.read += 1
-                    if record is None:
-                        summary.skip_for(*skipped)
-                        continue
-                    writer.write(record)
-                    summary.kept += 1
-                    summary.captions += len(record["captions"])
-                    if max_images and summary.kept >= max_images:
-                        break
-            finally:
-                results.close()
-            summary.elapsed_s = round(time.perf_counter() - start, 3)
-            _save_summary(out_dir, summary)
-            if summary.kept == 0:
-                raise DataError(f"{summary.input}: no image was kept ({summary.read} read; "
-                                f"{summary.text().splitlines()[1]}); see {out_dir / 'summary.json'}")
-            writer.metadata["conversion"] = summary.to_json()
-    finally:
-        Image.MAX_IMAGE_PIXELS = previous_limit
+            results = convert_beam.converted(items, kwargs, workers=workers,
+                                             temp_root=str(folder), beam_options=beam_options)
+        else:
+            results = _converted(items, workers, kwargs)
+        bar = tqdm(results, total=total, desc=f"converting {summary.kind}", unit="img",
+                   disable=not progress, file=sys.stderr)
+        try:
+            for record, skipped in bar:
+                summary.read += 1
+                if record is None:
+                    summary.skip_for(*skipped)
+                    continue
+                writer.write(record)
+                summary.kept += 1
+                summary.captions += len(record["captions"])
+                if max_images and summary.kept >= max_images:
+                    break
+        finally:
+            results.close()
+        summary.elapsed_s = round(time.perf_counter() - start, 3)
+        _save_summary(out_dir, summary)
+        if summary.kept == 0:
+            raise DataError(f"{summary.input}: no image was kept ({summary.read} read; "
+                            f"{summary.text().splitlines()[1]}); see {out_dir / 'summary.json'}")
+        writer.metadata["conversion"] = summary.to_json()
     return summary
 
 
@@ -254,10 +246,6 @@ def _convert_one(item: AnnotatedImage, *, source: str, box_captions: bool,
     return record, None
 
 
-def _set_pixel_limit() -> None:
-    Image.MAX_IMAGE_PIXELS = _MAX_IMAGE_PIXELS
-
-
 def _chunks(items: Iterable, size: int):
     it = iter(items)
     while chunk := list(itertools.islice(it, size)):
@@ -285,8 +273,7 @@ def _converted(items: Iterable[AnnotatedImage], workers: int, kwargs: dict[str, 
 
     # spawn: forking a process that may hold threads (tqdm, a reader's) is unsafe.
     with concurrent.futures.ProcessPoolExecutor(
-            workers, mp_context=multiprocessing.get_context("spawn"),
-            initializer=_set_pixel_limit) as pool:
+            workers, mp_context=multiprocessing.get_context("spawn")) as pool:
         pending: collections.deque = collections.deque()
         try:
             for chunk in _chunks(items, _CHUNK):
