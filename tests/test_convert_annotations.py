@@ -321,3 +321,21 @@ def test_real_pairs_convert_to_the_same_bytes_with_two_workers(shared_data, tmp_
         assert summary.kept == 300
         shards.append([p.read_bytes() for p in sorted(out.glob("*.array_record"))])
     assert len(shards[0]) == 3 and shards[0] == shards[1]
+
+
+def test_beam_chunk_files_go_under_the_pipelines_temp_location(tmp_path, monkeypatch):
+    pytest.importorskip("apache_beam")
+    from remoteclip_jax.data import convert_beam
+
+    seen = []
+    real = convert_beam._chunk_path
+    monkeypatch.setattr(convert_beam, "_chunk_path",
+                        lambda temp_dir, index: seen.append(temp_dir) or real(temp_dir, index))
+    _scenes(tmp_path / "dota", 4)
+    temp = tmp_path / "beam-temp"  # as Dataflow's --temp_location=gs://... would be
+    convert.convert_dataset("dota", str(tmp_path / "dota/labelTxt"), str(tmp_path / "out"),
+                            image_size=48, progress=False, runner="beam",
+                            beam_options=f"--temp_location={temp}")
+    assert seen and all(d.startswith(f"{temp}/.beam-tmp-") for d in seen)
+    assert list(temp.iterdir()) == []  # removed once read back
+    assert len(RecordSource(tmp_path / "out")) == 4

@@ -8,9 +8,10 @@ by the same `RecordWriter` as a local conversion, so shards, split indices, summ
 manifest are the ones one process writes.
 
 Runs on Beam's DirectRunner (``--workers`` processes) unless `beam_options` names another runner
-(``--runner=DataflowRunner --project=...``); the temporary directory goes through Beam's
-`FileSystems`, so it may be a bucket, but a remote runner also needs the images where its
-workers can read them.
+(``--runner=DataflowRunner --project=... --temp_location=gs://...``); the chunk files go under
+the pipeline's ``--temp_location`` when given (a bucket every remote worker can write, through
+Beam's `FileSystems`), else into the local output folder; a remote runner also needs the images
+where its workers can read them.
 """
 from __future__ import annotations
 
@@ -46,7 +47,6 @@ def _convert_and_store(element, kwargs: dict[str, Any], temp_dir: str) -> int:
     from remoteclip_jax.data import convert_annotations as convert
 
     index, items = element
-    convert._set_pixel_limit()
     results = convert._convert_chunk(items, kwargs)
     with FileSystems.create(_chunk_path(temp_dir, index)) as f:
         f.write(msgpack.packb(results, use_bin_type=True))
@@ -80,7 +80,7 @@ def converted(items: Iterable, kwargs: dict[str, Any], *, workers: int, temp_roo
         items: the reader's annotated images.
         kwargs: `_convert_one`'s keyword arguments.
         workers: DirectRunner processes (when `beam_options` names no runner).
-        temp_root: where the chunk files go (a directory every Beam worker can write).
+        temp_root: where the chunk files go unless `beam_options` set ``--temp_location``.
         beam_options: Beam pipeline options as shell words.
     """
     beam = _import_beam()
@@ -89,11 +89,12 @@ def converted(items: Iterable, kwargs: dict[str, Any], *, workers: int, temp_roo
 
     from remoteclip_jax.data import convert_annotations as convert
 
+    options = PipelineOptions(pipeline_args(workers, beam_options))
+    temp_root = options.get_all_options().get("temp_location") or temp_root
     chunks = list(enumerate(convert._chunks(items, CHUNK)))
     temp_dir = f"{temp_root.rstrip('/')}/.beam-tmp-{uuid.uuid4().hex[:12]}"
     FileSystems.mkdirs(temp_dir)
     try:
-        options = PipelineOptions(pipeline_args(workers, beam_options))
         with beam.Pipeline(options=options) as pipeline:
             _ = (pipeline
                  | "chunks" >> beam.Create(chunks)
