@@ -1,18 +1,34 @@
 """Finding images that belong to annotation files."""
 from __future__ import annotations
 
+import functools
 import pathlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from remoteclip_jax.data.images import IMAGE_EXTENSIONS
-from remoteclip_jax.files import as_path
+from remoteclip_jax.files import as_path, is_remote
 
 
-def find_image(directory: pathlib.Path, stem: str) -> pathlib.Path | None:
-    """The image named `stem` with any known extension (either case) in `directory`, if any."""
+def file_test(root) -> Callable[[pathlib.Path], bool]:
+    """`path -> is it a file?` for paths below `root`; in a bucket from one listing per folder
+    (cached), not one request per image and candidate name."""
+    if not is_remote(root):
+        return lambda path: path.is_file()
+
+    @functools.lru_cache(maxsize=None)
+    def names(folder) -> frozenset:
+        return frozenset(c.name for c in folder.iterdir()) if folder.is_dir() else frozenset()
+    return lambda path: path.name in names(path.parent)
+
+
+def find_image(directory: pathlib.Path, stem: str,
+               is_file: Callable[[pathlib.Path], bool] | None = None) -> pathlib.Path | None:
+    """The image named `stem` with any known extension (either case) in `directory`, if any
+    (`is_file`: a `file_test` shared by the calls of one reader)."""
+    is_file = is_file or (lambda path: path.is_file())
     for ext in IMAGE_EXTENSIONS:
         for candidate in (directory / (stem + ext), directory / (stem + ext.upper())):
-            if candidate.is_file():
+            if is_file(candidate):
                 return candidate
     return None
 

@@ -67,7 +67,7 @@ def read_per_image_txt(annotation_dir: str | os.PathLike, image_dir: str | os.Pa
         One AnnotatedImage per file, sorted by name; width/height from the image header when
         the image exists (0 otherwise; the converter counts missing images).
     """
-    from remoteclip_jax.data.readers._paths import find_image, first_dir, image_size
+    from remoteclip_jax.data.readers._paths import file_test, find_image, first_dir, image_size
     from remoteclip_jax.data.readers.errors import report
     from remoteclip_jax.data.types import AnnotatedImage
 
@@ -77,6 +77,7 @@ def read_per_image_txt(annotation_dir: str | os.PathLike, image_dir: str | os.Pa
         image_dir = first_dir([parent / name for name in image_dir_names]) or \
             as_path(annotation_dir)
     image_dir = as_path(image_dir)
+    is_file = file_test(image_dir)  # one listing of the folder in a bucket
     images = []
     for label_file in files:
         boxes = []
@@ -88,7 +89,7 @@ def read_per_image_txt(annotation_dir: str | os.PathLike, image_dir: str | os.Pa
                 continue
             if box is not None:
                 boxes.append(box)
-        image_path = find_image(image_dir, label_file.stem)
+        image_path = find_image(image_dir, label_file.stem, is_file)
         width, height = image_size(image_path) if image_path else (0, 0)
         images.append(AnnotatedImage(
             path=str(image_path or image_dir / f"{label_file.stem}{default_suffix}"),

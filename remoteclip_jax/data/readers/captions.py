@@ -12,14 +12,14 @@ default: the retrieval protocol counts five captions per image, repeats included
 from __future__ import annotations
 
 import csv
-import functools
 import io
 import json
 import os
 import pathlib
 from typing import Any
 
-from remoteclip_jax.files import as_path, is_remote
+from remoteclip_jax.data.readers._paths import file_test
+from remoteclip_jax.files import as_path
 from remoteclip_jax.data.readers.errors import AnnotationError, OnError, report
 from remoteclip_jax.data.types import AnnotatedImage
 
@@ -59,18 +59,6 @@ def _resolve(root, filepath: str, filename: str, is_file) -> pathlib.Path:
     return candidates[0]
 
 
-def _file_test(root):
-    """`path -> is it a file?`; in a bucket from one listing per folder (cached), not one
-    request per image and candidate place."""
-    if not is_remote(root):
-        return lambda path: path.is_file()
-
-    @functools.lru_cache(maxsize=None)
-    def names(folder) -> frozenset:
-        return frozenset(c.name for c in folder.iterdir()) if folder.is_dir() else frozenset()
-    return lambda path: path.name in names(path.parent)
-
-
 def read_caption_json(path: str | os.PathLike, split: str | None = None, *,
                       image_root: str | os.PathLike | None = None, source: str = "",
                       drop_blank: bool = True, dedupe: bool = False,
@@ -103,7 +91,7 @@ def read_caption_json(path: str | os.PathLike, split: str | None = None, *,
                                           "(Karpathy-style caption JSON)")
     root = as_path(image_root) if image_root is not None else path.parent
     source = source or str(data.get("dataset", path.stem)).lower()
-    is_file = _file_test(root)
+    is_file = file_test(root)
     images = []
     for i, entry in enumerate(data["images"]):
         where = f"images[{i}]"

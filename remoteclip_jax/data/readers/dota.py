@@ -18,7 +18,7 @@ import math
 import os
 
 from remoteclip_jax.files import as_path
-from remoteclip_jax.data.readers._paths import find_image, first_dir, image_size
+from remoteclip_jax.data.readers._paths import file_test, find_image, first_dir, image_size
 from remoteclip_jax.data.readers.errors import AnnotationError, OnError, report
 from remoteclip_jax.data.types import AnnotatedImage, Box
 
@@ -112,10 +112,11 @@ def read_dota(label_dir: str | os.PathLike, image_dir: str | os.PathLike | None 
         image_dir = first_dir([label_dir.parent / "images", label_dir.parent / "image"]) \
             or label_dir.parent / "images"
     image_dir = as_path(image_dir)
+    is_file = file_test(image_dir)  # one listing of the folder in a bucket
     images = []
     for label_file in sorted(label_dir.glob("*.txt")):
         stem = label_file.stem
-        image_path = find_image(image_dir, stem)
+        image_path = find_image(image_dir, stem, is_file)
         width, height = image_size(image_path) if image_path else (0, 0)
         images.append(AnnotatedImage(
             path=str(image_path or image_dir / f"{stem}.png"), width=width, height=height,

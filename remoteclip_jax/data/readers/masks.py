@@ -25,7 +25,7 @@ from PIL import Image
 
 from remoteclip_jax.files import as_path
 from remoteclip_jax.data import m2b
-from remoteclip_jax.data.readers._paths import IMAGE_EXTENSIONS, find_image, first_dir
+from remoteclip_jax.data.readers._paths import IMAGE_EXTENSIONS, file_test, find_image, first_dir
 from remoteclip_jax.data.readers.errors import AnnotationError, OnError, report
 from remoteclip_jax.data.types import AnnotatedImage
 
@@ -163,6 +163,7 @@ def iter_masks(mask_dir: str | os.PathLike, image_dir: str | os.PathLike | None 
         image_dir = first_dir(mask_dir.parent / name for name in
                               ("img_dir", "images_png", "images", "img")) or mask_dir
     image_dir = as_path(image_dir)
+    is_file = file_test(image_dir)  # one listing of the folder in a bucket
     for mask_path in sorted(p for p in mask_dir.iterdir()
                             if p.suffix.lower() in IMAGE_EXTENSIONS):
         try:
@@ -176,7 +177,7 @@ def iter_masks(mask_dir: str | os.PathLike, image_dir: str | os.PathLike | None 
         stem = mask_path.stem
         if mask_suffix and stem.endswith(mask_suffix):
             stem = stem[:-len(mask_suffix)]
-        image_path = find_image(image_dir, stem + image_suffix) \
+        image_path = find_image(image_dir, stem + image_suffix, is_file) \
             or image_dir / (stem + image_suffix + mask_path.suffix)
         height, width = mask.shape
         yield AnnotatedImage(path=str(image_path), width=width, height=height, boxes=boxes,
