@@ -125,13 +125,16 @@ def scan_shard(shard: str | os.PathLike) -> dict[str, dict[str, tuple[int, int]]
     return groups
 
 
-def read_members(shard: str | os.PathLike, members: dict[str, tuple[int, int]]) -> dict[str, bytes]:
-    """The bytes of a sample's members (extension -> bytes), read by offset."""
+def read_members(shard, members: dict[str, tuple[int, int]]) -> dict[str, bytes]:
+    """The bytes of a sample's members (extension -> bytes), read by offset from `shard` (a
+    path, or the shard already open in binary mode)."""
+    if isinstance(shard, (str, os.PathLike)):
+        with as_path(shard).open("rb") as f:
+            return read_members(f, members)
     parts = {}
-    with as_path(shard).open("rb") as f:
-        for ext, (offset, size) in members.items():
-            f.seek(offset)
-            parts[ext] = f.read(size)
+    for ext, (offset, size) in members.items():
+        shard.seek(offset)
+        parts[ext] = shard.read(size)
     return parts
 
 
@@ -162,16 +165,17 @@ def iter_webdataset(paths: str | os.PathLike | Iterable[str | os.PathLike], *, s
         except AnnotationError as e:
             report(e, on_error)
             continue
-        for key, members in groups.items():
-            parts = read_members(shard, members)
-            try:
-                image_suffix, captions = sample_parts(key, parts, shard)
-            except AnnotationError as e:
-                report(e, on_error)
-                continue
-            yield AnnotatedImage(path=f"{shard}#{key}.{image_suffix}", captions=captions,
-                                 source=source or shard.parent.name, image_id=key,
-                                 data=parts[image_suffix])
+        with as_path(shard).open("rb") as f:  # once per shard (a bucket object: one open)
+            for key, members in groups.items():
+                parts = read_members(f, members)
+                try:
+                    image_suffix, captions = sample_parts(key, parts, shard)
+                except AnnotationError as e:
+                    report(e, on_error)
+                    continue
+                yield AnnotatedImage(path=f"{shard}#{key}.{image_suffix}", captions=captions,
+                                     source=source or shard.parent.name, image_id=key,
+                                     data=parts[image_suffix])
 
 
 class WebDatasetSource:
