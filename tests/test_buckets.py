@@ -223,6 +223,15 @@ def test_sources_models_and_conversions_read_and_write_a_bucket(bucket, data, tm
     assert [(a.boxes, a.width, a.height, a.image_id) for a in there] == \
         [(b.boxes, b.width, b.height, b.image_id) for b in here]
     assert there[0].path == f"{remote}/dota/images/P1.png" and len(there[0].boxes) == 2
+    # ... and its counting manifest, written into the bucket, names the bucket's image.
+    from remoteclip_jax.data.readers import count_manifest
+    for root in (remote, tmp_path):
+        count_manifest.main(["--dota", f"{root}/dota", "--out", f"{root}/dota/count.jsonl"])
+    there, here = (count_manifest.read_count_manifest(f"{root}/dota/count.jsonl")
+                   for root in (remote, tmp_path))
+    assert len(there) == len(here) == 2
+    assert [(i.image, i.category, i.count) for i in there] == \
+        [(f"{remote}/dota/images/P1.png", i.category, i.count) for i in here]
     # A model directory (as config.init_from and --model read it).
     (v_there, info_there), (v_here, info_here) = (read_model_dir(f"{remote}/init"),
                                                   read_model_dir(str(local / "init")))

@@ -21,9 +21,8 @@ import os
 import pathlib
 from typing import Iterable, Sequence
 
-from remoteclip_jax.files import as_path
+from remoteclip_jax.files import as_path, atomic_write, is_remote
 from remoteclip_jax.errors import DataError
-from remoteclip_jax.files import atomic_write
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,16 +84,21 @@ def dota_images(root: str) -> list:
     """``AnnotatedImage`` per DOTA label file (``root/labelTxt``) whose image exists."""
     from remoteclip_jax.data.readers import read_dota
     images = read_dota(as_path(root) / "labelTxt")
-    return [im for im in images if os.path.isfile(im.path)]
+    return [im for im in images if as_path(im.path).is_file()]
 
 
 def write_manifest(rows: Sequence[dict], out: str):
-    """Write rows as JSONL with image paths relative to the manifest's folder."""
-    base = pathlib.Path(out).resolve().parent
+    """Write rows as JSONL with image paths relative to the manifest's folder (in a bucket:
+    those below it; others keep their full URL)."""
+    if is_remote(out):
+        base = os.fspath(out).rsplit("/", 1)[0] + "/"
+        relative = lambda image: image[len(base):] if image.startswith(base) else image
+    else:
+        base = pathlib.Path(out).resolve().parent
+        relative = lambda image: os.path.relpath(pathlib.Path(image).resolve(), base)
     with atomic_write(out, encoding="utf-8") as f:
         for r in rows:
-            rel = os.path.relpath(pathlib.Path(r["image"]).resolve(), base)
-            f.write(json.dumps({**r, "image": rel}) + "\n")
+            f.write(json.dumps({**r, "image": relative(r["image"])}) + "\n")
 
 
 def main(argv=None):
