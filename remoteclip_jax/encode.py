@@ -21,7 +21,7 @@ def batch_sharding(mesh) -> NamedSharding:
 
 
 def encode_function(model, method: str, mesh, param_shardings=None, *, normalize: bool = False,
-                    compiler_options: dict | None = None):
+                    compiler_options: dict | None = None, apply_kwargs: dict | None = None):
     """jit((variables, batch) -> float32 features) of ``model.apply(..., method=method)``.
 
     Args:
@@ -29,13 +29,16 @@ def encode_function(model, method: str, mesh, param_shardings=None, *, normalize
         method: "encode_image" or "encode_text".
         mesh: the devices; the batch is split over all its axes.
         param_shardings: the variables' shardings (default: replicated).
-        normalize: L2-normalise the features.
+        normalize: L2-normalise the features (over the last axis).
         compiler_options: XLA options for this program.
+        apply_kwargs: further keyword arguments of the method, fixed at compile time (e.g.
+            ``tokens=True, dense="value"`` for per-patch features).
     """
     replicated = NamedSharding(mesh, P())
+    kwargs = dict(apply_kwargs or {})
 
     def encode(variables, x):
-        features = model.apply(variables, x, method=method).astype(jnp.float32)
+        features = model.apply(variables, x, method=method, **kwargs).astype(jnp.float32)
         return l2_normalize(features) if normalize else features
 
     params = replicated if param_shardings is None else param_shardings

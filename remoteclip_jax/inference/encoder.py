@@ -20,9 +20,9 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 from PIL import Image
 from tqdm import tqdm
 
+from remoteclip_jax import encode
 from remoteclip_jax.data.images import ImageReadError, open_rgb
 from remoteclip_jax.inference.execution import ExecutionPlan, execution_plan, precast_params
-from remoteclip_jax.models import l2_normalize
 from remoteclip_jax.tokenizer import tokenize
 from remoteclip_jax.transforms import image_transform
 
@@ -94,25 +94,16 @@ class Encoder:
         self.num_workers = int(num_workers or min(8, os.cpu_count() or 1))
         self.progress = progress
         self.transform = image_transform(self.model.image_size, train=False)
-        replicated = self._replicated = NamedSharding(self.mesh, P())
-        self._batch_sharding = NamedSharding(self.mesh, P("data"))
+        self._batch_sharding = encode.batch_sharding(self.mesh)
         self._patch_encoders: dict[str, Callable] = {}
         if self.plan.precast:
             variables = precast_params(variables, dtype)
-        self.variables = jax.device_put(variables, replicated)
-
-        def compiled(method, normalize=True):
-            def encode(v, x):
-                features = self.model.apply(v, x, method=method).astype(jnp.float32)
-                return l2_normalize(features) if normalize else features
-            return jax.jit(encode, in_shardings=(replicated, self._batch_sharding),
-                           out_shardings=replicated, compiler_options=self.plan.compiler_options)
-
-        self._encode_image = compiled("encode_image")
-        self._encode_text = compiled("encode_text")
+        self.variables = jax.device_put(variables, NamedSharding(self.mesh, P()))
+        self._encode_image = self._compiled("encode_image")
+        self._encode_text = self._compiled("encode_text")
         # Unnormalised text features: the "average" class embedding of zero-shot evaluation
         # averages prompt features before normalising. (jax.jit compiles on first call only.)
-        self._encode_text_raw = compiled("encode_text", normalize=False)
+        self._encode_text_raw = self._compiled("encode_text", normalize=False)
 
     @property
     def embed_dim(self) -> int:
@@ -192,12 +183,8 @@ class Encoder:
             ImageReadError: an item cannot be read (its index or path named).
         """
         if recipe not in self._patch_encoders:
-            def encode(v, x):
-                tokens = self.model.apply(v, x, tokens=True, dense=recipe, method="encode_image")
-                return l2_normalize(tokens.astype(jnp.float32))
-            self._patch_encoders[recipe] = jax.jit(
-                encode, in_shardings=(self._replicated, self._batch_sharding),
-                out_shardings=self._replicated, compiler_options=self.plan.compiler_options)
+            self._patch_encoders[recipe] = self._compiled(
+                "encode_image", apply_kwargs={"tokens": True, "dense": recipe})
         items = [os.fspath(i) if isinstance(i, (str, os.PathLike)) else i for i in items]
 
         def load(i):
@@ -221,13 +208,19 @@ class Encoder:
         """
         texts = [str(t) for t in texts]
         context = self.model.context_length
-        encode = self._encode_text if normalize else self._encode_text_raw
+        tower = self._encode_text if normalize else self._encode_text_raw
         out = [values for _, values, _ in self._stream(
             len(texts), lambda i: tokenize([texts[i]], context_length=context)[0],
-            encode, desc, "text")]
+            tower, desc, "text")]
         return self._stack(out)
 
     # -- internals ---------------------------------------------------------------------------
+    def _compiled(self, method: str, normalize: bool = True, apply_kwargs: dict | None = None):
+        """A tower of `self.model` jitted for this mesh (variables replicated) and plan."""
+        return encode.encode_function(self.model, method, self.mesh, normalize=normalize,
+                                      compiler_options=self.plan.compiler_options,
+                                      apply_kwargs=apply_kwargs)
+
     def _preprocess(self, image) -> np.ndarray:
         return np.asarray(self.transform(image), np.float32)
 
@@ -242,7 +235,7 @@ class Encoder:
     def _stack(self, parts: list[np.ndarray]) -> np.ndarray:
         return np.concatenate(parts) if parts else np.zeros((0, self.embed_dim), np.float32)
 
-    def _stream(self, n: int, load_one: Callable[[int], np.ndarray], encode, desc: str,
+    def _stream(self, n: int, load_one: Callable[[int], np.ndarray], tower, desc: str,
                 unit: str, progress: bool | None = None):
         """Yields (positions, features, skipped) per batch of `batch_size` positions of 0..n-1."""
         bs = self.batch_size
@@ -279,12 +272,10 @@ class Encoder:
                     upcoming = ahead.submit(load_batch, start + bs)
                 values = None
                 if good:
-                    x = np.stack([r for _, r in good])
-                    if len(x) < bs:  # pad: one compiled shape for every batch
-                        x = np.concatenate([x, np.zeros((bs - len(x),) + x.shape[1:], x.dtype)])
+                    x = encode.pad_rows(np.stack([r for _, r in good]), bs)
                     # Dispatch is asynchronous: the device starts on this batch while the host
                     # copies out the previous one.
-                    values = encode(self.variables, jax.device_put(x, self._batch_sharding))
+                    values = tower(self.variables, jax.device_put(x, self._batch_sharding))
                 if in_flight is not None:
                     yield finish(in_flight)
                 in_flight = (count, [i for i, _ in good], values, bad)
