@@ -280,3 +280,23 @@ def test_logs_in_a_bucket_are_sent_at_checkpoints_not_at_every_step(bucket, monk
     resumed.write(6, {"train/loss": 0.1})
     resumed.close()
     assert steps() == [1, 2, 3, 4, 5, 6] and len(events()) == 2
+
+
+def test_wandb_with_a_bucket_workdir_keeps_its_files_in_a_local_folder(bucket, monkeypatch):
+    import sys
+
+    from remoteclip_jax.train import metrics
+    from tests.test_metrics import _FakeWandb
+
+    fake = _FakeWandb()
+    monkeypatch.setitem(sys.modules, "wandb", fake)
+    workdir = _fresh("wandb")
+    for step in (1, 2):  # a run and its resume
+        logger = metrics.MetricsLogger(workdir, wandb_project="rs")
+        folder = fake.inits[-1]["dir"]
+        assert os.path.isdir(folder) and not files.is_remote(folder)
+        logger.write(step, {"train/loss": 1.0})
+        logger.close()
+        assert not os.path.exists(folder)
+    assert fake.inits[0]["id"] == fake.inits[1]["id"]  # the run id is kept in the bucket
+    assert files.as_path(f"{workdir}/wandb_run_id").exists()

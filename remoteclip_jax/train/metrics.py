@@ -187,8 +187,12 @@ class WandbWriter:
         else:
             run_id = uuid.uuid4().hex[:12]
             id_file.write_text(run_id + "\n")
-        self._run = wandb.init(project=project, id=run_id, resume="allow", dir=str(workdir),
-                               name=workdir.name, config=dict(config or {}))
+        # wandb keeps its files in a local folder: a bucket workdir gets a temporary one.
+        self._local_dir = tempfile.mkdtemp(prefix="remoteclip-wandb-") \
+            if files.is_remote(workdir) else None
+        self._run = wandb.init(project=project, id=run_id, resume="allow",
+                               dir=self._local_dir or str(workdir), name=workdir.name,
+                               config=dict(config or {}))
 
     def scalars(self, step: int, values: Mapping[str, float]):
         finite = {k: float(v) for k, v in values.items()
@@ -201,6 +205,8 @@ class WandbWriter:
 
     def close(self):
         self._run.finish()
+        if self._local_dir is not None:
+            shutil.rmtree(self._local_dir, ignore_errors=True)
 
 
 # --- the run's metric log -----------------------------------------------------------------------
