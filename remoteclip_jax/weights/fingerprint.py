@@ -6,7 +6,9 @@ Different checkpoints differ in it in practice; equal weights always agree.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
+import os
 
 import jax
 import jax.numpy as jnp
@@ -27,7 +29,14 @@ def weights_fingerprint(variables) -> str:
 
 def file_fingerprint(path: str, chunk: int = 1 << 24) -> str:
     """16 hex digits of the SHA-256 of a file's bytes: a weights file's identity wherever it
-    lies or whatever it is called (about 1 s for a 600 MB checkpoint)."""
+    lies or whatever it is called (about 1 s for a 600 MB checkpoint; computed once per file
+    version in a process, as loading asks for it more than once)."""
+    stat = os.stat(path)
+    return _sha256(os.path.realpath(path), stat.st_size, stat.st_mtime_ns, chunk)
+
+
+@functools.lru_cache(maxsize=32)
+def _sha256(path: str, size: int, mtime_ns: int, chunk: int) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
         while block := f.read(chunk):
