@@ -125,10 +125,7 @@ def read_state_dict(path: str) -> dict[str, np.ndarray]:
         import torch  # noqa: F401
     except ImportError:
         from remoteclip_jax.weights import torch_pickle
-        try:
-            return normalize_state_dict(torch_pickle.load(path), path)
-        except WeightsError as e:
-            raise WeightsError(str(e)) from e
+        return normalize_state_dict(torch_pickle.load(path), path)
     return normalize_state_dict(_torch_load(path), path)
 
 
