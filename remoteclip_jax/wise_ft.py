@@ -130,8 +130,7 @@ def sweep(v0, v1, info, alphas, config, out: pathlib.Path) -> list[tuple[float, 
     evaluator = Evaluator(create_model(info.model), config, mesh, out)
     rows = []
     for alpha in alphas:
-        evaluator.out_dir = out / f"alpha_{alpha:g}"
-        metrics = evaluator(interpolate(v0, v1, alpha))
+        metrics = evaluator(interpolate(v0, v1, alpha), out_dir=out / f"alpha_{alpha:g}")
         rows.append((alpha, metrics))
         print(f"alpha {alpha:g}: " + ", ".join(f"{k[len('eval/'):]} {v:.2f}" for k, v in
                                              sorted(metrics.items()) if k.endswith(HEADLINE)),

@@ -96,8 +96,8 @@ def test_ema_evaluation_writes_beside_the_plain_one(tmp_path):
     class Recorder:
         out_dir = tmp_path / "eval"
 
-        def __call__(self, variables, step):
-            self.seen = (self.out_dir, variables, step)
+        def __call__(self, variables, step, out_dir=None):
+            self.seen = (out_dir or self.out_dir, variables, step)
             return {"eval/r/top1": 1.0}
 
     ev = Recorder()

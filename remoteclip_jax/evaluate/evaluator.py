@@ -164,9 +164,11 @@ class Evaluator:
         return np.concatenate(out) if out else np.zeros((0, self.model.embed_dim), np.float32)
 
     # -- one evaluation ------------------------------------------------------------------------
-    def __call__(self, variables, step: int | None = None) -> dict[str, float]:
-        """Evaluates every entry with `variables`; returns ``{"eval/<name>/<metric>": value}``."""
-        self.out_dir.mkdir(parents=True, exist_ok=True)
+    def __call__(self, variables, step: int | None = None, out_dir=None) -> dict[str, float]:
+        """Evaluates every entry with `variables`; returns ``{"eval/<name>/<metric>": value}``.
+        Results go to `out_dir` (default: WORKDIR/eval)."""
+        out_dir = as_path(out_dir) if out_dir is not None else self.out_dir
+        out_dir.mkdir(parents=True, exist_ok=True)
         results: dict[str, float] = {}
         details: dict = {"step": step, "datasets": {}, "errors": {}, "seconds": {}}
         curves: dict = {}
@@ -183,13 +185,13 @@ class Evaluator:
                 dataset = self._dataset(entry)
                 key = _spec_key(entry)
                 if key not in memo:
-                    memo[key] = self._cached(fingerprint, key, lambda: self.image_features(
-                        variables, dataset, f"{name} images"))
+                    memo[key] = self._cached(out_dir, fingerprint, key, lambda: (
+                        self.image_features(variables, dataset, f"{name} images")))
                 metrics, extra = task.run(self, variables, entry, prepared, memo[key])
             except UserError as e:
                 logging.error("eval %s (%s) skipped: %s", name, entry["task"], e)
                 details["errors"][name] = one_line(e)
-                report.write_results(self.out_dir, results, details, curves, self.model_name)
+                report.write_results(out_dir, results, details, curves, self.model_name)
                 continue
             details["seconds"][name] = round(time.perf_counter() - t0, 3)
             details["datasets"][name] = {"name": name, "task": entry["task"], "metrics": metrics,
@@ -197,17 +199,17 @@ class Evaluator:
             results.update({f"eval/{name}/{task.prefix}{m}": float(v) for m, v in metrics.items()})
             if "fewshot" in extra:
                 curves[name] = {int(k): v for k, v in extra["fewshot"].items()}
-            report.write_results(self.out_dir, results, details, curves, self.model_name)
-        report.append_history(self.out_dir, step, results)
+            report.write_results(out_dir, results, details, curves, self.model_name)
+        report.append_history(out_dir, step, results)
         if details["errors"] and self.raise_on_error:
             raise DataError("; ".join(f"{k}: {v}" for k, v in details["errors"].items()))
         return results
 
-    def _cached(self, fingerprint, key, compute) -> np.ndarray:
+    def _cached(self, out_dir, fingerprint, key, compute) -> np.ndarray:
         if fingerprint is None:
             return compute()
         digest = hashlib.sha1(f"{fingerprint}{key}{self.model.image_size}".encode()).hexdigest()[:20]
-        path = self.out_dir / "cache" / f"p{jax.process_index()}" / f"{digest}.npy"
+        path = out_dir / "cache" / f"p{jax.process_index()}" / f"{digest}.npy"
         if path.exists():
             with path.open("rb") as f:
                 return np.load(f)

@@ -76,12 +76,7 @@ def restore_or_init(checkpointer, step: int | None, variables: Any) -> Any:
 def evaluate(evaluator, variables: Any, step: int | None) -> dict:
     """Runs `evaluator` on the EMA `variables`: results in WORKDIR/eval_ema, metrics named
     ``eval_ema/<dataset>/<metric>`` (the same datasets, encoders and compiled programs)."""
-    main = evaluator.out_dir
-    evaluator.out_dir = main.parent / "eval_ema"
-    try:
-        metrics = evaluator(variables, step)
-    finally:
-        evaluator.out_dir = main
+    metrics = evaluator(variables, step, out_dir=evaluator.out_dir.parent / "eval_ema")
     return {k.replace("eval/", "eval_ema/", 1): v for k, v in metrics.items()}
 
 
