@@ -38,6 +38,7 @@ from remoteclip_jax.inference.zero_shot import class_classifier, classes_and_tem
 from remoteclip_jax.models.vit import DENSE_RECIPES
 
 NODATA = 255  # class-map cells without a label (as `classify`'s class map)
+SCENE_CHUNK_TILES = 256  # tiles read and encoded at a time by `segment_scene`
 
 
 def patch_labels(patch_features: np.ndarray, classifier: np.ndarray
@@ -131,14 +132,21 @@ def segment_scene(scene_path: str, classes=None, *, model, tile: int, dataset: s
     with Scene(scene_path, bands, scale) as scene:
         rows, cols = -(-scene.height // tile), -(-scene.width // tile)
         windows = [(r * tile, c * tile) for r in range(rows) for c in range(cols)]
-        chips, valid = zip(*(scene.read_window(r0, c0, tile, tile) for r0, c0 in windows))
-        tokens = encoder.patches(list(chips), dense, desc="tiles")
-        labels, _ = patch_labels(tokens, classifier)
+        # Chunks of whole batches: only one chunk's pixels and patch features are held at a time.
+        chunk = encoder.batch_size * max(1, SCENE_CHUNK_TILES // encoder.batch_size)
+        parts = []
+        for start in range(0, len(windows), chunk):
+            chips, valid = zip(*(scene.read_window(r0, c0, tile, tile)
+                                 for r0, c0 in windows[start:start + chunk]))
+            tokens = encoder.patches(list(chips), dense,
+                                     desc=f"tiles {start + 1}-{start + len(chips)}/{len(windows)}")
+            labels, _ = patch_labels(tokens, classifier)
+            # A cell is labelled when most of its pixels hold data.
+            covered = _cell_means(np.stack(valid), labels.shape[1])
+            parts.append(np.where(covered >= 0.5, labels, NODATA).astype(np.uint8))
+        labels = np.concatenate(parts)
         grid = labels.shape[1]
         cell = tile / grid
-        # A cell is labelled when most of its pixels hold data.
-        covered = _cell_means(np.stack(valid), grid)
-        labels = np.where(covered >= 0.5, labels, NODATA).astype(np.uint8)
         classmap = labels.reshape(rows, cols, grid, grid).transpose(0, 2, 1, 3).reshape(
             rows * grid, cols * grid)
         transform = scene.transform @ Affine.scale(cell)
