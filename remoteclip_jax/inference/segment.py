@@ -33,7 +33,7 @@ from remoteclip_jax.errors import ConfigError
 from remoteclip_jax.files import atomic_write, write_json
 from remoteclip_jax.inference.command_line import add_encoder_arguments, encoder_options
 from remoteclip_jax.inference.inputs import list_images
-from remoteclip_jax.inference.loading import load_model
+from remoteclip_jax.inference.loading import load_model, make_encoder
 from remoteclip_jax.inference.zero_shot import class_classifier, classes_and_templates
 from remoteclip_jax.models.vit import DENSE_RECIPES
 
@@ -55,13 +55,13 @@ def patch_labels(patch_features: np.ndarray, classifier: np.ndarray
 
 
 def _encoder(model, image_size, arch=None, **options):
-    from remoteclip_jax.inference.encoder import Encoder
-    from remoteclip_jax.models.clip import at_image_size
+    """`make_encoder`, with the model first resampled to `image_size` when one is given."""
+    if image_size and model is not None:
+        from remoteclip_jax.models.clip import at_image_size
 
-    module, variables = model if isinstance(model, tuple) else load_model(model, arch)
-    if image_size:
-        module, variables = at_image_size(module, variables, int(image_size))
-    return Encoder(module, variables, **options)
+        model = at_image_size(*(model if isinstance(model, tuple) else load_model(model, arch)),
+                              int(image_size))
+    return make_encoder(model, arch=arch, **options)
 
 
 def segment(images, classes=None, *, model, dataset: str = "", templates=None,
