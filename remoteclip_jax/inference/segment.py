@@ -31,7 +31,8 @@ import numpy as np
 
 from remoteclip_jax.errors import ConfigError
 from remoteclip_jax.files import atomic_write, write_json
-from remoteclip_jax.inference.command_line import add_encoder_arguments, encoder_options
+from remoteclip_jax.inference.command_line import (add_class_arguments, add_encoder_arguments,
+                                                   encoder_options)
 from remoteclip_jax.inference.inputs import list_images
 from remoteclip_jax.inference.loading import load_model, make_encoder
 from remoteclip_jax.inference.zero_shot import class_classifier, classes_and_templates
@@ -247,13 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("input", help="folder of images, .txt list of image paths, one image, "
                                       "or (with --tile) one GeoTIFF/COG scene")
     add_encoder_arguments(parser)
-    parser.add_argument("--classes", help='class names: "a,b,c", a file with one name per line, '
-                                          "or a folder whose sub-folders are the classes")
-    parser.add_argument("--dataset", default="", help="dataset preset for class names and "
-                                                      "templates, as `classify --dataset`")
-    parser.add_argument("--templates", default=None, help="as `classify --templates`")
-    parser.add_argument("--class-embedding", default="average", choices=("average", "openai"),
-                        help="as `classify --class-embedding`")
+    add_class_arguments(parser)
     parser.add_argument("--dense", default="value", choices=DENSE_RECIPES,
                         help="patch tokens: value (MaskCLIP's value path) or plain (last block)")
     parser.add_argument("--image-size", type=int, default=None,
