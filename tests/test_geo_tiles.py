@@ -106,3 +106,13 @@ def test_mostly_nodata_tiles_are_skipped_and_counted(tmp_path, shared_data):
     np.testing.assert_array_equal(chip[:, :30], np.broadcast_to(mean, (100, 30, 3)))
     np.testing.assert_array_equal(chip[:, 30:], source[:, 30:])
     assert batch.nodata_fractions[batch.indices.index(index)] == pytest.approx(0.3)
+
+
+def test_keep_tile_rule_at_its_edges():
+    from remoteclip_jax.geo.tiles import check_nodata_max_fraction, keep_tile
+
+    assert keep_tile(0.5, 0.5) and keep_tile(0.0, 0.0)     # at the threshold: kept
+    assert not keep_tile(0.51, 0.5)
+    assert not keep_tile(1.0, 1.0)                        # no data at all: never kept
+    with pytest.raises(UserError, match="nodata-max-fraction"):
+        check_nodata_max_fraction(1.5)

@@ -237,3 +237,21 @@ def test_tile_store_parquet_layout(tmp_path, dota):
     store = EmbeddingStore(str(tmp_path / "store"))
     assert store.features().shape == (4, 32) and store.metadata()["tile_id"][3] == "dota.tif:1:1"
     assert isinstance(store.metadata()["row_off"][3], int)  # typed columns
+
+
+def test_embed_scene_learns_the_width_of_skipped_shards_once(tmp_path):
+    data = np.full((3, 64, 64), 7, np.uint8)
+    data[:, :, :32] = 0                          # the left column of tiles has no data
+    path = gs.write_geotiff(tmp_path / "half.tif", data, nodata=0)
+    calls = []
+
+    def encode(chips):
+        calls.append(len(chips))
+        return np.ones((len(chips), 5), np.float32)
+
+    # One tile per shard, in row order: skipped, kept, skipped, kept.
+    embed_scene(path, encode, tmp_path / "store", tile=32, shard_tiles=1, metadata_format="jsonl",
+                progress=False)
+    assert calls == [1, 1, 1]                    # a zero tile for shard 0, then the two kept tiles
+    store = EmbeddingStore(str(tmp_path / "store"))
+    assert store.features().shape == (2, 5)

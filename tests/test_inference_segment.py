@@ -92,6 +92,25 @@ def test_scene_class_map_cells_sit_on_the_scene_grid(tmp_path):
     assert (tmp_path / "out" / "classmap.png").stat().st_size > 0
 
 
+def test_scene_read_in_chunks_gives_the_whole_scene_map(tmp_path, monkeypatch):
+    from remoteclip_jax.inference import segment as segment_module
+    from tests.helpers.geo import write_rgb
+
+    rasterio = pytest.importorskip("rasterio")
+    model, variables = tiny_model()
+    rgb = np.random.default_rng(5).integers(0, 256, (100, 150, 3), dtype=np.uint8)
+    scene = write_rgb(tmp_path / "scene.tif", rgb)                 # 2 x 3 tiles of 64 px
+    maps = []
+    for chunk in (1000, 1):                                         # one chunk; a chunk per batch
+        monkeypatch.setattr(segment_module, "SCENE_CHUNK_TILES", chunk)
+        out = tmp_path / f"out{chunk}"
+        segment_scene(scene, CLASSES, model=(model, variables), tile=64, templates=TEMPLATE,
+                      out_dir=str(out), batch_size=2, progress=False)
+        with rasterio.open(out / "classmap.tif") as src:
+            maps.append(src.read(1))
+    np.testing.assert_array_equal(maps[0], maps[1])
+
+
 def test_at_image_size_resamples_the_position_embedding_as_open_clip():
     from tests.helpers.openclip import build_openclip, open_clip, torch
 

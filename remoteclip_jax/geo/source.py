@@ -18,7 +18,8 @@ from typing import Any, Sequence
 from remoteclip_jax.data import sources
 from remoteclip_jax.errors import ConfigError
 from remoteclip_jax.geo.raster import Scene
-from remoteclip_jax.geo.tiles import TileGrid, iter_tile_batches, read_tile, tile_id
+from remoteclip_jax.geo.tiles import (TileGrid, check_nodata_max_fraction, keep_tile, read_tile,
+                                      tile_id)
 
 
 class SceneTileSource:
@@ -59,10 +60,10 @@ class SceneTileSource:
                 self._grids.append(grid)
                 if nodata_max_fraction is None:
                     self._tiles.append(range(len(grid)))
-                else:  # the pass the scene commands make: same reader, same skip rule
-                    self._tiles.append([i for batch in iter_tile_batches(
-                        scene, grid, nodata_max_fraction=nodata_max_fraction, chip_size=8)
-                        for i in batch.indices])
+                else:  # the scene commands' skip rule, on each tile's validity mask
+                    check_nodata_max_fraction(nodata_max_fraction)
+                    self._tiles.append([i for i in range(len(grid)) if keep_tile(
+                        _nodata_fraction(scene, grid, i), nodata_max_fraction)])
         self._offsets = [0]
         for tiles in self._tiles:
             self._offsets.append(self._offsets[-1] + len(tiles))
@@ -105,6 +106,12 @@ class SceneTileSource:
         for scene in self._open.values():
             scene.close()
         self._open = {}
+
+
+def _nodata_fraction(scene: Scene, grid: TileGrid, index: int) -> float:
+    """A tile's nodata share as `read_tile` measures it, without filling or resizing a chip."""
+    _, valid = scene.read_window(*grid.window(index))
+    return 1.0 - float(valid.mean())
 
 
 def _build(spec: dict[str, Any]) -> SceneTileSource:

@@ -213,6 +213,18 @@ def fill_nodata(rgb: np.ndarray, valid: np.ndarray, fill: str) -> np.ndarray:
     return np.where(valid[..., None], rgb, mean)
 
 
+def check_nodata_max_fraction(max_fraction: float) -> None:
+    """Raises ConfigError unless the nodata threshold lies in 0..1."""
+    if not 0.0 <= max_fraction <= 1.0:
+        raise ConfigError(f"--nodata-max-fraction {max_fraction}: must lie in 0..1")
+
+
+def keep_tile(nodata_fraction: float, max_fraction: float) -> bool:
+    """Whether a tile with this nodata share (padding past the scene edge included) is used."""
+    # A tile with no data at all is never worth embedding, whatever the threshold.
+    return not (nodata_fraction > max_fraction or nodata_fraction >= 1.0)
+
+
 def read_tile(scene, grid: TileGrid, index: int, fill: str = "zero",
               chip_size: int | None = None) -> tuple[np.ndarray, float]:
     """One tile's chip (``uint8 (h, w, 3)``, nodata filled) and its nodata fraction."""
@@ -246,20 +258,18 @@ def iter_tile_batches(scene, grid: TileGrid, batch_size: int = 64, *,
     """
     if batch_size < 1:
         raise ConfigError(f"--batch-size {batch_size}: must be at least 1")
-    if not 0.0 <= nodata_max_fraction <= 1.0:
-        raise ConfigError(f"--nodata-max-fraction {nodata_max_fraction}: must lie in 0..1")
+    check_nodata_max_fraction(nodata_max_fraction)
     order = range(len(grid)) if indices is None else indices
     kept, chips, fractions, skipped, skipped_fractions = [], [], [], [], []
     for index in order:
         chip, fraction = read_tile(scene, grid, index, fill, chip_size)
-        # A tile with no data at all is never worth embedding, whatever the threshold.
-        if fraction > nodata_max_fraction or fraction >= 1.0:
-            skipped.append(index)
-            skipped_fractions.append(fraction)
-        else:
+        if keep_tile(fraction, nodata_max_fraction):
             kept.append(index)
             chips.append(chip)
             fractions.append(fraction)
+        else:
+            skipped.append(index)
+            skipped_fractions.append(fraction)
         if progress is not None:
             progress.update(1)
         if len(kept) == batch_size:

@@ -325,11 +325,13 @@ def embed_scene(scene_path: str | os.PathLike, encode_chips: EncodeChips, out_di
         todo = [k for k in range(num_shards) if not writer.is_done(k)]
         resumed = sum(min(shard_tiles, len(run.grid) - k * shard_tiles)
                       for k in range(num_shards) if k not in todo)
+        width = None  # the embedding width, for shards whose tiles are all skipped
         for k in todo:
             embeddings, rows = [], []
             for batch in run.batches(range(k * shard_tiles, min((k + 1) * shard_tiles, len(run.grid)))):
                 if batch.indices:
                     embeddings.append(_encode(encode_chips, batch.chips))
+                    width = embeddings[-1].shape[1]
                 for index, fraction in zip(batch.indices, batch.nodata_fractions):
                     props, ring = _tile_record(run.scene, run.grid, index)
                     xs, ys = [p[0] for p in ring], [p[1] for p in ring]
@@ -337,9 +339,11 @@ def embed_scene(scene_path: str | os.PathLike, encode_chips: EncodeChips, out_di
                                  "row": props["row"], "col": props["col"], **props["window"],
                                  "minx": min(xs), "miny": min(ys), "maxx": max(xs), "maxy": max(ys),
                                  "footprint_wkt": _wkt(ring), "nodata_fraction": round(fraction, 6)})
-            if not embeddings:  # every tile of the shard skipped: learn the width once
-                embeddings = [np.zeros((0, _encode(encode_chips, np.zeros(
-                    (1, run.grid.tile_h, run.grid.tile_w, 3), np.uint8)).shape[1]), np.float32)]
+            if not embeddings:  # every tile of the shard skipped
+                if width is None:  # nothing encoded yet: learn the width once, from a zero tile
+                    width = _encode(encode_chips, np.zeros(
+                        (1, run.grid.tile_h, run.grid.tile_w, 3), np.uint8)).shape[1]
+                embeddings = [np.zeros((0, width), np.float32)]
             columns = {key: [r[key] for r in rows] for key in (rows[0] if rows else ())}
             writer.write_shard(k, {"image": np.concatenate(embeddings)}, {"image": columns})
         writer.finish()

@@ -1,4 +1,5 @@
-"""Pieces the inference commands share: model/encoder and tiling flags, the skipped-image report."""
+"""Pieces the inference commands share: model/encoder, class and tiling flags, the skipped-image
+report."""
 from __future__ import annotations
 
 import argparse
@@ -40,6 +41,28 @@ def encoder_options(args) -> dict:
     """`Encoder` keyword arguments from `add_encoder_arguments`' flags."""
     return {"arch": args.arch, "batch_size": args.batch_size, "dtype": args.dtype,
             "num_workers": args.workers}
+
+
+def add_class_arguments(parser: argparse.ArgumentParser) -> None:
+    """--classes, --dataset, --templates, --class-embedding: the zero-shot classes."""
+    from remoteclip_jax.prompts import CLASS_EMBEDDINGS
+
+    parser.add_argument("--classes", help='class names: "a,b,c", a file with one name per line, '
+                                          "or a folder whose sub-folders are the classes")
+    parser.add_argument("--dataset", default="",
+                        help="scene dataset preset (aid, eurosat, resisc45, ucm, whurs19, rsc11, "
+                             "siriwhu, optimal31, patternnet, mlrsnet, rs2800, rsicb128, "
+                             "rsicb256): its class list when --classes is not given, its prompt "
+                             "names and template set")
+    parser.add_argument("--templates", default=None,
+                        help='paper | remoteclip | georsclip, a template such as "a photo of {}." '
+                             "({} is where the class name goes), or a file with one template per "
+                             "line (default: remoteclip with --dataset, else paper: \"a satellite "
+                             "photo of {}.\")")
+    parser.add_argument("--class-embedding", choices=CLASS_EMBEDDINGS, default="average",
+                        help="average: average the prompts' raw features, normalise (RemoteCLIP's "
+                             "evaluation, as `remoteclip-jax eval`); openai: normalise each "
+                             "prompt's feature first")
 
 
 def add_tiling_arguments(parser: argparse.ArgumentParser, outputs: str) -> None:

@@ -31,13 +31,15 @@ import numpy as np
 
 from remoteclip_jax.errors import ConfigError
 from remoteclip_jax.files import atomic_write, write_json
-from remoteclip_jax.inference.command_line import add_encoder_arguments, encoder_options
+from remoteclip_jax.inference.command_line import (add_class_arguments, add_encoder_arguments,
+                                                   encoder_options)
 from remoteclip_jax.inference.inputs import list_images
-from remoteclip_jax.inference.loading import load_model
+from remoteclip_jax.inference.loading import load_model, make_encoder
 from remoteclip_jax.inference.zero_shot import class_classifier, classes_and_templates
 from remoteclip_jax.models.vit import DENSE_RECIPES
 
 NODATA = 255  # class-map cells without a label (as `classify`'s class map)
+SCENE_CHUNK_TILES = 256  # tiles read and encoded at a time by `segment_scene`
 
 
 def patch_labels(patch_features: np.ndarray, classifier: np.ndarray
@@ -54,13 +56,13 @@ def patch_labels(patch_features: np.ndarray, classifier: np.ndarray
 
 
 def _encoder(model, image_size, arch=None, **options):
-    from remoteclip_jax.inference.encoder import Encoder
-    from remoteclip_jax.models.clip import at_image_size
+    """`make_encoder`, with the model first resampled to `image_size` when one is given."""
+    if image_size and model is not None:
+        from remoteclip_jax.models.clip import at_image_size
 
-    module, variables = model if isinstance(model, tuple) else load_model(model, arch)
-    if image_size:
-        module, variables = at_image_size(module, variables, int(image_size))
-    return Encoder(module, variables, **options)
+        model = at_image_size(*(model if isinstance(model, tuple) else load_model(model, arch)),
+                              int(image_size))
+    return make_encoder(model, arch=arch, **options)
 
 
 def segment(images, classes=None, *, model, dataset: str = "", templates=None,
@@ -131,14 +133,21 @@ def segment_scene(scene_path: str, classes=None, *, model, tile: int, dataset: s
     with Scene(scene_path, bands, scale) as scene:
         rows, cols = -(-scene.height // tile), -(-scene.width // tile)
         windows = [(r * tile, c * tile) for r in range(rows) for c in range(cols)]
-        chips, valid = zip(*(scene.read_window(r0, c0, tile, tile) for r0, c0 in windows))
-        tokens = encoder.patches(list(chips), dense, desc="tiles")
-        labels, _ = patch_labels(tokens, classifier)
+        # Chunks of whole batches: only one chunk's pixels and patch features are held at a time.
+        chunk = encoder.batch_size * max(1, SCENE_CHUNK_TILES // encoder.batch_size)
+        parts = []
+        for start in range(0, len(windows), chunk):
+            chips, valid = zip(*(scene.read_window(r0, c0, tile, tile)
+                                 for r0, c0 in windows[start:start + chunk]))
+            tokens = encoder.patches(list(chips), dense,
+                                     desc=f"tiles {start + 1}-{start + len(chips)}/{len(windows)}")
+            labels, _ = patch_labels(tokens, classifier)
+            # A cell is labelled when most of its pixels hold data.
+            covered = _cell_means(np.stack(valid), labels.shape[1])
+            parts.append(np.where(covered >= 0.5, labels, NODATA).astype(np.uint8))
+        labels = np.concatenate(parts)
         grid = labels.shape[1]
         cell = tile / grid
-        # A cell is labelled when most of its pixels hold data.
-        covered = _cell_means(np.stack(valid), grid)
-        labels = np.where(covered >= 0.5, labels, NODATA).astype(np.uint8)
         classmap = labels.reshape(rows, cols, grid, grid).transpose(0, 2, 1, 3).reshape(
             rows * grid, cols * grid)
         transform = scene.transform @ Affine.scale(cell)
@@ -239,13 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("input", help="folder of images, .txt list of image paths, one image, "
                                       "or (with --tile) one GeoTIFF/COG scene")
     add_encoder_arguments(parser)
-    parser.add_argument("--classes", help='class names: "a,b,c", a file with one name per line, '
-                                          "or a folder whose sub-folders are the classes")
-    parser.add_argument("--dataset", default="", help="dataset preset for class names and "
-                                                      "templates, as `classify --dataset`")
-    parser.add_argument("--templates", default=None, help="as `classify --templates`")
-    parser.add_argument("--class-embedding", default="average", choices=("average", "openai"),
-                        help="as `classify --class-embedding`")
+    add_class_arguments(parser)
     parser.add_argument("--dense", default="value", choices=DENSE_RECIPES,
                         help="patch tokens: value (MaskCLIP's value path) or plain (last block)")
     parser.add_argument("--image-size", type=int, default=None,

@@ -272,22 +272,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "OUT/confusion.csv written.")
     parser.add_argument("input", help=command_line.SOURCE_HELP)
     command_line.add_encoder_arguments(parser)
-    parser.add_argument("--classes", help='class names: "a,b,c", a file with one name per line, '
-                                          "or a folder whose sub-folders are the classes")
-    parser.add_argument("--dataset", default="",
-                        help="scene dataset preset (aid, eurosat, resisc45, ucm, whurs19, rsc11, "
-                             "siriwhu, optimal31, patternnet, mlrsnet, rs2800, rsicb128, "
-                             "rsicb256): its class list when --classes is not given, its prompt "
-                             "names and template set")
-    parser.add_argument("--templates", default=None,
-                        help='paper | remoteclip | georsclip, a template such as "a photo of {}." '
-                             "({} is where the class name goes), or a file with one template per "
-                             "line (default: remoteclip with --dataset, else paper: \"a satellite "
-                             "photo of {}.\")")
-    parser.add_argument("--class-embedding", choices=CLASS_EMBEDDINGS, default="average",
-                        help="average: average the prompts' raw features, normalise (RemoteCLIP's "
-                             "evaluation, as `remoteclip-jax eval`); openai: normalise each "
-                             "prompt's feature first")
+    command_line.add_class_arguments(parser)
     parser.add_argument("--top-k", type=int, default=DEFAULT_TOP_K,
                         help="alternatives per image (columns label_2, score_2, ...)")
     parser.add_argument("--out", default=".", help="output folder (predictions.csv is written there)")
