@@ -291,7 +291,8 @@ def dataset_key(dataset: str) -> str:
     return DATASET_ALIASES.get(key, key)
 
 
-def _squash(raw: str) -> str:
+def squash(raw: str) -> str:
+    """A class name with case, spaces, _, - and / ignored, for matching spellings."""
     return re.sub(r"[\s_\-/]+", "", raw).lower()
 
 
@@ -306,9 +307,9 @@ def table_name(raw: str, dataset: str = "") -> str | None:
     raw = FOLDER_ALIASES.get(key, {}).get(raw, raw)
     if raw in table:
         return table[raw]
-    squashed = _squash(raw)
+    squashed = squash(raw)
     for name, value in table.items():
-        if _squash(name) == squashed:
+        if squash(name) == squashed:
             return value
     return None
 

@@ -14,7 +14,6 @@ import argparse
 import csv
 import dataclasses
 import os
-import re
 import sys
 import time
 from typing import Sequence
@@ -183,13 +182,12 @@ def classify(images, classes=None, *, model=None, encoder=None, dataset: str = "
 
 def _truth(items, class_names: Sequence[str]) -> list[str] | None:
     """The true class of each item, when every item names one of `class_names`: its label
-    (``image_folder:``), else its folder's name, matched ignoring case, spaces, - and _
+    (``image_folder:``), else its folder's name, matched ignoring case, spaces, -, _ and /
     (folder ``StorageTanks`` is class "storage tanks"); None otherwise."""
-    def key(name: str) -> str:
-        return re.sub(r"[\s_-]", "", name).lower()
+    from remoteclip_jax.data.classnames import squash
 
-    by_key = {key(name): name for name in class_names}
-    named = [by_key.get(key(im.label or os.path.basename(os.path.dirname(im.path))))
+    by_key = {squash(name): name for name in class_names}
+    named = [by_key.get(squash(im.label or os.path.basename(os.path.dirname(im.path))))
              for im in items]
     return named if all(named) else None
 
