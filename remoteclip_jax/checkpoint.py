@@ -21,6 +21,7 @@ import sys
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import orbax.checkpoint as ocp
 from absl import logging
 from etils import epath
@@ -375,12 +376,14 @@ class Checkpointer:
                 f"{self.damaged_directory} and {then}.") from e
         return restored[STATE_ITEM], (restored[DATA_ITEM] if with_data else None)
 
-    def restore_ema(self, step: int, abstract_ema: Any) -> Any:
-        """The EMA saved with checkpoint `step`, laid out like `abstract_ema` (see `restore`), or
-        None when the step has none (saved with EMA off)."""
+    def restore_ema(self, step: int, like: Any) -> Any:
+        """The EMA saved with checkpoint `step`, in float32 with the shapes and shardings of the
+        variables `like` (arrays or their abstract shapes; nothing is copied), or None when the
+        step has none (saved with EMA off)."""
         if not (self._step_dir(step) / EMA_ITEM).is_dir():
             return None
-        abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, abstract_ema)
+        abstract = jax.tree.map(
+            lambda x: ocp.utils.to_shape_dtype_struct(x, dtype=jnp.float32), like)
         restored = self._manager.restore(
             step, args=ocp.args.Composite(**{EMA_ITEM: ocp.args.StandardRestore(abstract)}))
         return restored[EMA_ITEM]

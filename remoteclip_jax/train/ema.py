@@ -62,15 +62,11 @@ def make_update(config: Any):
 def restore_or_init(checkpointer, step: int | None, variables: Any) -> Any:
     """The EMA saved with checkpoint `step`, or, when there is none (a fresh run, or EMA turned
     on for a workdir that trained without it), `init(variables)`."""
-    start = init(variables)
-    if step is None:
-        return start
-    restored = checkpointer.restore_ema(step, start)
-    if restored is None:
+    restored = None if step is None else checkpointer.restore_ema(step, variables)
+    if restored is None and step is not None:
         logging.warning("checkpoint step %d holds no EMA of the weights; the EMA starts from "
                         "that step's weights", step)
-        return start
-    return restored
+    return init(variables) if restored is None else restored
 
 
 def evaluate(evaluator, variables: Any, step: int | None) -> dict:
@@ -83,7 +79,7 @@ def evaluate(evaluator, variables: Any, step: int | None) -> dict:
 def saved(checkpointer, step: int | None, variables: Any) -> Any:
     """The EMA saved with checkpoint `step` (laid out like `variables`), for evaluation and
     export; refuses one that has none."""
-    restored = None if step is None else checkpointer.restore_ema(step, init(variables))
+    restored = None if step is None else checkpointer.restore_ema(step, variables)
     if restored is None:
         where = (f"checkpoint step {step} in {checkpointer.directory}" if step is not None
                  else "config.init_from (no checkpoint)")
