@@ -21,6 +21,7 @@ from remoteclip_jax.errors import ConfigError, WeightsError
 from remoteclip_jax.models import clip as clip_lib
 from remoteclip_jax.train import optim as optim_lib
 from remoteclip_jax.train import sharding as sharding_lib
+from remoteclip_jax.weights.trees import differences, leaf_shapes
 
 # SigLIP's init, as open_clip's `--siglip` sets it: `init_logit_scale=ln 10`, `init_logit_bias=-10`.
 SIGLIP_INIT_LOGIT_SCALE = math.log(10.0)
@@ -101,12 +102,8 @@ def _dummy_inputs(model: Any) -> tuple[jax.Array, jax.Array]:
 
 
 def _check_tree(given: Any, expected: Any, what: str) -> None:
-    got = {jax.tree_util.keystr(p): x.shape for p, x in jax.tree_util.tree_leaves_with_path(given)}
-    want = {jax.tree_util.keystr(p): x.shape
-            for p, x in jax.tree_util.tree_leaves_with_path(expected)}
-    missing = sorted(set(want) - set(got))
-    extra = sorted(set(got) - set(want))
-    wrong = sorted(k for k in set(want) & set(got) if tuple(want[k]) != tuple(got[k]))
+    got, want = leaf_shapes(given), leaf_shapes(expected)
+    missing, extra, wrong = differences(got, want)
     if missing or extra or wrong:
         parts = []
         if missing:
@@ -114,7 +111,7 @@ def _check_tree(given: Any, expected: Any, what: str) -> None:
         if extra:
             parts.append(f"unexpected {extra[:3]}")
         if wrong:
-            parts.append("shape " + ", ".join(f"{k} {tuple(got[k])} != {tuple(want[k])}"
+            parts.append("shape " + ", ".join(f"{k} {got[k]} != {want[k]}"
                                               for k in wrong[:3]))
         raise WeightsError(f"init variables ({what}) do not fit config.model: "
                                  + "; ".join(parts))

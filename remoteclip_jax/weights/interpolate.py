@@ -13,6 +13,7 @@ import jax
 import numpy as np
 
 from remoteclip_jax.errors import WeightsError
+from remoteclip_jax.weights.trees import differences, leaf_shapes
 
 
 def _flat(variables: Mapping) -> dict[str, Any]:
@@ -34,13 +35,12 @@ def interpolate(zero_shot: Mapping, finetuned: Mapping, alpha: float) -> Any:
     Raises:
         WeightsError: the trees differ in entries or shapes (naming the first few).
     """
-    a, b = _flat(zero_shot), _flat(finetuned)
-    missing, extra = sorted(set(a) - set(b)), sorted(set(b) - set(a))
-    shapes = sorted(k for k in set(a) & set(b) if np.shape(a[k]) != np.shape(b[k]))
+    a, b = leaf_shapes(zero_shot), leaf_shapes(finetuned)
+    missing, extra, shapes = differences(b, a)
     if missing or extra or shapes:
         parts = [f"only in the zero-shot model: {missing[:3]}" if missing else "",
                  f"only in the fine-tuned model: {extra[:3]}" if extra else "",
-                 "different shapes: " + ", ".join(f"{k} {np.shape(a[k])} vs {np.shape(b[k])}"
+                 "different shapes: " + ", ".join(f"{k} {a[k]} vs {b[k]}"
                                                   for k in shapes[:3]) if shapes else ""]
         raise WeightsError("the two models' weights do not match entry by entry ("
                                  + "; ".join(p for p in parts if p) + "); WiSE-FT needs one "
@@ -52,5 +52,6 @@ def interpolate(zero_shot: Mapping, finetuned: Mapping, alpha: float) -> Any:
         return mixed.astype(x.dtype)
 
     paths, treedef = jax.tree_util.tree_flatten_with_path(zero_shot)
+    tuned = _flat(finetuned)
     return jax.tree_util.tree_unflatten(
-        treedef, [mix(x, b[jax.tree_util.keystr(p)]) for p, x in paths])
+        treedef, [mix(x, tuned[jax.tree_util.keystr(p)]) for p, x in paths])

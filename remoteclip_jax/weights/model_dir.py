@@ -22,6 +22,7 @@ from remoteclip_jax.errors import WeightsError
 from remoteclip_jax.weights import hf, hub
 from remoteclip_jax.weights.model_info import FILE_NAME as INFO_NAME
 from remoteclip_jax.weights.model_info import ModelInfo, source_record
+from remoteclip_jax.weights.trees import differences, leaf_shapes
 
 VARIABLES_DIR = "variables"
 FORMATS = ("hf", "open_clip", "orbax")
@@ -90,8 +91,8 @@ def load_orbax(directory: str) -> tuple[dict, ModelInfo]:
         # Compare shapes first: orbax reports a mismatch as a page of traceback.
         stored = getattr(ckptr.metadata(path), "item_metadata", None)
         if stored is not None:
-            have, want = (_shapes(tree) for tree in (stored, target))
-            wrong = [k for k in sorted(set(have) | set(want)) if have.get(k) != want.get(k)]
+            have, want = leaf_shapes(stored), leaf_shapes(target)
+            wrong = sorted(set().union(*differences(have, want)))
             if wrong:
                 raise WeightsError(
                     f"{directory}: {INFO_NAME} names {info.display_name}, but {VARIABLES_DIR}/ "
@@ -100,13 +101,6 @@ def load_orbax(directory: str) -> tuple[dict, ModelInfo]:
                     f"fix {INFO_NAME} or import the weights again (remoteclip-jax import-weights)")
         variables = ckptr.restore(path, target)
     return jax.device_get(variables), info
-
-
-def _shapes(tree) -> dict[str, tuple]:
-    import jax
-
-    return {jax.tree_util.keystr(path): tuple(leaf.shape)
-            for path, leaf in jax.tree_util.tree_leaves_with_path(tree)}
 
 
 # ---------------------------------------------------------------------------------------------
