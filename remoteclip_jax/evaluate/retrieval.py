@@ -326,28 +326,34 @@ TIES_KEY = {"ties": "expected"}
 
 
 def _prepare(entry, ds, tokenize) -> dict:
+    """What every evaluation of the entry reuses: tokens, the caption -> image index, the caption
+    keys and, under ties "index", the reference's load order (computed once, not per run)."""
     captions, t2i = [], []
     for i, caps in enumerate(ds.captions):
         captions += caps
         t2i += [i] * len(caps)
     if not captions:
         raise DataError(f"{ds.name}: no captions to retrieve")
-    # File names, for the reference's image order under ties "index".
-    names = [os.path.basename(k) for k in ds.keys]
-    return {"tokens": tokenize(captions), "t2i": np.asarray(t2i), "names": names}
+    tokens, t2i = tokenize(captions), np.asarray(t2i)
+    # Captions with the same tokens (UCM and Sydney repeat many; case is lost in tokenising)
+    # share one embedding, so they tie exactly.
+    keys = [row.tobytes() for row in tokens]
+    prep = {"tokens": tokens, "t2i": t2i, "keys": keys, "order": None}
+    if entry["ties"] == "index":  # lowest index first: rank in the reference's load order
+        image_order, caption_order = reference_order([os.path.basename(k) for k in ds.keys], t2i)
+        prep.update(order=(image_order, caption_order),
+                    t2i=np.argsort(image_order)[t2i[caption_order]],
+                    keys=[keys[i] for i in caption_order])
+    return prep
 
 
 def _run(ev, variables, entry, prep, image_features):
-    text, t2i = ev.text_features(variables, prep["tokens"]), prep["t2i"]
-    # Captions with the same tokens (UCM and Sydney repeat many; case is lost in tokenising)
-    # share one embedding, so they tie exactly.
-    keys = [row.tobytes() for row in prep["tokens"]]
-    if entry["ties"] == "index":  # lowest index first: rank in the reference's load order
-        image_order, caption_order = reference_order(prep["names"], t2i)
-        rank = np.argsort(image_order)
+    text = ev.text_features(variables, prep["tokens"])
+    if prep["order"] is not None:
+        image_order, caption_order = prep["order"]
         image_features, text = image_features[image_order], text[caption_order]
-        t2i, keys = rank[t2i[caption_order]], [keys[i] for i in caption_order]
-    return retrieval_report(image_features, text, t2i, ties=entry["ties"], caption_keys=keys)
+    return retrieval_report(image_features, text, prep["t2i"], ties=entry["ties"],
+                            caption_keys=prep["keys"])
 
 
 TASKS = [Task("retrieval", TIES_KEY, _prepare, _run, choices={"ties": TIE_RULES})]
